@@ -1,0 +1,85 @@
+/*
+ * shed: a small-object allocator that gives memory back to the kernel.
+ *
+ * Blocks of 1..512 bytes come from one-page pools; a pool whose blocks are
+ * all free is returned to the kernel with madvise(2).  Larger requests and
+ * stronger alignments go to the system allocator.  See shed(7).
+ */
+#ifndef SHED_H
+#define SHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHED_VERSION_MAJOR 0
+#define SHED_VERSION_MINOR 1
+#define SHED_VERSION_PATCH 0
+
+/* Blocks up to SHED_MAX_BLOCK bytes are served from pools, in
+ * SHED_NUM_CLASSES size classes of SHED_CLASS_STEP bytes each. */
+#define SHED_MAX_BLOCK   512
+#define SHED_CLASS_STEP  16
+#define SHED_NUM_CLASSES (SHED_MAX_BLOCK / SHED_CLASS_STEP)
+
+/* Allocation: the same contracts as malloc(3) and friends.  Failures return
+ * NULL with errno set to ENOMEM (EINVAL for a bad alignment). */
+void  *shed_malloc(size_t size);
+void  *shed_calloc(size_t nmemb, size_t size);
+void  *shed_realloc(void *ptr, size_t size);
+void  *shed_aligned_alloc(size_t alignment, size_t size);
+void   shed_free(void *ptr);
+size_t shed_usable_size(const void *ptr);
+
+/* Release every fully free pool to the kernel now; returns bytes released. */
+size_t shed_trim(void);
+
+/* Set configuration from code, with the syntax of SHED_CONF:
+ * "key=value[,key=value...]".  Returns 0, or -1 with errno = EINVAL when an
+ * item is unknown or malformed (the valid items are still applied). */
+int shed_config(const char *settings);
+
+struct shed_class_stats {
+    size_t block_size;      /* bytes per block of this class */
+    size_t blocks_in_use;   /* blocks handed out and not yet freed */
+    size_t bytes_in_use;    /* blocks_in_use * block_size */
+    size_t pools_in_use;    /* pools holding blocks of this class */
+};
+
+struct shed_stats {
+    struct shed_class_stats classes[SHED_NUM_CLASSES];
+    size_t blocks_in_use;       /* sums over the classes */
+    size_t bytes_in_use;
+    size_t pools_in_use;        /* pools assigned to a size class */
+    size_t pools_dirty;         /* free pools whose page is still resident */
+    size_t pools_releasing;     /* free pools claimed by the releaser now */
+    size_t pools_released;      /* free pools given back (or never touched) */
+    size_t arenas;              /* arenas carved from the region */
+    size_t pool_size;           /* bytes per pool: the page size */
+    size_t bytes_reserved;      /* address space of the heap region */
+    size_t bytes_mapped;        /* address space of the arenas carved so far */
+    size_t bytes_resident;      /* pages of the arenas now in memory */
+    uint64_t release_syscalls;  /* madvise/process_madvise/io_uring calls */
+    uint64_t release_batches;   /* release passes that advised something */
+    uint64_t release_ranges;    /* runs of adjacent pools advised */
+    uint64_t pages_released;    /* pools given back to the kernel */
+    uint64_t release_failures;  /* release calls that failed */
+    uint64_t release_ns;        /* time spent inside release calls */
+    uint64_t pools_reused_dirty;/* free pools reused before release */
+    uint64_t large_allocs;      /* requests passed to the system allocator */
+    uint64_t errors;            /* bad pointers reported */
+};
+
+/* Fill *st; returns 0, or -1 with errno = EINVAL when st is NULL. */
+int  shed_stats(struct shed_stats *st);
+/* Print the statistics in a human-readable table. */
+void shed_stats_print(FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHED_H */
