@@ -1,0 +1,179 @@
+/*
+ * Allocation entry points.  The fast path: the thread's current pool for the
+ * class has a free block (a load, a count-trailing-zeros, a store).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <string.h>
+
+#include "shed_impl.h"
+#include "vg.h"
+
+static void *large_alloc(size_t size)
+{
+    ADD(g.c.large, 1);
+    return __libc_malloc(size);       /* sets errno on failure */
+}
+
+/* A block of class cls; req is the size the caller asked for (for memcheck). */
+static void *alloc_class(unsigned cls, size_t req)
+{
+    struct theap *th = tls_heap;
+    void *b;
+    if (likely(th != NULL)) {
+        struct pool *p = th->cur[cls];
+        if (likely(p != NULL) && likely((b = pool_take(p)) != NULL))
+            goto done;
+    } else if (!(th = theap_get())) {
+        return large_alloc(req);      /* no region: the system serves all */
+    }
+    if (!(b = theap_alloc_slow(th, cls)))
+        return large_alloc(req);      /* region exhausted */
+done:
+    BUMP(th->nalloc[cls], 1);
+    VG(VALGRIND_MALLOCLIKE_BLOCK(b, req, 0, 0));
+    return b;
+}
+
+void *shed_malloc_impl(size_t size)
+{
+    if (likely(size <= SHED_MAX_BLOCK))
+        return alloc_class(size ? size_class(size) : 0, size);
+    return large_alloc(size);
+}
+
+EXPORT void *shed_malloc(size_t size)
+{
+    return shed_malloc_impl(size);
+}
+
+EXPORT void *shed_calloc(size_t nmemb, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total > SHED_MAX_BLOCK)
+        return __libc_calloc(total, 1);
+    void *b = shed_malloc_impl(total);
+    if (b)
+        memset(b, 0, total);
+    return b;
+}
+
+void *shed_aligned_impl(size_t align, size_t size)
+{
+    if (align == 0 || (align & (align - 1))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (align <= SHED_CLASS_STEP)
+        return shed_malloc_impl(size);
+    /* A class whose size is a multiple of align has every block aligned. */
+    if (align <= SHED_MAX_BLOCK && size <= SHED_MAX_BLOCK) {
+        size_t rounded = (size + align - 1) & ~(align - 1);
+        if (rounded <= SHED_MAX_BLOCK)
+            return alloc_class(size_class(rounded ? rounded : align), size);
+    }
+    ADD(g.c.large, 1);
+    return __libc_memalign(align, size);
+}
+
+EXPORT void *shed_aligned_alloc(size_t alignment, size_t size)
+{
+    return shed_aligned_impl(alignment, size);
+}
+
+/* Usable size of a block of the system allocator. */
+size_t sys_usable_size(void *ptr)
+{
+#ifdef SHED_PRELOAD
+    /* Our own malloc_usable_size is the one the program sees: ask glibc's. */
+    static size_t (*fn)(void *);
+    if (!fn)
+        fn = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    return fn ? fn(ptr) : 0;
+#else
+    return malloc_usable_size(ptr);
+#endif
+}
+
+/* The usable size of a live shed block, 0 after reporting a bad pointer. */
+static size_t block_size(const void *ptr, const char *call)
+{
+    struct pool *p;
+    size_t idx;
+    unsigned size;
+    int err = block_locate(ptr, &p, &idx, &size);
+    if (err < 0 && block_is_free(p, idx))
+        err = E_DOUBLE;
+    if (unlikely(err >= 0)) {
+        shed_error(err, ptr, call);
+        return 0;
+    }
+    return size;
+}
+
+size_t shed_usable_impl(const void *ptr, const char *call)
+{
+    if (!ptr)
+        return 0;
+    if (!in_region(ptr))
+        return sys_usable_size((void *)ptr);
+    return block_size(ptr, call);
+}
+
+EXPORT size_t shed_usable_size(const void *ptr)
+{
+    return shed_usable_impl(ptr, "shed_usable_size");
+}
+
+/* Bytes of a block that hold data: under memcheck, up to the first byte the
+ * caller did not ask for (copying the rest would be reported as ours). */
+static size_t data_len(void *ptr, size_t usable)
+{
+    if (!g.valgrind)
+        return usable;
+    VALGRIND_DISABLE_ERROR_REPORTING;
+    uintptr_t bad = VALGRIND_CHECK_MEM_IS_ADDRESSABLE(ptr, usable);
+    VALGRIND_ENABLE_ERROR_REPORTING;
+    return bad ? bad - (uintptr_t)ptr : usable;
+}
+
+void *shed_realloc_impl(void *ptr, size_t size, const char *call)
+{
+    if (!ptr)
+        return shed_malloc_impl(size);
+    if (size == 0) {                   /* glibc: free, and return NULL */
+        shed_free_impl(ptr, call);
+        return NULL;
+    }
+    size_t old;
+    if (!in_region(ptr)) {
+        if (size > SHED_MAX_BLOCK)
+            return __libc_realloc(ptr, size);
+        old = sys_usable_size(ptr);
+    } else {
+        if (!(old = block_size(ptr, call))) {
+            errno = EINVAL;
+            return NULL;               /* reported; the block is left alone */
+        }
+        /* Same class: nothing to do (memcheck wants the move, for sizes). */
+        if (size <= SHED_MAX_BLOCK && size_class(size) == size_class(old) && !g.valgrind)
+            return ptr;
+        old = data_len(ptr, old);
+    }
+    void *n = shed_malloc_impl(size);
+    if (!n)
+        return NULL;                   /* errno is ENOMEM; ptr untouched */
+    memcpy(n, ptr, old < size ? old : size);
+    shed_free_impl(ptr, call);
+    return n;
+}
+
+EXPORT void *shed_realloc(void *ptr, size_t size)
+{
+    return shed_realloc_impl(ptr, size, "shed_realloc");
+}

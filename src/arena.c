@@ -1,0 +1,265 @@
+/*
+ * Arenas and pool states.  Every function here runs under g.lock (taken
+ * here), so the masks of struct arena change only in this file.
+ *
+ * Choosing a pool: a dirty pool first (no page fault), then a released one,
+ * then a fresh arena; among arenas, the fullest (CPython's heuristic), so that
+ * the emptiest arenas drain.  Arenas with free pools sit on bucket lists
+ * indexed by their number of pools in use, one set for "has dirty pools" and
+ * one for "has released pools"; a 64-bit mask per set says which buckets are
+ * non-empty, so the choice is one count-leading-zeros.
+ */
+#include <string.h>
+#include <sys/mman.h>
+
+#include "shed_impl.h"
+#include "vg.h"
+
+static uint64_t pool_bit(size_t pidx)
+{
+    return 1ull << (pidx % POOLS_PER_ARENA);
+}
+
+static void bucket_unlink(struct arena *a, int kind)
+{
+    int b = a->bucket[kind];
+    if (b < 0)
+        return;
+    if (a->bprev[kind])
+        a->bprev[kind]->bnext[kind] = a->bnext[kind];
+    else
+        g.bucket[kind][b] = a->bnext[kind];
+    if (a->bnext[kind])
+        a->bnext[kind]->bprev[kind] = a->bprev[kind];
+    if (!g.bucket[kind][b])
+        g.bucket_mask[kind] &= ~(1ull << b);
+    a->bucket[kind] = -1;
+}
+
+static void bucket_link(struct arena *a, int kind)
+{
+    int b = a->nused;            /* < 64 whenever the arena has a free pool */
+    a->bucket[kind] = (int8_t)b;
+    a->bprev[kind] = NULL;
+    a->bnext[kind] = g.bucket[kind][b];
+    if (a->bnext[kind])
+        a->bnext[kind]->bprev[kind] = a;
+    g.bucket[kind][b] = a;
+    g.bucket_mask[kind] |= 1ull << b;
+}
+
+/* Put the arena on the bucket lists its masks call for. */
+static void arena_reindex(struct arena *a)
+{
+    bucket_unlink(a, B_DIRTY);
+    bucket_unlink(a, B_RELEASED);
+    if (a->dirty)
+        bucket_link(a, B_DIRTY);
+    if (a->released)
+        bucket_link(a, B_RELEASED);
+    uint64_t *w = &g.dirty_arenas[a->index / 64];
+    if (a->dirty)
+        *w |= 1ull << (a->index % 64);
+    else
+        *w &= ~(1ull << (a->index % 64));
+}
+
+static struct arena *arena_new(void)
+{
+    if (g.narenas == g.narenas_max)
+        return NULL;
+    size_t bytes = (size_t)POOLS_PER_ARENA << g.page_shift;
+    char *base = g.region + g.narenas * bytes;
+    if (os_commit(base, bytes) != 0)
+        return NULL;
+    VG(VALGRIND_MAKE_MEM_NOACCESS(base, bytes));
+    struct arena *a = &g.arenas[g.narenas];
+    a->index = (uint32_t)g.narenas++;
+    a->released = ~0ull;
+    a->bucket[0] = a->bucket[1] = -1;
+    g.npools_released += POOLS_PER_ARENA;
+    return a;
+}
+
+static int highest(uint64_t mask)
+{
+    return 63 - __builtin_clzll(mask);
+}
+
+/* Take a free pool for class cls; NULL when the region is exhausted. */
+struct pool *arena_acquire_pool(unsigned cls)
+{
+    pthread_mutex_lock(&g.lock);
+    struct arena *a;
+    uint64_t *from;
+    if (g.bucket_mask[B_DIRTY]) {
+        a = g.bucket[B_DIRTY][highest(g.bucket_mask[B_DIRTY])];
+        from = &a->dirty;
+        g.npools_dirty--;
+        ADD(g.c.reused_dirty, 1);
+    } else {
+        if (g.bucket_mask[B_RELEASED])
+            a = g.bucket[B_RELEASED][highest(g.bucket_mask[B_RELEASED])];
+        else if (!(a = arena_new())) {
+            pthread_mutex_unlock(&g.lock);
+            return NULL;
+        }
+        from = &a->released;
+        g.npools_released--;
+    }
+    int bit = __builtin_ctzll(*from);
+    *from &= *from - 1;
+    a->used |= 1ull << bit;
+    a->nused++;
+    arena_reindex(a);
+    g.npools_used++;
+    g.class_pools[cls]++;
+    pthread_mutex_unlock(&g.lock);
+    return desc_of((size_t)a->index * POOLS_PER_ARENA + (size_t)bit);
+}
+
+/* An empty pool goes back to its arena as free-dirty. */
+void arena_return_pool(struct pool *p)
+{
+    size_t pidx = pool_index(p);
+    struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
+    pthread_mutex_lock(&g.lock);
+    p->dirty_ms = now_ms();
+    a->used &= ~pool_bit(pidx);
+    a->dirty |= pool_bit(pidx);
+    a->nused--;
+    arena_reindex(a);
+    g.npools_used--;
+    g.npools_dirty++;
+    g.class_pools[p->cls]--;
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* Claim one dirty pool for release (inline mode); false if it was reused. */
+bool arena_claim_pool(struct pool *p)
+{
+    size_t pidx = pool_index(p);
+    struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
+    pthread_mutex_lock(&g.lock);
+    bool ok = (a->dirty & pool_bit(pidx)) != 0;
+    if (ok) {
+        a->dirty &= ~pool_bit(pidx);
+        a->releasing |= pool_bit(pidx);
+        g.npools_dirty--;
+        g.npools_releasing++;
+        arena_reindex(a);
+    }
+    pthread_mutex_unlock(&g.lock);
+    return ok;
+}
+
+/* Append pool pidx to the ranges, merging with the last when adjacent. */
+static bool add_range(struct iovec *iov, size_t *n, size_t cap, size_t pidx)
+{
+    char *addr = g.region + (pidx << g.page_shift);
+    if (*n > 0 && (char *)iov[*n - 1].iov_base + iov[*n - 1].iov_len == addr) {
+        iov[*n - 1].iov_len += g.page_size;
+        return true;
+    }
+    if (*n == cap)
+        return false;
+    iov[(*n)++] = (struct iovec){ addr, g.page_size };
+    return true;
+}
+
+/*
+ * Claim dirty pools for release: those free for delay_ms or more (every one
+ * when all is set), keeping max_dirty of them.  Claimed pools move to
+ * "releasing" and are described as merged ranges in address order.  *next_ms
+ * gets the time until the next pool comes of age (UINT32_MAX if none).
+ */
+size_t arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
+{
+    uint32_t now = now_ms(), delay = LOAD(g.opt.delay_ms), wait = UINT32_MAX;
+    size_t keep = all ? 0 : LOAD(g.opt.max_dirty), n = 0;
+
+    pthread_mutex_lock(&g.lock);
+    size_t nwords = (g.narenas + 63) / 64;
+    bool stop = false;
+    for (size_t w = 0; w < nwords && !stop; w++) {
+        for (uint64_t am = g.dirty_arenas[w]; am && !stop; am &= am - 1) {
+            struct arena *a = &g.arenas[w * 64 + (size_t)__builtin_ctzll(am)];
+            uint64_t take = 0;
+            for (uint64_t m = a->dirty; m; m &= m - 1) {
+                size_t pidx = (size_t)a->index * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m);
+                uint32_t age = now - desc_of(pidx)->dirty_ms;
+                if (!all && age < delay) {
+                    if (delay - age < wait)
+                        wait = delay - age;
+                    continue;
+                }
+                if (g.npools_dirty <= keep || !add_range(iov, &n, cap, pidx)) {
+                    stop = true;
+                    break;
+                }
+                take |= m & -m;
+                g.npools_dirty--;
+                g.npools_releasing++;
+            }
+            a->dirty &= ~take;
+            a->releasing |= take;
+            arena_reindex(a);
+        }
+    }
+    if (stop && g.npools_dirty > keep)
+        wait = 0;          /* ran out of room: come back at once */
+    pthread_mutex_unlock(&g.lock);
+    if (next_ms)
+        *next_ms = wait;
+    return n;
+}
+
+/* After the kernel was advised: claimed pools become released, or go back to
+ * dirty when their range failed (they stay usable; the failure is counted). */
+void arena_settle(struct iovec *iov, size_t n, const bool *ok)
+{
+    pthread_mutex_lock(&g.lock);
+    for (size_t i = 0; i < n; i++) {
+        size_t first = (size_t)((char *)iov[i].iov_base - g.region) >> g.page_shift;
+        size_t count = iov[i].iov_len >> g.page_shift;
+        for (size_t pidx = first; pidx < first + count; pidx++) {
+            struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
+            a->releasing &= ~pool_bit(pidx);
+            if (ok[i])
+                a->released |= pool_bit(pidx);
+            else
+                a->dirty |= pool_bit(pidx);
+            g.npools_releasing--;
+            if (ok[i])
+                g.npools_released++;
+            else
+                g.npools_dirty++;
+            if (pidx % POOLS_PER_ARENA == POOLS_PER_ARENA - 1 || pidx + 1 == first + count)
+                arena_reindex(a);
+        }
+        if (ok[i]) {
+            ADD(g.c.pages, count);
+            ADD(g.c.ranges, 1);
+        }
+    }
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* Bytes of the carved arenas that are in memory now (mincore). */
+size_t arena_resident_bytes(void)
+{
+    pthread_mutex_lock(&g.lock);
+    size_t npages = g.narenas * POOLS_PER_ARENA;
+    pthread_mutex_unlock(&g.lock);
+    if (npages == 0)
+        return 0;
+    unsigned char *vec = os_map(npages);
+    if (!vec)
+        return 0;
+    size_t resident = 0;
+    if (mincore(g.region, npages << g.page_shift, vec) == 0)
+        for (size_t i = 0; i < npages; i++)
+            resident += vec[i] & 1;
+    munmap(vec, npages);
+    return resident << g.page_shift;
+}

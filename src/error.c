@@ -1,0 +1,67 @@
+/*
+ * Reporting bad input: one line on stderr naming the error, the address and
+ * the call, then abort() (on_error=abort, the default) or carry on having
+ * changed nothing (on_error=report).
+ */
+#include <stdlib.h>
+
+#include "shed_impl.h"
+
+static const char *const what[] = {
+    [E_DOUBLE] = "double free of ",
+    [E_INVALID] = "invalid pointer ",
+    [E_INTERIOR] = "interior pointer ",
+};
+
+static char *put_hex(char *out, uintptr_t v)
+{
+    char tmp[2 * sizeof v];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    *out++ = '0';
+    *out++ = 'x';
+    while (n)
+        *out++ = tmp[--n];
+    return out;
+}
+
+static char *put_str(char *out, const char *s, const char *end)
+{
+    while (*s && out < end)
+        *out++ = *s++;
+    return out;
+}
+
+void shed_error(enum err_kind kind, const void *ptr, const char *call)
+{
+    char line[160], *end = line + sizeof line - 4, *o = line;
+    ADD(g.c.errors, 1);
+    o = put_str(o, "shed: ", end);
+    o = put_str(o, what[kind], end);
+    o = put_hex(o, (uintptr_t)ptr);
+    o = put_str(o, " in ", end);
+    o = put_str(o, call, end);
+    o = put_str(o, "()\n", end + 3);
+    *o = 0;
+    os_write_err(line);
+    if (LOAD(g.opt.on_error_abort))
+        abort();
+}
+
+/* A configuration problem: "shed: <msg>: <detail>". */
+void shed_warn(const char *msg, const char *detail)
+{
+    char line[256], *end = line + sizeof line - 2, *o = line;
+    o = put_str(o, "shed: ", end);
+    o = put_str(o, msg, end);
+    if (detail) {
+        o = put_str(o, ": ", end);
+        o = put_str(o, detail, end);
+    }
+    *o++ = '\n';
+    *o = 0;
+    os_write_err(line);
+}

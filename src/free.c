@@ -1,0 +1,48 @@
+/*
+ * shed_free: the owner's free is a few bit operations on the pool's metadata;
+ * the freed block itself is never written.
+ */
+#include "shed_impl.h"
+#include "vg.h"
+
+void shed_free_impl(void *ptr, const char *call)
+{
+    if (unlikely(!in_region(ptr))) {
+        if (ptr)
+            __libc_free(ptr);       /* the system allocator's, or foreign */
+        return;
+    }
+    /* memcheck first: it reports a bad free at the caller's line. */
+    VG(VALGRIND_FREELIKE_BLOCK(ptr, 0));
+
+    struct pool *p;
+    size_t idx;
+    unsigned size;
+    int err = block_locate(ptr, &p, &idx, &size);
+    if (unlikely(err >= 0)) {
+        shed_error(err, ptr, call);
+        return;
+    }
+    struct theap *th = tls_heap;
+    if (unlikely(th == NULL || LOAD(p->owner) != th)) {
+        free_remote(p, idx, size, ptr, call);
+        return;
+    }
+    _Atomic uint64_t *f = &free_map(p)[idx / 64];
+    uint64_t bit = 1ull << (idx % 64), word = LOAD(*f);
+    if (unlikely((word | LOAD(remote_map(p)[idx / 64])) & bit)) {
+        shed_error(E_DOUBLE, ptr, call);
+        return;
+    }
+    STORE(*f, word | bit);
+    if (idx / 64 < p->hint)
+        p->hint = (uint16_t)(idx / 64);
+    BUMP(th->nfreed[p->cls], 1);
+    if (unlikely(++p->nfree == 1 || p->nfree == p->nblocks))
+        theap_free_slow(th, p);
+}
+
+EXPORT void shed_free(void *ptr)
+{
+    shed_free_impl(ptr, "shed_free");
+}

@@ -1,0 +1,137 @@
+/*
+ * Start-up, fork() and exit.  shed initialises itself on first use, from
+ * whichever thread allocates first; a malloc made while it initialises (from
+ * inside the libc calls it makes) is served by the system allocator.
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "shed_impl.h"
+#include "vg.h"
+
+struct global g = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .theap_lock = PTHREAD_MUTEX_INITIALIZER,
+    .orphan_lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+static __thread bool in_init;
+
+static void stats_at_exit(void)
+{
+    if (LOAD(g.opt.stats_at_exit))
+        shed_stats_print(stderr);
+}
+
+__attribute__((destructor)) static void shed_fini(void)
+{
+    if (atomic_load(&g.state) == 2)
+        releaser_stop();
+}
+
+static void fork_prepare(void)
+{
+    fork_prepare_release(true);
+    pthread_mutex_lock(&g.orphan_lock);
+    pthread_mutex_lock(&g.theap_lock);
+    for (int i = 0; i < NSTRIPES; i++)
+        pthread_mutex_lock(&g.stripes[i].m);
+    pthread_mutex_lock(&g.lock);
+    fork_prepare_release(false);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&g.lock);
+    for (int i = 0; i < NSTRIPES; i++)
+        pthread_mutex_unlock(&g.stripes[i].m);
+    pthread_mutex_unlock(&g.theap_lock);
+    pthread_mutex_unlock(&g.orphan_lock);
+    fork_parent_release();
+}
+
+/* Only the forking thread lives on: fresh locks, and the other threads'
+ * pools go to the orphanage so that they can be reused and released. */
+static void fork_child(void)
+{
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_mutex_init(&g.theap_lock, NULL);
+    pthread_mutex_init(&g.orphan_lock, NULL);
+    for (int i = 0; i < NSTRIPES; i++)
+        pthread_mutex_init(&g.stripes[i].m, NULL);
+    releaser_after_fork();
+    os_reset_after_fork();
+    for (struct theap *th = g.theaps; th; th = th->all_next) {
+        if (th->live && !th->shared && th != tls_heap) {
+            theap_abandon(th);
+            th->live = false;
+            th->free_next = g.theap_free;
+            g.theap_free = th;
+        }
+    }
+}
+
+static unsigned log2_ceil(size_t v)
+{
+    unsigned s = 0;
+    while (((size_t)1 << s) < v)
+        s++;
+    return s;
+}
+
+static bool setup(void)
+{
+    options_defaults();
+    options_from_env();
+    g.valgrind = RUNNING_ON_VALGRIND != 0;
+    g.page_size = (size_t)sysconf(_SC_PAGESIZE);
+    g.page_shift = log2_ceil(g.page_size);
+    g.nwords = (unsigned)((g.page_size / SHED_CLASS_STEP + 63) / 64);
+    g.desc_shift = log2_ceil(sizeof(struct pool) + 2 * g.nwords * sizeof(uint64_t));
+    pool_classes_init();
+    for (int i = 0; i < NSTRIPES; i++)
+        pthread_mutex_init(&g.stripes[i].m, NULL);
+
+    size_t arena_bytes = (size_t)POOLS_PER_ARENA << g.page_shift;
+    size_t size = g.opt.region_size / arena_bytes * arena_bytes;
+    if (!(g.region = os_reserve(&size)))
+        return false;
+    g.region_size = size / arena_bytes * arena_bytes;
+    g.npools = g.region_size >> g.page_shift;
+    g.narenas_max = g.npools / POOLS_PER_ARENA;
+    g.descs = os_map(g.npools << g.desc_shift);
+    g.arenas = os_map(g.narenas_max * sizeof(struct arena));
+    g.dirty_arenas = os_map((g.narenas_max + 63) / 64 * sizeof(uint64_t));
+    if (!g.descs || !g.arenas || !g.dirty_arenas || theap_setup() != 0) {
+        munmap(g.region, size);
+        g.region = NULL;
+        g.region_size = 0;
+        return false;
+    }
+    os_probe_backend();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    atexit(stats_at_exit);
+    return true;
+}
+
+int shed_init_slow(void)
+{
+    if (in_init)
+        return 0;                  /* recursive malloc from our own set-up */
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&g.state, &expect, 1)) {
+        in_init = true;
+        bool ok = setup();
+        in_init = false;
+        atomic_store_explicit(&g.state, ok ? 2 : 3, memory_order_release);
+        if (!ok)
+            shed_warn("cannot reserve the heap region; using the system allocator", NULL);
+        return ok;
+    }
+    while ((expect = atomic_load_explicit(&g.state, memory_order_acquire)) == 1)
+        sched_yield();             /* another thread is setting up */
+    return expect == 2;
+}

@@ -1,0 +1,173 @@
+/*
+ * Platform glue: address space, page advice, clocks.  Everything that talks
+ * to the kernel is here, so the rest of shed never calls mmap or madvise.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shed_impl.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
+
+static int pidfd = -1;          /* our own pidfd, for process_madvise */
+static int backend_used = BK_MADV;
+
+/* Reserve the heap region: address space only, no memory, no swap. Halve the
+ * request until it fits (RLIMIT_AS, overcommit limits); 0 means none. */
+void *os_reserve(size_t *size)
+{
+    for (size_t sz = *size; sz >= MIN_REGION; sz /= 2) {
+        void *p = mmap(NULL, sz, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) {
+            *size = sz;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Read-write memory for the metadata table, touched lazily. */
+void *os_map(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Make a freshly carved arena usable. */
+int os_commit(void *addr, size_t size)
+{
+    return mprotect(addr, size, PROT_READ | PROT_WRITE);
+}
+
+static long pmadvise(const struct iovec *iov, size_t n, int advice)
+{
+    return syscall(SYS_process_madvise, pidfd, iov, n, advice, 0);
+}
+
+/* Pick the release backend: process_madvise on our own pidfd if the kernel
+ * accepts our advice on ourselves (Linux 6.13+ for DONTNEED), else madvise.
+ * Under valgrind always madvise: it does not know process_madvise. */
+void os_probe_backend(void)
+{
+    int want = LOAD(g.opt.backend);
+    backend_used = BK_MADV;
+    if (want == BK_MADV || g.valgrind)
+        return;
+    if (pidfd < 0)
+        pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (pidfd < 0)
+        return;
+    /* Advise one page of scratch memory with the advice we will use. */
+    void *scratch = mmap(NULL, g.page_size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (scratch == MAP_FAILED)
+        return;
+    memset(scratch, 1, g.page_size);
+    struct iovec v = { scratch, g.page_size };
+    if (pmadvise(&v, 1, LOAD(g.opt.advice)) == (long)g.page_size)
+        backend_used = BK_PMADV;
+    munmap(scratch, g.page_size);
+}
+
+int os_backend_in_use(void)
+{
+    return backend_used;
+}
+
+/* A fork()ed child must never advise through its parent's pidfd. */
+void os_reset_after_fork(void)
+{
+    if (pidfd >= 0)
+        close(pidfd);
+    pidfd = -1;
+    if (backend_used == BK_PMADV) {
+        backend_used = BK_MADV;
+        os_probe_backend();
+    }
+}
+
+static void count_call(uint64_t t0, bool failed)
+{
+    ADD(g.c.syscalls, 1);
+    ADD(g.c.ns, now_ns() - t0);
+    if (failed)
+        ADD(g.c.failures, 1);
+}
+
+/* Advise n page ranges; ok[i] says whether range i was advised.  Returns the
+ * number of ranges advised.  process_madvise takes up to opt.batch ranges a
+ * call; a range it refuses is retried with madvise, and a range madvise
+ * refuses stays resident (the caller keeps its pools dirty). */
+size_t os_advise(struct iovec *iov, size_t n, bool *ok)
+{
+    int advice = LOAD(g.opt.advice);
+    size_t batch = LOAD(g.opt.batch), done = 0, i = 0;
+
+    while (i < n && backend_used == BK_PMADV) {
+        size_t k = n - i < batch ? n - i : batch;
+        uint64_t t0 = now_ns();
+        long r = pmadvise(iov + i, k, advice);
+        count_call(t0, r < 0);
+        if (r < 0)
+            break;                    /* the rest go to madvise */
+        /* r bytes were advised: whole ranges, in order. */
+        size_t bytes = (size_t)r, j = i;
+        while (j < i + k && bytes >= iov[j].iov_len) {
+            bytes -= iov[j].iov_len;
+            ok[j++] = true;
+        }
+        done += j - i;
+        if (j == i)
+            break;
+        i = j;
+    }
+    for (; i < n; i++) {
+        uint64_t t0 = now_ns();
+        int r = madvise(iov[i].iov_base, iov[i].iov_len, advice);
+        count_call(t0, r != 0);
+        ok[i] = r == 0;
+        done += r == 0;
+    }
+    return done;
+}
+
+uint32_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* stderr without stdio: stdio may allocate, and we may be inside malloc. */
+void os_write_err(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0 && errno != EINTR)
+            return;
+        if (w > 0) {
+            s += w;
+            n -= (size_t)w;
+        }
+    }
+}

@@ -1,0 +1,60 @@
+/*
+ * Blocks within a pool: the free bitmap the owner allocates from, and the
+ * remote bitmap other threads free into.  See struct pool for the invariants.
+ */
+#include "shed_impl.h"
+
+
+/* Make an acquired (empty) pool ready for blocks of class cls. */
+void pool_init(struct pool *p, struct theap *owner, unsigned cls)
+{
+    unsigned size = (cls + 1) * SHED_CLASS_STEP, n = g.nblocks[cls];
+    pthread_mutex_t *m = stripe_of(p);
+    pthread_mutex_lock(m);
+    for (unsigned w = 0; w < g.nwords; w++) {
+        unsigned lo = w * 64;
+        uint64_t bits = n <= lo ? 0 : n - lo >= 64 ? ~0ull : (1ull << (n - lo)) - 1;
+        STORE(free_map(p)[w], bits);
+        STORE(remote_map(p)[w], 0);
+    }
+    p->nblocks = (uint16_t)n;
+    p->nfree = (uint16_t)n;
+    p->hint = 0;
+    p->cls = (uint8_t)cls;
+    p->last_size = (uint16_t)size;
+    p->pending = 0;
+    p->sealed = 0;
+    p->where = IN_NONE;
+    p->next = p->prev = p->pnext = NULL;
+    STORE(p->owner, owner);
+    STORE(p->size, (uint16_t)size);
+    pthread_mutex_unlock(m);
+}
+
+/* Owner: merge the blocks other threads freed.  Caller holds the stripe lock. */
+void pool_merge_remote(struct pool *p)
+{
+    for (unsigned w = 0; w < g.nwords; w++) {
+        uint64_t r = LOAD(remote_map(p)[w]);
+        if (!r)
+            continue;
+        STORE(remote_map(p)[w], 0);
+        STORE(free_map(p)[w], LOAD(free_map(p)[w]) | r);
+        p->nfree = (uint16_t)(p->nfree + __builtin_popcountll(r));
+        if (w < p->hint)
+            p->hint = (uint16_t)w;
+    }
+    p->pending = 0;
+}
+
+/* Per-class constants for the running page size.  The block index is
+ * offset * magic >> 32 with magic = ceil(2^32 / size): exact while
+ * offset < 2^32 / size, so for any page up to 8 MiB. */
+void pool_classes_init(void)
+{
+    for (unsigned c = 0; c < NCLS; c++) {
+        uint32_t size = (c + 1) * SHED_CLASS_STEP;
+        g.magic[c] = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
+        g.nblocks[c] = (uint16_t)(g.page_size / size);
+    }
+}

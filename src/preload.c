@@ -1,0 +1,97 @@
+/*
+ * The standard allocation names, for LD_PRELOAD=libshed.so (built into the
+ * shared library only).  What pools do not serve goes to glibc's own
+ * __libc_malloc family, and its blocks are freed back there.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "shed_impl.h"
+
+EXPORT void *malloc(size_t size)
+{
+    return shed_malloc_impl(size);
+}
+
+EXPORT void free(void *ptr)
+{
+    shed_free_impl(ptr, "free");
+}
+
+EXPORT void cfree(void *ptr)
+{
+    shed_free_impl(ptr, "cfree");
+}
+
+EXPORT void *calloc(size_t nmemb, size_t size)
+{
+    return shed_calloc(nmemb, size);
+}
+
+EXPORT void *realloc(void *ptr, size_t size)
+{
+    return shed_realloc_impl(ptr, size, "realloc");
+}
+
+EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return shed_realloc_impl(ptr, total, "reallocarray");
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (align < sizeof(void *) || (align & (align - 1)))
+        return EINVAL;
+    int saved = errno;
+    void *p = shed_aligned_impl(align, size);
+    if (!p)
+        return ENOMEM;
+    errno = saved;                 /* posix_memalign leaves errno alone */
+    *out = p;
+    return 0;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    return shed_aligned_impl(align, size);
+}
+
+EXPORT void *memalign(size_t align, size_t size)
+{
+    /* glibc rounds a bad alignment up to a power of two. */
+    if (align & (align - 1)) {
+        size_t a = 1;
+        while (a < align && a)
+            a <<= 1;
+        align = a ? a : align;
+    }
+    return shed_aligned_impl(align ? align : 1, size);
+}
+
+EXPORT void *valloc(size_t size)
+{
+    return shed_aligned_impl((size_t)sysconf(_SC_PAGESIZE), size);
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t rounded = (size + page - 1) & ~(page - 1);
+    if (rounded < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return shed_aligned_impl(page, rounded ? rounded : page);
+}
+
+EXPORT size_t malloc_usable_size(void *ptr)
+{
+    return shed_usable_impl(ptr, "malloc_usable_size");
+}

@@ -1,0 +1,353 @@
+/*
+ * shed internals: every metadata structure and its invariants, in one place.
+ *
+ * The heap region is one reservation of address space, carved from the bottom
+ * into arenas of 64 pools; a pool is one page of same-size blocks:
+ *
+ *   region  +----------------------+----------------------+----------- ... --+
+ *           | arena 0              | arena 1              |  not yet carved   |
+ *           +----------------------+----------------------+----------- ... --+
+ *   arena   | pool 0 | pool 1 | ... | pool 63 |        64 pools, 64 pages
+ *   pool    | block | block | block | ... | block | tail |   one page, one class
+ *
+ *   metadata table (beside the region, never inside a pool page):
+ *     descs[i]   one struct pool per pool of the region, indexed by
+ *                (address - region) >> page_shift; free-block bitmaps live here
+ *     arenas[j]  one struct arena per arena: the 64-bit pool-state masks
+ *
+ * So "is this pointer ours" is one subtraction and one comparison, a free
+ * writes only the metadata table (the freed block's page stays shared with a
+ * fork()ed child and can be marked no-access for valgrind at once), and a pool
+ * page can be given back to the kernel without losing anything.
+ *
+ * Ownership.  Every pool in use is owned by one theap ("thread heap"): each
+ * thread has its own, and the orphanage is a shared one, under a mutex, that
+ * takes the pools of exited threads.  The owner allocates and frees blocks of
+ * its pools with no atomic read-modify-write and no lock.  Any other thread
+ * frees a block by setting its bit in the pool's remote bitmap under the
+ * pool's stripe lock, and pushes the pool once onto the owner's pending stack;
+ * the owner merges remote bits into its free bitmap when it next needs blocks.
+ *
+ * Pool life cycle (arena masks; exactly one bit per carved pool):
+ *
+ *   released --acquire--> used --last block freed--> dirty --delay--> releasing
+ *       ^                  ^                           |                  |
+ *       |                  +-------- acquire ----------+                  |
+ *       +------------------------ madvise done ---------------------------+
+ *       (a failed madvise puts the pool back into dirty)
+ *
+ * Fresh arenas start with every pool "released" (never touched, so not
+ * resident).  The arena lock (g.lock) guards the masks; a pool in "releasing"
+ * belongs to whoever claimed it, so no allocation can get it while the kernel
+ * is advised, and no live block can be in a pool that is advised.
+ */
+#ifndef SHED_IMPL_H
+#define SHED_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "shed.h"
+
+#define NCLS            SHED_NUM_CLASSES
+#define POOLS_PER_ARENA 64
+#define NSTRIPES        256          /* locks for cross-thread frees */
+#define DEFAULT_REGION  ((size_t)32 << 30)
+#define MIN_REGION      ((size_t)16 << 20)
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define HIDDEN      __attribute__((visibility("hidden")))
+#define EXPORT      __attribute__((visibility("default")))
+
+/* Relaxed atomics: plain loads and stores on x86-64 and arm64, but they keep
+ * the deliberate cross-thread reads (double-free checks, stats) well defined. */
+#define LOAD(x)     atomic_load_explicit(&(x), memory_order_relaxed)
+#define STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+#define BUMP(x, n)  STORE(x, LOAD(x) + (n))      /* single writer */
+#define ADD(x, n)   atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
+
+struct theap;
+
+/* Where an owned pool sits in its owner's lists. */
+enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
+
+/*
+ * Pool descriptor, one per pool page, 2^desc_shift bytes apart in the table.
+ * Invariants while the pool is in use (size != 0):
+ *   - a block's bit is set in free[] iff the owner may hand it out, and in
+ *     remote[] iff another thread freed it and the owner has not merged it;
+ *     never in both; bits at or above nblocks are never set;
+ *   - nfree == popcount(free[]); every word of free[] below hint is zero;
+ *   - pending == 1 iff the pool is on its owner's pending stack.
+ * owner and pending change only under the pool's stripe lock; nfree, hint,
+ * the list links and free[] stores belong to the owner (free[] words are read
+ * by other threads under the stripe lock, hence atomics).
+ */
+struct pool {
+    struct theap *_Atomic owner;
+    _Atomic uint16_t size;       /* block size; 0 while the pool is not in use */
+    uint16_t last_size;          /* block size it last held, for diagnostics */
+    uint16_t nblocks;
+    uint16_t nfree;
+    uint16_t hint;               /* first word of free[] that may be non-zero */
+    uint8_t cls;
+    uint8_t where;               /* enum pool_list */
+    uint8_t pending;
+    uint8_t sealed;              /* frozen: no new blocks come from it */
+    uint32_t dirty_ms;           /* when it became free-dirty (now_ms clock) */
+    struct pool *next, *prev;    /* owner's list */
+    struct pool *pnext;          /* pending stack */
+    _Atomic uint64_t map[];      /* free[nwords] then remote[nwords] */
+};
+
+/* Per-arena pool states, one bit per pool, guarded by g.lock. */
+struct arena {
+    uint64_t used, dirty, releasing, released;
+    uint32_t index;
+    uint8_t nused;
+    int8_t bucket[2];            /* which bucket list it is on, -1 if none */
+    struct arena *bnext[2], *bprev[2];
+};
+enum { B_DIRTY, B_RELEASED };    /* bucket kinds: has dirty / has released pools */
+
+/* A thread heap: the pools one thread (or one shared heap) owns. */
+struct theap {
+    struct pool *cur[NCLS];      /* pool blocks come from, per class */
+    struct pool *avail[NCLS];    /* other owned pools with free blocks */
+    struct pool *full;           /* owned pools with none (any class) */
+    struct pool *_Atomic pending;/* pools with remote frees to merge */
+    struct theap *all_next;      /* every theap ever made (never freed) */
+    struct theap *free_next;     /* recycled theaps */
+    bool shared;                 /* the orphanage: used under g.orphan_lock */
+    bool live;
+    _Atomic uint64_t nalloc[NCLS];  /* blocks handed out / freed by this */
+    _Atomic uint64_t nfreed[NCLS];  /* thread, for shed_stats */
+};
+
+enum release_mode { REL_BATCHED, REL_INLINE, REL_MANUAL, REL_OFF };
+enum backend { BK_AUTO, BK_PMADV, BK_MADV, BK_URING };
+enum err_kind { E_DOUBLE, E_INVALID, E_INTERIOR };
+
+struct options {
+    _Atomic int release;         /* enum release_mode */
+    _Atomic int advice;          /* MADV_DONTNEED or MADV_FREE */
+    _Atomic int backend;         /* enum backend (requested) */
+    _Atomic unsigned delay_ms;
+    _Atomic unsigned max_dirty;
+    _Atomic unsigned batch;
+    _Atomic int on_error_abort;
+    _Atomic int stats_at_exit;
+    size_t region_size;
+};
+
+struct counters {
+    _Atomic uint64_t syscalls, batches, ranges, pages, failures, ns;
+    _Atomic uint64_t reused_dirty, large, errors;
+    _Atomic uint64_t stray_freed[NCLS];   /* freed by threads with no theap */
+};
+
+struct stripe { pthread_mutex_t m; char pad[64 - sizeof(pthread_mutex_t) % 64]; };
+
+struct global {
+    _Atomic int state;           /* 0 new, 1 initialising, 2 ready, 3 no region */
+    char *region;
+    size_t region_size, page_size, npools;
+    unsigned page_shift, desc_shift, nwords;
+    char *descs;
+    struct arena *arenas;
+    size_t narenas, narenas_max;
+    uint16_t nblocks[NCLS];
+    uint32_t magic[NCLS];        /* offset * magic >> 32 == offset / size */
+
+    pthread_mutex_t lock;        /* arenas, pool states, buckets */
+    struct arena *bucket[2][POOLS_PER_ARENA];
+    uint64_t bucket_mask[2];
+    uint64_t *dirty_arenas;      /* bitmap of arenas with dirty pools */
+    size_t npools_used, npools_dirty, npools_releasing, npools_released;
+    size_t class_pools[NCLS];
+
+    pthread_mutex_t theap_lock;  /* theap list and free list */
+    struct theap *theaps, *theap_free;
+    pthread_key_t key;
+
+    pthread_mutex_t orphan_lock;
+    struct theap *orphanage;
+    _Atomic size_t norphans;
+
+    struct stripe stripes[NSTRIPES];
+
+    struct options opt;
+    struct counters c;
+    bool valgrind;
+};
+
+extern struct global g HIDDEN;
+extern __thread struct theap *tls_heap HIDDEN __attribute__((tls_model("initial-exec")));
+
+/* ---- small helpers used on the fast paths ---- */
+static inline struct pool *desc_of(size_t pidx)
+{
+    return (struct pool *)(g.descs + (pidx << g.desc_shift));
+}
+static inline size_t pool_index(const struct pool *p)
+{
+    return (size_t)((const char *)p - g.descs) >> g.desc_shift;
+}
+static inline char *pool_addr(const struct pool *p)
+{
+    return g.region + (pool_index(p) << g.page_shift);
+}
+static inline bool in_region(const void *ptr)
+{
+    return (uintptr_t)ptr - (uintptr_t)g.region < g.region_size;
+}
+static inline unsigned size_class(size_t size)   /* size in 1..SHED_MAX_BLOCK */
+{
+    return (unsigned)((size - 1) >> 4);
+}
+static inline pthread_mutex_t *stripe_of(const struct pool *p)
+{
+    return &g.stripes[pool_index(p) % NSTRIPES].m;
+}
+
+static inline _Atomic uint64_t *free_map(struct pool *p)
+{
+    return p->map;
+}
+static inline _Atomic uint64_t *remote_map(struct pool *p)
+{
+    return p->map + g.nwords;
+}
+
+/* Owner: hand out the lowest free block; NULL when the pool has none. */
+static inline void *pool_take(struct pool *p)
+{
+    if (unlikely(p->nfree == 0))
+        return NULL;
+    unsigned w = p->hint;
+    uint64_t m;
+    while ((m = LOAD(free_map(p)[w])) == 0)
+        w++;                     /* nfree > 0: a later word has a bit */
+    p->hint = (uint16_t)w;
+    STORE(free_map(p)[w], m & (m - 1));
+    p->nfree--;
+    size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(m);
+    return pool_addr(p) + idx * LOAD(p->size);
+}
+
+/* Find the block that ptr, an address inside the region, starts.  Returns -1
+ * with *pp, *idx, *size filled when ptr starts a block slot of a pool in use
+ * (allocated or not), else the error to report. */
+static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
+                               unsigned *size)
+{
+    size_t off = (size_t)((const char *)ptr - g.region);
+    struct pool *p = desc_of(off >> g.page_shift);
+    unsigned sz = LOAD(p->size);
+    size_t boff = off & (g.page_size - 1);
+    if (unlikely(sz == 0)) {
+        /* A free pool: a block start of the class it held was freed twice. */
+        unsigned last = p->last_size;
+        return last && boff % last == 0 && boff / last < g.page_size / last
+                   ? E_DOUBLE : E_INVALID;
+    }
+    size_t i = (boff * g.magic[size_class(sz)]) >> 32;
+    if (unlikely(i * sz != boff || i >= p->nblocks))
+        return i < p->nblocks ? E_INTERIOR : E_INVALID;
+    *pp = p;
+    *idx = i;
+    *size = sz;
+    return -1;
+}
+
+/* Is block idx of p free (in either bitmap)? */
+static inline bool block_is_free(struct pool *p, size_t idx)
+{
+    uint64_t bit = 1ull << (idx % 64);
+    return ((LOAD(free_map(p)[idx / 64]) | LOAD(remote_map(p)[idx / 64])) & bit) != 0;
+}
+
+/* init.c */
+int  shed_init_slow(void) HIDDEN;
+static inline bool shed_ready(void)
+{
+    int s = atomic_load_explicit(&g.state, memory_order_acquire);
+    return likely(s == 2) || (s != 3 && shed_init_slow());
+}
+
+/* os.c: the platform glue */
+void    *os_reserve(size_t *size) HIDDEN;
+void    *os_map(size_t size) HIDDEN;
+int      os_commit(void *addr, size_t size) HIDDEN;
+void     os_probe_backend(void) HIDDEN;
+void     os_reset_after_fork(void) HIDDEN;
+size_t   os_advise(struct iovec *iov, size_t n, bool *ok) HIDDEN;
+uint32_t now_ms(void) HIDDEN;
+uint64_t now_ns(void) HIDDEN;
+void     os_write_err(const char *s) HIDDEN;
+int      os_backend_in_use(void) HIDDEN;
+
+/* arena.c: pool states */
+struct pool *arena_acquire_pool(unsigned cls) HIDDEN;
+void     arena_return_pool(struct pool *p) HIDDEN;
+bool     arena_claim_pool(struct pool *p) HIDDEN;
+size_t   arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms) HIDDEN;
+void     arena_settle(struct iovec *iov, size_t n, const bool *ok) HIDDEN;
+size_t   arena_resident_bytes(void) HIDDEN;
+
+/* pool.c: blocks within a pool */
+void     pool_init(struct pool *p, struct theap *owner, unsigned cls) HIDDEN;
+void     pool_merge_remote(struct pool *p) HIDDEN;
+void     pool_classes_init(void) HIDDEN;
+
+/* theap.c: thread heaps, ownership, remote frees */
+struct theap *theap_get(void) HIDDEN;
+void    *theap_alloc_slow(struct theap *th, unsigned cls) HIDDEN;
+void     theap_free_slow(struct theap *th, struct pool *p) HIDDEN;
+void     theap_drain(struct theap *th) HIDDEN;
+void     theap_flush_empty(struct theap *th) HIDDEN;
+void     theap_abandon(struct theap *th) HIDDEN;
+void     orphanage_collect(void) HIDDEN;
+void     free_remote(struct pool *p, size_t idx, unsigned size, void *ptr,
+                     const char *call) HIDDEN;
+int      theap_setup(void) HIDDEN;
+
+/* release.c: giving pools back */
+void     release_pool_now(struct pool *p) HIDDEN;
+size_t   release_pass(bool all, uint32_t *next_ms) HIDDEN;
+void     releaser_kick(struct pool *p) HIDDEN;
+void     fork_prepare_release(bool first) HIDDEN;
+void     fork_parent_release(void) HIDDEN;
+void     releaser_after_fork(void) HIDDEN;
+void     releaser_stop(void) HIDDEN;
+
+/* alloc.c / free.c entry points shared with preload.c */
+void    *shed_malloc_impl(size_t size) HIDDEN;
+void     shed_free_impl(void *ptr, const char *call) HIDDEN;
+void    *shed_realloc_impl(void *ptr, size_t size, const char *call) HIDDEN;
+void    *shed_aligned_impl(size_t align, size_t size) HIDDEN;
+size_t   shed_usable_impl(const void *ptr, const char *call) HIDDEN;
+
+/* error.c */
+void     shed_error(enum err_kind kind, const void *ptr, const char *call) HIDDEN;
+void     shed_warn(const char *msg, const char *detail) HIDDEN;
+
+/* options.c */
+void     options_defaults(void) HIDDEN;
+void     options_from_env(void) HIDDEN;
+int      options_apply(const char *settings, bool report) HIDDEN;
+
+/* The system allocator, for what pools do not serve. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void  __libc_free(void *);
+size_t   sys_usable_size(void *ptr) HIDDEN;
+
+#endif /* SHED_IMPL_H */

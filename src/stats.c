@@ -1,0 +1,92 @@
+/*
+ * Statistics.  Block counts are kept per thread (each theap counts what its
+ * thread allocated and freed, without atomics) and summed here.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "shed_impl.h"
+
+EXPORT int shed_stats(struct shed_stats *st)
+{
+    if (!st) {
+        errno = EINVAL;
+        return -1;
+    }
+    memset(st, 0, sizeof *st);
+    if (!shed_ready())
+        return 0;
+
+    int64_t blocks[NCLS] = { 0 };
+    pthread_mutex_lock(&g.theap_lock);
+    for (struct theap *th = g.theaps; th; th = th->all_next)
+        for (unsigned c = 0; c < NCLS; c++)
+            blocks[c] += (int64_t)(LOAD(th->nalloc[c]) - LOAD(th->nfreed[c]));
+    pthread_mutex_unlock(&g.theap_lock);
+
+    pthread_mutex_lock(&g.lock);
+    for (unsigned c = 0; c < NCLS; c++) {
+        struct shed_class_stats *cs = &st->classes[c];
+        int64_t n = blocks[c] - (int64_t)LOAD(g.c.stray_freed[c]);
+        cs->block_size = (c + 1) * SHED_CLASS_STEP;
+        cs->blocks_in_use = n > 0 ? (size_t)n : 0;
+        cs->bytes_in_use = cs->blocks_in_use * cs->block_size;
+        cs->pools_in_use = g.class_pools[c];
+        st->blocks_in_use += cs->blocks_in_use;
+        st->bytes_in_use += cs->bytes_in_use;
+    }
+    st->pools_in_use = g.npools_used;
+    st->pools_dirty = g.npools_dirty;
+    st->pools_releasing = g.npools_releasing;
+    st->pools_released = g.npools_released;
+    st->arenas = g.narenas;
+    st->bytes_mapped = (g.narenas * POOLS_PER_ARENA) << g.page_shift;
+    pthread_mutex_unlock(&g.lock);
+
+    st->pool_size = g.page_size;
+    st->bytes_reserved = g.region_size;
+    st->bytes_resident = arena_resident_bytes();
+    st->release_syscalls = LOAD(g.c.syscalls);
+    st->release_batches = LOAD(g.c.batches);
+    st->release_ranges = LOAD(g.c.ranges);
+    st->pages_released = LOAD(g.c.pages);
+    st->release_failures = LOAD(g.c.failures);
+    st->release_ns = LOAD(g.c.ns);
+    st->pools_reused_dirty = LOAD(g.c.reused_dirty);
+    st->large_allocs = LOAD(g.c.large);
+    st->errors = LOAD(g.c.errors);
+    return 0;
+}
+
+EXPORT void shed_stats_print(FILE *out)
+{
+    static const char *const modes[] = { "batched", "inline", "manual", "off" };
+    static const char *const backends[] = { "auto", "process_madvise", "madvise", "io_uring" };
+    struct shed_stats st;
+    if (!out)
+        return;
+    shed_stats(&st);
+    fprintf(out, "shed: release=%s backend=%s pool=%zu B\n",
+            modes[LOAD(g.opt.release)], backends[os_backend_in_use()], st.pool_size);
+    fprintf(out, "  class  blocks      bytes        pools\n");
+    for (unsigned c = 0; c < NCLS; c++) {
+        const struct shed_class_stats *cs = &st.classes[c];
+        if (cs->blocks_in_use || cs->pools_in_use)
+            fprintf(out, "  %5zu  %-10zu  %-11zu  %zu\n", cs->block_size,
+                    cs->blocks_in_use, cs->bytes_in_use, cs->pools_in_use);
+    }
+    fprintf(out, "  total  %-10zu  %-11zu  %zu\n", st.blocks_in_use, st.bytes_in_use,
+            st.pools_in_use);
+    fprintf(out, "  pools: %zu in use, %zu dirty, %zu releasing, %zu released; %zu arenas\n",
+            st.pools_in_use, st.pools_dirty, st.pools_releasing, st.pools_released, st.arenas);
+    fprintf(out, "  bytes: %zu reserved, %zu mapped, %zu resident\n",
+            st.bytes_reserved, st.bytes_mapped, st.bytes_resident);
+    fprintf(out, "  release: %" PRIu64 " syscalls, %" PRIu64 " batches, %" PRIu64
+            " ranges, %" PRIu64 " pages, %" PRIu64 " failures, %.3f ms\n",
+            st.release_syscalls, st.release_batches, st.release_ranges,
+            st.pages_released, st.release_failures, (double)st.release_ns / 1e6);
+    fprintf(out, "  other: %" PRIu64 " dirty pools reused, %" PRIu64
+            " large allocations, %" PRIu64 " errors\n",
+            st.pools_reused_dirty, st.large_allocs, st.errors);
+}

@@ -1,0 +1,318 @@
+/*
+ * Thread heaps: which pools a thread owns, how it gets more, how blocks freed
+ * by other threads come back to it, and where its pools go when it exits.
+ *
+ * A theap keeps, per class, a current pool (blocks come from it) and a list
+ * of other pools with free blocks; pools with none wait on the full list.
+ * Lists change only in the owning thread (or, for the orphanage, under
+ * g.orphan_lock), so none of this needs atomics but the pending stack.
+ */
+#include <errno.h>
+#include <sched.h>
+
+#include "shed_impl.h"
+#include "vg.h"
+
+__thread struct theap *tls_heap __attribute__((tls_model("initial-exec")));
+
+/* ---- owner's lists ---- */
+
+static struct pool **list_of(struct theap *th, struct pool *p)
+{
+    return p->where == IN_AVAIL ? &th->avail[p->cls] : &th->full;
+}
+
+static void list_push(struct theap *th, struct pool *p, enum pool_list where)
+{
+    p->where = (uint8_t)where;
+    struct pool **head = list_of(th, p);
+    p->prev = NULL;
+    p->next = *head;
+    if (*head)
+        (*head)->prev = p;
+    *head = p;
+}
+
+/* Take p out of whatever place it has in th (current pool or a list). */
+static void list_remove(struct theap *th, struct pool *p)
+{
+    if (p->where == IN_CUR) {
+        th->cur[p->cls] = NULL;
+    } else if (p->where != IN_NONE) {
+        if (p->prev)
+            p->prev->next = p->next;
+        else
+            *list_of(th, p) = p->next;
+        if (p->next)
+            p->next->prev = p->prev;
+    }
+    p->where = IN_NONE;
+}
+
+/* ---- theap life cycle ---- */
+
+static struct theap *theap_new(bool shared)
+{
+    pthread_mutex_lock(&g.theap_lock);
+    struct theap *th = g.theap_free;
+    if (th) {
+        g.theap_free = th->free_next;
+    } else {
+        th = os_map(sizeof *th);     /* never freed: remote frees may read it */
+        if (th) {
+            th->all_next = g.theaps;
+            g.theaps = th;
+        }
+    }
+    if (th) {
+        th->shared = shared;
+        th->live = true;
+    }
+    pthread_mutex_unlock(&g.theap_lock);
+    return th;
+}
+
+/* The calling thread's theap, made on first use; NULL when shed has no region
+ * (the caller then falls back to the system allocator). */
+struct theap *theap_get(void)
+{
+    struct theap *th = tls_heap;
+    if (likely(th != NULL))
+        return th;
+    if (!shed_ready() || !(th = theap_new(false)))
+        return NULL;
+    tls_heap = th;
+    pthread_setspecific(g.key, th);   /* so theap_exit runs at thread exit */
+    return th;
+}
+
+/* Thread exit (pthread key destructor): hand the pools to the orphanage. */
+static void theap_exit(void *arg)
+{
+    struct theap *th = arg;
+    tls_heap = NULL;
+    theap_abandon(th);
+    pthread_mutex_lock(&g.theap_lock);
+    th->live = false;
+    th->free_next = g.theap_free;
+    g.theap_free = th;
+    pthread_mutex_unlock(&g.theap_lock);
+}
+
+int theap_setup(void)
+{
+    if (pthread_key_create(&g.key, theap_exit) != 0)
+        return -1;
+    g.orphanage = theap_new(true);
+    return g.orphanage ? 0 : -1;
+}
+
+/* ---- giving pools back ---- */
+
+/* p is empty and out of every list: back to its arena, then per the policy. */
+static void pool_retire(struct pool *p)
+{
+    pthread_mutex_t *m = stripe_of(p);
+    pthread_mutex_lock(m);
+    STORE(p->size, 0);
+    STORE(p->owner, NULL);
+    pthread_mutex_unlock(m);
+    arena_return_pool(p);
+    switch (LOAD(g.opt.release)) {
+    case REL_INLINE:
+        release_pool_now(p);
+        break;
+    case REL_BATCHED:
+        releaser_kick(p);
+        break;
+    default:
+        break;
+    }
+}
+
+/* After p gained free blocks: retire it if empty (a current pool stays, but
+ * for inline release), or move it off the full list. */
+static void pool_settle(struct theap *th, struct pool *p)
+{
+    if (p->nfree == p->nblocks) {
+        if (p->where == IN_CUR && LOAD(g.opt.release) != REL_INLINE)
+            return;
+        list_remove(th, p);
+        pool_retire(p);
+    } else if (p->where == IN_FULL && p->nfree > 0 && !p->sealed) {
+        list_remove(th, p);
+        list_push(th, p, IN_AVAIL);
+    }
+}
+
+void theap_free_slow(struct theap *th, struct pool *p)
+{
+    pool_settle(th, p);
+}
+
+/* Merge the remote frees of every pool on th's pending stack. */
+void theap_drain(struct theap *th)
+{
+    struct pool *p = atomic_exchange_explicit(&th->pending, NULL, memory_order_acquire);
+    while (p) {
+        struct pool *next = p->pnext;    /* read before pending is cleared */
+        pthread_mutex_t *m = stripe_of(p);
+        pthread_mutex_lock(m);
+        pool_merge_remote(p);
+        pthread_mutex_unlock(m);
+        pool_settle(th, p);
+        p = next;
+    }
+}
+
+/* Retire th's current pools that are empty (shed_trim). */
+void theap_flush_empty(struct theap *th)
+{
+    theap_drain(th);
+    for (unsigned c = 0; c < NCLS; c++) {
+        struct pool *p = th->cur[c];
+        if (p && p->nfree == p->nblocks) {
+            list_remove(th, p);
+            pool_retire(p);
+        }
+    }
+}
+
+/* Move p from th to the theap to; false when p has remote frees waiting on
+ * th's pending stack (the caller drains and tries again). */
+static bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
+{
+    pthread_mutex_t *m = stripe_of(p);
+    pthread_mutex_lock(m);
+    bool ok = !p->pending;
+    if (ok)
+        STORE(p->owner, to);
+    pthread_mutex_unlock(m);
+    if (ok)
+        list_remove(th, p);
+    return ok;
+}
+
+/* Hand every pool of th to the orphanage (thread exit, or the other threads'
+ * theaps in a fork()ed child).  Empty pools go straight back to the arenas. */
+void theap_abandon(struct theap *th)
+{
+    struct theap *o = g.orphanage;
+    pthread_mutex_lock(&g.orphan_lock);
+    for (bool left = true; left;) {
+        left = false;
+        theap_drain(th);
+        for (unsigned c = 0; c <= NCLS; c++) {
+            struct pool *p = c < NCLS ? th->cur[c] : NULL, *next;
+            for (int pass = 0; pass < 2; pass++) {
+                if (pass == 1)
+                    p = c < NCLS ? th->avail[c] : th->full;
+                for (; p; p = next) {
+                    next = pass == 1 ? p->next : NULL;
+                    if (p->nfree == p->nblocks) {
+                        list_remove(th, p);
+                        pool_retire(p);
+                    } else if (pool_transfer(th, p, o)) {
+                        list_push(o, p, p->nfree && !p->sealed ? IN_AVAIL : IN_FULL);
+                        ADD(g.norphans, 1);
+                    } else {
+                        left = true;
+                    }
+                }
+            }
+        }
+        if (left)
+            sched_yield();
+    }
+    pthread_mutex_unlock(&g.orphan_lock);
+}
+
+/* Take an orphaned pool with free blocks of class cls, if there is one. */
+static struct pool *orphan_adopt(struct theap *th, unsigned cls)
+{
+    if (LOAD(g.norphans) == 0 || pthread_mutex_trylock(&g.orphan_lock) != 0)
+        return NULL;
+    struct theap *o = g.orphanage;
+    theap_drain(o);
+    struct pool *p;
+    while ((p = o->avail[cls]) && !pool_transfer(o, p, th)) {
+        list_remove(o, p);               /* remote frees raced in: later */
+        list_push(o, p, IN_FULL);
+    }
+    if (p)
+        ADD(g.norphans, (size_t)-1);
+    pthread_mutex_unlock(&g.orphan_lock);
+    return p;
+}
+
+/* Let the orphanage notice remote frees, so its emptied pools get released. */
+void orphanage_collect(void)
+{
+    if (LOAD(g.norphans) == 0)
+        return;
+    pthread_mutex_lock(&g.orphan_lock);
+    theap_drain(g.orphanage);
+    pthread_mutex_unlock(&g.orphan_lock);
+}
+
+/* ---- allocation slow path ---- */
+
+/* The current pool of class cls is exhausted or missing: find blocks in the
+ * remote frees, the other owned pools, an orphan, then a pool from an arena.
+ * NULL when the region is exhausted. */
+void *theap_alloc_slow(struct theap *th, unsigned cls)
+{
+    if (atomic_load_explicit(&th->pending, memory_order_relaxed))
+        theap_drain(th);
+    for (;;) {
+        struct pool *p = th->cur[cls];
+        if (p) {
+            void *b = p->sealed ? NULL : pool_take(p);
+            if (b)
+                return b;
+            list_remove(th, p);
+            list_push(th, p, IN_FULL);
+        }
+        if ((p = th->avail[cls])) {
+            list_remove(th, p);
+        } else if (!(p = orphan_adopt(th, cls))) {
+            if (!(p = arena_acquire_pool(cls)))
+                return NULL;
+            pool_init(p, th, cls);
+        }
+        p->where = IN_CUR;
+        th->cur[cls] = p;
+    }
+}
+
+/* ---- frees from a thread that does not own the pool ---- */
+
+void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const char *call)
+{
+    uint64_t bit = 1ull << (idx % 64);
+    pthread_mutex_t *m = stripe_of(p);
+    pthread_mutex_lock(m);
+    /* Re-check under the lock: the pool may have been retired meanwhile. */
+    if (LOAD(p->size) != size || block_is_free(p, idx)) {
+        pthread_mutex_unlock(m);
+        shed_error(E_DOUBLE, ptr, call);
+        return;
+    }
+    _Atomic uint64_t *r = &remote_map(p)[idx / 64];
+    STORE(*r, LOAD(*r) | bit);
+    if (!p->pending) {
+        struct theap *o = LOAD(p->owner);
+        p->pending = 1;
+        p->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&o->pending, &p->pnext, p,
+                                                      memory_order_release,
+                                                      memory_order_relaxed))
+            ;
+    }
+    pthread_mutex_unlock(m);
+    struct theap *th = tls_heap;
+    if (th)
+        BUMP(th->nfreed[size_class(size)], 1);
+    else
+        ADD(g.c.stray_freed[size_class(size)], 1);
+}
