@@ -28,9 +28,11 @@ void shed_free_impl(void *ptr, const char *call)
         free_remote(p, idx, size, ptr, call);
         return;
     }
+    /* The remote bitmap is not read here (another cache line): a block freed
+     * by another thread and again by its owner is caught at the merge. */
     _Atomic uint64_t *f = &free_map(p)[idx / 64];
     uint64_t bit = 1ull << (idx % 64), word = LOAD(*f);
-    if (unlikely((word | LOAD(remote_map(p)[idx / 64])) & bit)) {
+    if (unlikely(word & bit)) {
         shed_error(E_DOUBLE, ptr, call);
         return;
     }
@@ -38,7 +40,7 @@ void shed_free_impl(void *ptr, const char *call)
     if (idx / 64 < p->hint)
         p->hint = (uint16_t)(idx / 64);
     BUMP(th->nfreed[p->cls], 1);
-    if (unlikely(++p->nfree == 1 || p->nfree == p->nblocks))
+    if (unlikely(++p->nfree == g.avail_min[p->cls] || p->nfree == p->nblocks))
         theap_free_slow(th, p);
 }
 

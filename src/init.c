@@ -90,7 +90,8 @@ static bool setup(void)
     g.page_size = (size_t)sysconf(_SC_PAGESIZE);
     g.page_shift = log2_ceil(g.page_size);
     g.nwords = (unsigned)((g.page_size / SHED_CLASS_STEP + 63) / 64);
-    g.desc_shift = log2_ceil(sizeof(struct pool) + 2 * g.nwords * sizeof(uint64_t));
+    g.desc_shift = log2_ceil(sizeof(struct pool) + 2 * g.nwords * sizeof(uint64_t) +
+                             sizeof(struct links));
     pool_classes_init();
     for (int i = 0; i < NSTRIPES; i++)
         pthread_mutex_init(&g.stripes[i].m, NULL);

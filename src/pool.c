@@ -21,25 +21,31 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     p->nfree = (uint16_t)n;
     p->hint = 0;
     p->cls = (uint8_t)cls;
-    p->last_size = (uint16_t)size;
+    links(p)->last_size = (uint16_t)size;
     p->pending = 0;
     p->sealed = 0;
     p->where = IN_NONE;
-    p->next = p->prev = p->pnext = NULL;
+    links(p)->next = links(p)->prev = links(p)->pnext = NULL;
     STORE(p->owner, owner);
     STORE(p->size, (uint16_t)size);
     pthread_mutex_unlock(m);
 }
 
-/* Owner: merge the blocks other threads freed.  Caller holds the stripe lock. */
+/* Owner: merge the blocks other threads freed.  Caller holds the stripe lock.
+ * A block freed remotely and then again by the owner shows up here. */
 void pool_merge_remote(struct pool *p)
 {
     for (unsigned w = 0; w < g.nwords; w++) {
-        uint64_t r = LOAD(remote_map(p)[w]);
+        uint64_t r = LOAD(remote_map(p)[w]), f = LOAD(free_map(p)[w]);
         if (!r)
             continue;
+        if (unlikely(r & f)) {
+            size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(r & f);
+            shed_error(E_DOUBLE, pool_addr(p) + idx * LOAD(p->size), "free");
+            r &= ~f;
+        }
         STORE(remote_map(p)[w], 0);
-        STORE(free_map(p)[w], LOAD(free_map(p)[w]) | r);
+        STORE(free_map(p)[w], f | r);
         p->nfree = (uint16_t)(p->nfree + __builtin_popcountll(r));
         if (w < p->hint)
             p->hint = (uint16_t)w;
@@ -56,5 +62,6 @@ void pool_classes_init(void)
         uint32_t size = (c + 1) * SHED_CLASS_STEP;
         g.magic[c] = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
         g.nblocks[c] = (uint16_t)(g.page_size / size);
+        g.avail_min[c] = (uint16_t)(g.nblocks[c] / 8 ? g.nblocks[c] / 8 : 1);
     }
 }

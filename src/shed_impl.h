@@ -73,7 +73,8 @@
 
 struct theap;
 
-/* Where an owned pool sits in its owner's lists. */
+/* Where an owned pool sits in its owner: current, on the avail list, or on
+ * no list (full, or too few free blocks to be worth a visit). */
 enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
 
 /*
@@ -83,15 +84,19 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  *     remote[] iff another thread freed it and the owner has not merged it;
  *     never in both; bits at or above nblocks are never set;
  *   - nfree == popcount(free[]); every word of free[] below hint is zero;
+ *   - a pool on an avail list has free blocks; a pool IN_FULL has fewer
+ *     than avail_min[cls] of them, or is sealed (a pool re-enters the
+ *     avail list only with avail_min free blocks, so that the owner does not
+ *     hop between pools that have one free block each);
  *   - pending == 1 iff the pool is on its owner's pending stack.
  * owner and pending change only under the pool's stripe lock; nfree, hint,
  * the list links and free[] stores belong to the owner (free[] words are read
  * by other threads under the stripe lock, hence atomics).
  */
 struct pool {
+    /* first cache line: everything the owner's malloc and free touch */
     struct theap *_Atomic owner;
     _Atomic uint16_t size;       /* block size; 0 while the pool is not in use */
-    uint16_t last_size;          /* block size it last held, for diagnostics */
     uint16_t nblocks;
     uint16_t nfree;
     uint16_t hint;               /* first word of free[] that may be non-zero */
@@ -100,9 +105,14 @@ struct pool {
     uint8_t pending;
     uint8_t sealed;              /* frozen: no new blocks come from it */
     uint32_t dirty_ms;           /* when it became free-dirty (now_ms clock) */
+    _Atomic uint64_t map[];      /* free[nwords], remote[nwords], struct links */
+};
+
+/* The colder part of a descriptor, after its bitmaps. */
+struct links {
     struct pool *next, *prev;    /* owner's list */
     struct pool *pnext;          /* pending stack */
-    _Atomic uint64_t map[];      /* free[nwords] then remote[nwords] */
+    uint16_t last_size;          /* block size it last held, for diagnostics */
 };
 
 /* Per-arena pool states, one bit per pool, guarded by g.lock. */
@@ -119,7 +129,6 @@ enum { B_DIRTY, B_RELEASED };    /* bucket kinds: has dirty / has released pools
 struct theap {
     struct pool *cur[NCLS];      /* pool blocks come from, per class */
     struct pool *avail[NCLS];    /* other owned pools with free blocks */
-    struct pool *full;           /* owned pools with none (any class) */
     struct pool *_Atomic pending;/* pools with remote frees to merge */
     struct theap *all_next;      /* every theap ever made (never freed) */
     struct theap *free_next;     /* recycled theaps */
@@ -162,6 +171,7 @@ struct global {
     struct arena *arenas;
     size_t narenas, narenas_max;
     uint16_t nblocks[NCLS];
+    uint16_t avail_min[NCLS];    /* free blocks that make a full pool available */
     uint32_t magic[NCLS];        /* offset * magic >> 32 == offset / size */
 
     pthread_mutex_t lock;        /* arenas, pool states, buckets */
@@ -223,6 +233,10 @@ static inline _Atomic uint64_t *remote_map(struct pool *p)
 {
     return p->map + g.nwords;
 }
+static inline struct links *links(struct pool *p)
+{
+    return (struct links *)(p->map + 2 * g.nwords);
+}
 
 /* Owner: hand out the lowest free block; NULL when the pool has none. */
 static inline void *pool_take(struct pool *p)
@@ -252,7 +266,7 @@ static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
     size_t boff = off & (g.page_size - 1);
     if (unlikely(sz == 0)) {
         /* A free pool: a block start of the class it held was freed twice. */
-        unsigned last = p->last_size;
+        unsigned last = links(p)->last_size;
         return last && boff % last == 0 && boff / last < g.page_size / last
                    ? E_DOUBLE : E_INVALID;
     }

@@ -3,9 +3,11 @@
  * by other threads come back to it, and where its pools go when it exits.
  *
  * A theap keeps, per class, a current pool (blocks come from it) and a list
- * of other pools with free blocks; pools with none wait on the full list.
- * Lists change only in the owning thread (or, for the orphanage, under
- * g.orphan_lock), so none of this needs atomics but the pending stack.
+ * of other pools with free blocks; "full" pools are on no list at all (so a
+ * pool filling up costs no list operation), and are found again through
+ * their descriptor when blocks are freed.  Lists change only in the owning
+ * thread (or, for the orphanage, under g.orphan_lock), so none of this needs
+ * atomics but the pending stack.
  */
 #include <errno.h>
 #include <sched.h>
@@ -17,19 +19,14 @@ __thread struct theap *tls_heap __attribute__((tls_model("initial-exec")));
 
 /* ---- owner's lists ---- */
 
-static struct pool **list_of(struct theap *th, struct pool *p)
+static void list_push(struct theap *th, struct pool *p)
 {
-    return p->where == IN_AVAIL ? &th->avail[p->cls] : &th->full;
-}
-
-static void list_push(struct theap *th, struct pool *p, enum pool_list where)
-{
-    p->where = (uint8_t)where;
-    struct pool **head = list_of(th, p);
-    p->prev = NULL;
-    p->next = *head;
+    p->where = IN_AVAIL;
+    struct pool **head = &th->avail[p->cls];
+    links(p)->prev = NULL;
+    links(p)->next = *head;
     if (*head)
-        (*head)->prev = p;
+        links(*head)->prev = p;
     *head = p;
 }
 
@@ -38,13 +35,13 @@ static void list_remove(struct theap *th, struct pool *p)
 {
     if (p->where == IN_CUR) {
         th->cur[p->cls] = NULL;
-    } else if (p->where != IN_NONE) {
-        if (p->prev)
-            p->prev->next = p->next;
+    } else if (p->where == IN_AVAIL) {
+        if (links(p)->prev)
+            links(links(p)->prev)->next = links(p)->next;
         else
-            *list_of(th, p) = p->next;
-        if (p->next)
-            p->next->prev = p->prev;
+            th->avail[p->cls] = links(p)->next;
+        if (links(p)->next)
+            links(links(p)->next)->prev = links(p)->prev;
     }
     p->where = IN_NONE;
 }
@@ -139,9 +136,8 @@ static void pool_settle(struct theap *th, struct pool *p)
             return;
         list_remove(th, p);
         pool_retire(p);
-    } else if (p->where == IN_FULL && p->nfree > 0 && !p->sealed) {
-        list_remove(th, p);
-        list_push(th, p, IN_AVAIL);
+    } else if (p->where == IN_FULL && p->nfree >= g.avail_min[p->cls] && !p->sealed) {
+        list_push(th, p);
     }
 }
 
@@ -155,7 +151,7 @@ void theap_drain(struct theap *th)
 {
     struct pool *p = atomic_exchange_explicit(&th->pending, NULL, memory_order_acquire);
     while (p) {
-        struct pool *next = p->pnext;    /* read before pending is cleared */
+        struct pool *next = links(p)->pnext;    /* read before pending is cleared */
         pthread_mutex_t *m = stripe_of(p);
         pthread_mutex_lock(m);
         pool_merge_remote(p);
@@ -193,32 +189,52 @@ static bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
     return ok;
 }
 
-/* Hand every pool of th to the orphanage (thread exit, or the other threads'
- * theaps in a fork()ed child).  Empty pools go straight back to the arenas. */
-void theap_abandon(struct theap *th)
+/* Move one pool of th to the orphanage, or back to its arena when empty. */
+static void abandon_pool(struct theap *th, struct pool *p, bool *left)
 {
     struct theap *o = g.orphanage;
+    if (p->nfree == p->nblocks) {
+        list_remove(th, p);
+        pool_retire(p);
+    } else if (pool_transfer(th, p, o)) {
+        if (p->nfree && !p->sealed)
+            list_push(o, p);
+        else
+            p->where = IN_FULL;
+        ADD(g.norphans, 1);
+    } else {
+        *left = true;
+    }
+}
+
+/* Hand every pool of th to the orphanage (thread exit, or the other threads'
+ * theaps in a fork()ed child).  Full pools are on no list: they are found by
+ * a walk over the arenas' in-use masks. */
+void theap_abandon(struct theap *th)
+{
     pthread_mutex_lock(&g.orphan_lock);
     for (bool left = true; left;) {
         left = false;
         theap_drain(th);
-        for (unsigned c = 0; c <= NCLS; c++) {
-            struct pool *p = c < NCLS ? th->cur[c] : NULL, *next;
-            for (int pass = 0; pass < 2; pass++) {
-                if (pass == 1)
-                    p = c < NCLS ? th->avail[c] : th->full;
-                for (; p; p = next) {
-                    next = pass == 1 ? p->next : NULL;
-                    if (p->nfree == p->nblocks) {
-                        list_remove(th, p);
-                        pool_retire(p);
-                    } else if (pool_transfer(th, p, o)) {
-                        list_push(o, p, p->nfree && !p->sealed ? IN_AVAIL : IN_FULL);
-                        ADD(g.norphans, 1);
-                    } else {
-                        left = true;
-                    }
-                }
+        for (unsigned c = 0; c < NCLS; c++) {
+            if (th->cur[c])
+                abandon_pool(th, th->cur[c], &left);
+            for (struct pool *p = th->avail[c], *next; p; p = next) {
+                next = links(p)->next;
+                abandon_pool(th, p, &left);
+            }
+        }
+        pthread_mutex_lock(&g.lock);
+        size_t narenas = g.narenas;
+        pthread_mutex_unlock(&g.lock);
+        for (size_t a = 0; a < narenas; a++) {
+            pthread_mutex_lock(&g.lock);
+            uint64_t used = g.arenas[a].used;     /* th's pools stay put */
+            pthread_mutex_unlock(&g.lock);
+            for (; used; used &= used - 1) {
+                struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
+                if (LOAD(p->owner) == th)
+                    abandon_pool(th, p, &left);
             }
         }
         if (left)
@@ -237,7 +253,7 @@ static struct pool *orphan_adopt(struct theap *th, unsigned cls)
     struct pool *p;
     while ((p = o->avail[cls]) && !pool_transfer(o, p, th)) {
         list_remove(o, p);               /* remote frees raced in: later */
-        list_push(o, p, IN_FULL);
+        p->where = IN_FULL;
     }
     if (p)
         ADD(g.norphans, (size_t)-1);
@@ -270,8 +286,8 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
             void *b = p->sealed ? NULL : pool_take(p);
             if (b)
                 return b;
-            list_remove(th, p);
-            list_push(th, p, IN_FULL);
+            th->cur[cls] = NULL;
+            p->where = IN_FULL;
         }
         if ((p = th->avail[cls])) {
             list_remove(th, p);
@@ -303,8 +319,8 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
     if (!p->pending) {
         struct theap *o = LOAD(p->owner);
         p->pending = 1;
-        p->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
-        while (!atomic_compare_exchange_weak_explicit(&o->pending, &p->pnext, p,
+        links(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&o->pending, &links(p)->pnext, p,
                                                       memory_order_release,
                                                       memory_order_relaxed))
             ;
