@@ -74,6 +74,22 @@ struct shed_stats {
     uint64_t errors;            /* bad pointers reported */
 };
 
+/* Heaps: separate sets of pools.  Blocks of different heaps never share a
+ * pool; shed_free, shed_realloc and shed_usable_size take a block of any heap,
+ * and shed_heap_destroy frees every block of the heap at once.  flags must
+ * be 0.  Calls on a destroyed heap are reported as bad input. */
+typedef struct shed_heap shed_heap_t;
+shed_heap_t *shed_heap_new(unsigned flags);
+void  *shed_heap_malloc(shed_heap_t *heap, size_t size);
+void  *shed_heap_calloc(shed_heap_t *heap, size_t nmemb, size_t size);
+void  *shed_heap_realloc(shed_heap_t *heap, void *ptr, size_t size);
+void   shed_heap_destroy(shed_heap_t *heap);
+
+/* Freeze: seal every pool in use now, so that later allocations (here or in
+ * fork()ed children) never go into those pages; thaw unseals them. */
+void shed_freeze(void);
+void shed_thaw(void);
+
 /* Fill *st; returns 0, or -1 with errno = EINVAL when st is NULL. */
 int  shed_stats(struct shed_stats *st);
 /* Print the statistics in a human-readable table. */

@@ -17,7 +17,7 @@ static void *large_alloc(size_t size)
 }
 
 /* A block of class cls; req is the size the caller asked for (for memcheck). */
-static void *alloc_class(unsigned cls, size_t req)
+static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, size_t req)
 {
     struct theap *th = tls_heap;
     void *b;
@@ -31,9 +31,14 @@ static void *alloc_class(unsigned cls, size_t req)
     if (!(b = theap_alloc_slow(th, cls)))
         return large_alloc(req);      /* region exhausted */
 done:
-    BUMP(th->nalloc[cls], 1);
-    VG(VALGRIND_MALLOCLIKE_BLOCK(b, req, 0, 0));
+    if (unlikely(g.valgrind))
+        vg_malloclike(b, req);
     return b;
+}
+
+void vg_malloclike(void *block, size_t size)
+{
+    VALGRIND_MALLOCLIKE_BLOCK(block, size, 0, 0);
 }
 
 void *shed_malloc_impl(size_t size)
@@ -132,7 +137,7 @@ EXPORT size_t shed_usable_size(const void *ptr)
 
 /* Bytes of a block that hold data: under memcheck, up to the first byte the
  * caller did not ask for (copying the rest would be reported as ours). */
-static size_t data_len(void *ptr, size_t usable)
+size_t shed_data_len(void *ptr, size_t usable)
 {
     if (!g.valgrind)
         return usable;
@@ -152,6 +157,9 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call)
     }
     size_t old;
     if (!in_region(ptr)) {
+        struct shed_heap *h = heap_take_large(ptr);
+        if (h)                         /* a heap's: the new block is its too */
+            return heap_realloc_moved(h, ptr, size);
         if (size > SHED_MAX_BLOCK)
             return __libc_realloc(ptr, size);
         old = sys_usable_size(ptr);
@@ -163,7 +171,7 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call)
         /* Same class: nothing to do (memcheck wants the move, for sizes). */
         if (size <= SHED_MAX_BLOCK && size_class(size) == size_class(old) && !g.valgrind)
             return ptr;
-        old = data_len(ptr, old);
+        old = shed_data_len(ptr, old);
     }
     void *n = shed_malloc_impl(size);
     if (!n)

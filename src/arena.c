@@ -53,7 +53,7 @@ static void arena_reindex(struct arena *a)
 {
     bucket_unlink(a, B_DIRTY);
     bucket_unlink(a, B_RELEASED);
-    if (a->dirty)
+    if (a->dirty & ~a->sealed)
         bucket_link(a, B_DIRTY);
     if (a->released)
         bucket_link(a, B_RELEASED);
@@ -91,10 +91,11 @@ struct pool *arena_acquire_pool(unsigned cls)
 {
     pthread_mutex_lock(&g.lock);
     struct arena *a;
-    uint64_t *from;
+    uint64_t *from, usable;
     if (g.bucket_mask[B_DIRTY]) {
         a = g.bucket[B_DIRTY][highest(g.bucket_mask[B_DIRTY])];
         from = &a->dirty;
+        usable = a->dirty & ~a->sealed;  /* a sealed page waits for release */
         g.npools_dirty--;
         ADD(g.c.reused_dirty, 1);
     } else {
@@ -105,10 +106,11 @@ struct pool *arena_acquire_pool(unsigned cls)
             return NULL;
         }
         from = &a->released;
+        usable = a->released;
         g.npools_released--;
     }
-    int bit = __builtin_ctzll(*from);
-    *from &= *from - 1;
+    int bit = __builtin_ctzll(usable);
+    *from &= ~(1ull << bit);
     a->used |= 1ull << bit;
     a->nused++;
     arena_reindex(a);
@@ -188,7 +190,7 @@ size_t arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
             for (uint64_t m = a->dirty; m; m &= m - 1) {
                 size_t pidx = (size_t)a->index * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m);
                 uint32_t age = now - desc_of(pidx)->dirty_ms;
-                if (!all && age < delay) {
+                if (!all && age < delay && !(a->sealed & (m & -m))) {
                     if (delay - age < wait)
                         wait = delay - age;
                     continue;
@@ -225,9 +227,10 @@ void arena_settle(struct iovec *iov, size_t n, const bool *ok)
         for (size_t pidx = first; pidx < first + count; pidx++) {
             struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
             a->releasing &= ~pool_bit(pidx);
-            if (ok[i])
+            if (ok[i]) {
                 a->released |= pool_bit(pidx);
-            else
+                a->sealed &= ~pool_bit(pidx);   /* a fresh page from now on */
+            } else
                 a->dirty |= pool_bit(pidx);
             g.npools_releasing--;
             if (ok[i])
@@ -241,6 +244,21 @@ void arena_settle(struct iovec *iov, size_t n, const bool *ok)
             ADD(g.c.pages, count);
             ADD(g.c.ranges, 1);
         }
+    }
+    pthread_mutex_unlock(&g.lock);
+}
+
+/* shed_freeze / shed_thaw: seal every pool in use now, or unseal all. */
+void arena_seal_all(bool seal)
+{
+    pthread_mutex_lock(&g.lock);
+    for (size_t i = 0; i < g.narenas; i++) {
+        struct arena *a = &g.arenas[i];
+        uint64_t m = seal ? a->used & ~a->sealed : a->sealed & a->used;
+        for (; m; m &= m - 1)
+            STORE(desc_of(i * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m))->sealed, seal);
+        a->sealed = seal ? a->sealed | a->used : 0;
+        arena_reindex(a);
     }
     pthread_mutex_unlock(&g.lock);
 }

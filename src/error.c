@@ -11,6 +11,7 @@ static const char *const what[] = {
     [E_DOUBLE] = "double free of ",
     [E_INVALID] = "invalid pointer ",
     [E_INTERIOR] = "interior pointer ",
+    [E_HEAP] = "invalid heap ",
 };
 
 static char *put_hex(char *out, uintptr_t v)

@@ -8,12 +8,15 @@
 void shed_free_impl(void *ptr, const char *call)
 {
     if (unlikely(!in_region(ptr))) {
-        if (ptr)
+        if (ptr) {
+            heap_take_large(ptr);   /* a heap's large block leaves its set */
             __libc_free(ptr);       /* the system allocator's, or foreign */
+        }
         return;
     }
     /* memcheck first: it reports a bad free at the caller's line. */
-    VG(VALGRIND_FREELIKE_BLOCK(ptr, 0));
+    if (unlikely(g.valgrind))
+        vg_freelike(ptr);
 
     struct pool *p;
     size_t idx;
@@ -39,9 +42,13 @@ void shed_free_impl(void *ptr, const char *call)
     STORE(*f, word | bit);
     if (idx / 64 < p->hint)
         p->hint = (uint16_t)(idx / 64);
-    BUMP(th->nfreed[p->cls], 1);
     if (unlikely(++p->nfree == g.avail_min[p->cls] || p->nfree == p->nblocks))
         theap_free_slow(th, p);
+}
+
+void vg_freelike(void *block)
+{
+    VALGRIND_FREELIKE_BLOCK(block, 0);
 }
 
 EXPORT void shed_free(void *ptr)

@@ -34,6 +34,9 @@ __attribute__((destructor)) static void shed_fini(void)
 
 static void fork_prepare(void)
 {
+    if (LOAD(g.opt.freeze_on_fork))
+        arena_seal_all(true);     /* the children never write our pools */
+    heaps_fork(0);
     fork_prepare_release(true);
     pthread_mutex_lock(&g.orphan_lock);
     pthread_mutex_lock(&g.theap_lock);
@@ -51,6 +54,7 @@ static void fork_parent(void)
     pthread_mutex_unlock(&g.theap_lock);
     pthread_mutex_unlock(&g.orphan_lock);
     fork_parent_release();
+    heaps_fork(1);
 }
 
 /* Only the forking thread lives on: fresh locks, and the other threads'
@@ -63,6 +67,7 @@ static void fork_child(void)
     for (int i = 0; i < NSTRIPES; i++)
         pthread_mutex_init(&g.stripes[i].m, NULL);
     releaser_after_fork();
+    heaps_fork(2);
     os_reset_after_fork();
     for (struct theap *th = g.theaps; th; th = th->all_next) {
         if (th->live && !th->shared && th != tls_heap) {

@@ -46,6 +46,7 @@ static const struct key keys[] = {
     { "backend", K_CHOICE, backends, 0, 0, &g.opt.backend, NULL, NULL },
     { "on_error", K_CHOICE, on_errors, 0, 0, &g.opt.on_error_abort, NULL, NULL },
     { "stats", K_CHOICE, bools, 0, 0, &g.opt.stats_at_exit, NULL, NULL },
+    { "freeze_on_fork", K_CHOICE, bools, 0, 0, &g.opt.freeze_on_fork, NULL, NULL },
     { "delay_ms", K_NUMBER, NULL, 0, 3600000, NULL, &g.opt.delay_ms, NULL },
     { "max_dirty", K_NUMBER, NULL, 0, UINT_MAX, NULL, &g.opt.max_dirty, NULL },
     { "batch", K_NUMBER, NULL, 1, IOV_MAX, NULL, &g.opt.batch, NULL },
@@ -62,6 +63,7 @@ void options_defaults(void)
     STORE(g.opt.batch, IOV_MAX);
     STORE(g.opt.on_error_abort, 1);
     STORE(g.opt.stats_at_exit, 0);
+    STORE(g.opt.freeze_on_fork, 0);
     g.opt.region_size = DEFAULT_REGION;
 }
 

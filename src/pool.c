@@ -23,7 +23,7 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     p->cls = (uint8_t)cls;
     links(p)->last_size = (uint16_t)size;
     p->pending = 0;
-    p->sealed = 0;
+    STORE(p->sealed, 0);
     p->where = IN_NONE;
     links(p)->next = links(p)->prev = links(p)->pnext = NULL;
     STORE(p->owner, owner);
@@ -62,6 +62,6 @@ void pool_classes_init(void)
         uint32_t size = (c + 1) * SHED_CLASS_STEP;
         g.magic[c] = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
         g.nblocks[c] = (uint16_t)(g.page_size / size);
-        g.avail_min[c] = (uint16_t)(g.nblocks[c] / 8 ? g.nblocks[c] / 8 : 1);
+        g.avail_min[c] = (uint16_t)(g.nblocks[c] / 4 > 2 ? g.nblocks[c] / 4 : 2);
     }
 }

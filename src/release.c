@@ -86,6 +86,7 @@ static void *releaser_main(void *arg)
         pthread_mutex_unlock(&rel.mx);
         uint32_t wait;
         orphanage_collect();
+        heaps_collect();
         release_pass(false, &wait);
         pthread_mutex_lock(&rel.mx);
         if (rel.stop)
@@ -192,5 +193,6 @@ EXPORT size_t shed_trim(void)
     if (th)
         theap_flush_empty(th);
     orphanage_collect();
+    heaps_collect();
     return release_pass(true, NULL);
 }

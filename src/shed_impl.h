@@ -103,7 +103,7 @@ struct pool {
     uint8_t cls;
     uint8_t where;               /* enum pool_list */
     uint8_t pending;
-    uint8_t sealed;              /* frozen: no new blocks come from it */
+    _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
     uint32_t dirty_ms;           /* when it became free-dirty (now_ms clock) */
     _Atomic uint64_t map[];      /* free[nwords], remote[nwords], struct links */
 };
@@ -115,9 +115,11 @@ struct links {
     uint16_t last_size;          /* block size it last held, for diagnostics */
 };
 
-/* Per-arena pool states, one bit per pool, guarded by g.lock. */
+/* Per-arena pool states, one bit per pool, guarded by g.lock.  sealed marks
+ * pools frozen by shed_freeze(): in use, or dirty and not to be reused before
+ * the kernel has taken the page (then it is a fresh page, not the parent's). */
 struct arena {
-    uint64_t used, dirty, releasing, released;
+    uint64_t used, dirty, releasing, released, sealed;
     uint32_t index;
     uint8_t nused;
     int8_t bucket[2];            /* which bucket list it is on, -1 if none */
@@ -132,15 +134,14 @@ struct theap {
     struct pool *_Atomic pending;/* pools with remote frees to merge */
     struct theap *all_next;      /* every theap ever made (never freed) */
     struct theap *free_next;     /* recycled theaps */
-    bool shared;                 /* the orphanage: used under g.orphan_lock */
+    bool shared;                 /* the orphanage or a heap: used under a lock */
+    bool is_heap;                /* a shed_heap: never adopts orphans */
     bool live;
-    _Atomic uint64_t nalloc[NCLS];  /* blocks handed out / freed by this */
-    _Atomic uint64_t nfreed[NCLS];  /* thread, for shed_stats */
 };
 
 enum release_mode { REL_BATCHED, REL_INLINE, REL_MANUAL, REL_OFF };
 enum backend { BK_AUTO, BK_PMADV, BK_MADV, BK_URING };
-enum err_kind { E_DOUBLE, E_INVALID, E_INTERIOR };
+enum err_kind { E_DOUBLE, E_INVALID, E_INTERIOR, E_HEAP };
 
 struct options {
     _Atomic int release;         /* enum release_mode */
@@ -151,13 +152,13 @@ struct options {
     _Atomic unsigned batch;
     _Atomic int on_error_abort;
     _Atomic int stats_at_exit;
+    _Atomic int freeze_on_fork;
     size_t region_size;
 };
 
 struct counters {
     _Atomic uint64_t syscalls, batches, ranges, pages, failures, ns;
     _Atomic uint64_t reused_dirty, large, errors;
-    _Atomic uint64_t stray_freed[NCLS];   /* freed by threads with no theap */
 };
 
 struct stripe { pthread_mutex_t m; char pad[64 - sizeof(pthread_mutex_t) % 64]; };
@@ -238,10 +239,11 @@ static inline struct links *links(struct pool *p)
     return (struct links *)(p->map + 2 * g.nwords);
 }
 
-/* Owner: hand out the lowest free block; NULL when the pool has none. */
+/* Owner: hand out the lowest free block; NULL when the pool has none, or is
+ * sealed. */
 static inline void *pool_take(struct pool *p)
 {
-    if (unlikely(p->nfree == 0))
+    if (unlikely(p->nfree == 0 || LOAD(p->sealed)))
         return NULL;
     unsigned w = p->hint;
     uint64_t m;
@@ -312,6 +314,7 @@ void     arena_return_pool(struct pool *p) HIDDEN;
 bool     arena_claim_pool(struct pool *p) HIDDEN;
 size_t   arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms) HIDDEN;
 void     arena_settle(struct iovec *iov, size_t n, const bool *ok) HIDDEN;
+void     arena_seal_all(bool seal) HIDDEN;
 size_t   arena_resident_bytes(void) HIDDEN;
 
 /* pool.c: blocks within a pool */
@@ -326,6 +329,16 @@ void     theap_free_slow(struct theap *th, struct pool *p) HIDDEN;
 void     theap_drain(struct theap *th) HIDDEN;
 void     theap_flush_empty(struct theap *th) HIDDEN;
 void     theap_abandon(struct theap *th) HIDDEN;
+struct theap *theap_new(bool shared) HIDDEN;
+void     theap_destroy_pools(struct theap *th) HIDDEN;
+void    *theap_alloc(struct theap *th, size_t size) HIDDEN;
+void     theap_recycle(struct theap *th) HIDDEN;
+
+/* heap.c */
+struct shed_heap *heap_take_large(void *ptr) HIDDEN;
+void    *heap_realloc_moved(struct shed_heap *h, void *ptr, size_t size) HIDDEN;
+void     heaps_collect(void) HIDDEN;
+void     heaps_fork(int stage) HIDDEN;   /* 0 prepare, 1 parent, 2 child */
 void     orphanage_collect(void) HIDDEN;
 void     free_remote(struct pool *p, size_t idx, unsigned size, void *ptr,
                      const char *call) HIDDEN;
@@ -346,6 +359,7 @@ void     shed_free_impl(void *ptr, const char *call) HIDDEN;
 void    *shed_realloc_impl(void *ptr, size_t size, const char *call) HIDDEN;
 void    *shed_aligned_impl(size_t align, size_t size) HIDDEN;
 size_t   shed_usable_impl(const void *ptr, const char *call) HIDDEN;
+size_t   shed_data_len(void *ptr, size_t usable) HIDDEN;
 
 /* error.c */
 void     shed_error(enum err_kind kind, const void *ptr, const char *call) HIDDEN;

@@ -1,6 +1,5 @@
 /*
- * Statistics.  Block counts are kept per thread (each theap counts what its
- * thread allocated and freed, without atomics) and summed here.
+ * Statistics, gathered when asked for: the fast paths keep no counters.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,19 +17,25 @@ EXPORT int shed_stats(struct shed_stats *st)
     if (!shed_ready())
         return 0;
 
-    int64_t blocks[NCLS] = { 0 };
-    pthread_mutex_lock(&g.theap_lock);
-    for (struct theap *th = g.theaps; th; th = th->all_next)
-        for (unsigned c = 0; c < NCLS; c++)
-            blocks[c] += (int64_t)(LOAD(th->nalloc[c]) - LOAD(th->nfreed[c]));
-    pthread_mutex_unlock(&g.theap_lock);
-
+    /* Blocks in use, counted from the pools' bitmaps: no counter on the
+     * fast paths.  A pool still being set up (size 0) holds none. */
     pthread_mutex_lock(&g.lock);
+    for (size_t a = 0; a < g.narenas; a++) {
+        for (uint64_t m = g.arenas[a].used; m; m &= m - 1) {
+            struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m));
+            unsigned size = LOAD(p->size);
+            if (!size)
+                continue;
+            size_t nfree = 0;
+            for (unsigned w = 0; w < g.nwords; w++)
+                nfree += (size_t)__builtin_popcountll(LOAD(free_map(p)[w]) |
+                                                      LOAD(remote_map(p)[w]));
+            st->classes[size_class(size)].blocks_in_use += g.nblocks[size_class(size)] - nfree;
+        }
+    }
     for (unsigned c = 0; c < NCLS; c++) {
         struct shed_class_stats *cs = &st->classes[c];
-        int64_t n = blocks[c] - (int64_t)LOAD(g.c.stray_freed[c]);
         cs->block_size = (c + 1) * SHED_CLASS_STEP;
-        cs->blocks_in_use = n > 0 ? (size_t)n : 0;
         cs->bytes_in_use = cs->blocks_in_use * cs->block_size;
         cs->pools_in_use = g.class_pools[c];
         st->blocks_in_use += cs->blocks_in_use;

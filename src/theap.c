@@ -48,7 +48,7 @@ static void list_remove(struct theap *th, struct pool *p)
 
 /* ---- theap life cycle ---- */
 
-static struct theap *theap_new(bool shared)
+struct theap *theap_new(bool shared)
 {
     pthread_mutex_lock(&g.theap_lock);
     struct theap *th = g.theap_free;
@@ -83,17 +83,24 @@ struct theap *theap_get(void)
     return th;
 }
 
+/* A theap with no pools left goes back on the free list. */
+void theap_recycle(struct theap *th)
+{
+    pthread_mutex_lock(&g.theap_lock);
+    th->is_heap = false;
+    th->live = false;
+    th->free_next = g.theap_free;
+    g.theap_free = th;
+    pthread_mutex_unlock(&g.theap_lock);
+}
+
 /* Thread exit (pthread key destructor): hand the pools to the orphanage. */
 static void theap_exit(void *arg)
 {
     struct theap *th = arg;
     tls_heap = NULL;
     theap_abandon(th);
-    pthread_mutex_lock(&g.theap_lock);
-    th->live = false;
-    th->free_next = g.theap_free;
-    g.theap_free = th;
-    pthread_mutex_unlock(&g.theap_lock);
+    theap_recycle(th);
 }
 
 int theap_setup(void)
@@ -136,7 +143,7 @@ static void pool_settle(struct theap *th, struct pool *p)
             return;
         list_remove(th, p);
         pool_retire(p);
-    } else if (p->where == IN_FULL && p->nfree >= g.avail_min[p->cls] && !p->sealed) {
+    } else if (p->where == IN_FULL && p->nfree >= g.avail_min[p->cls] && !LOAD(p->sealed)) {
         list_push(th, p);
     }
 }
@@ -189,58 +196,92 @@ static bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
     return ok;
 }
 
+/* Call fn on every pool th owns: current, on an avail list, or on no list
+ * (found by a walk over the arenas' in-use masks).  fn may move the pool. */
+static void theap_for_each_pool(struct theap *th,
+                                void (*fn)(struct theap *, struct pool *, void *), void *arg)
+{
+    for (unsigned c = 0; c < NCLS; c++) {
+        if (th->cur[c])
+            fn(th, th->cur[c], arg);
+        for (struct pool *p = th->avail[c], *next; p; p = next) {
+            next = links(p)->next;
+            fn(th, p, arg);
+        }
+    }
+    pthread_mutex_lock(&g.lock);
+    size_t narenas = g.narenas;
+    pthread_mutex_unlock(&g.lock);
+    for (size_t a = 0; a < narenas; a++) {
+        pthread_mutex_lock(&g.lock);
+        uint64_t used = g.arenas[a].used;     /* th's own pools stay put */
+        pthread_mutex_unlock(&g.lock);
+        for (; used; used &= used - 1) {
+            struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
+            if (LOAD(p->owner) == th && p->where == IN_FULL)
+                fn(th, p, arg);
+        }
+    }
+}
+
 /* Move one pool of th to the orphanage, or back to its arena when empty. */
-static void abandon_pool(struct theap *th, struct pool *p, bool *left)
+static void abandon_pool(struct theap *th, struct pool *p, void *left)
 {
     struct theap *o = g.orphanage;
     if (p->nfree == p->nblocks) {
         list_remove(th, p);
         pool_retire(p);
     } else if (pool_transfer(th, p, o)) {
-        if (p->nfree && !p->sealed)
+        if (p->nfree && !LOAD(p->sealed))
             list_push(o, p);
         else
             p->where = IN_FULL;
         ADD(g.norphans, 1);
     } else {
-        *left = true;
+        *(bool *)left = true;
     }
 }
 
 /* Hand every pool of th to the orphanage (thread exit, or the other threads'
- * theaps in a fork()ed child).  Full pools are on no list: they are found by
- * a walk over the arenas' in-use masks. */
+ * theaps in a fork()ed child). */
 void theap_abandon(struct theap *th)
 {
     pthread_mutex_lock(&g.orphan_lock);
     for (bool left = true; left;) {
         left = false;
         theap_drain(th);
-        for (unsigned c = 0; c < NCLS; c++) {
-            if (th->cur[c])
-                abandon_pool(th, th->cur[c], &left);
-            for (struct pool *p = th->avail[c], *next; p; p = next) {
-                next = links(p)->next;
-                abandon_pool(th, p, &left);
-            }
-        }
-        pthread_mutex_lock(&g.lock);
-        size_t narenas = g.narenas;
-        pthread_mutex_unlock(&g.lock);
-        for (size_t a = 0; a < narenas; a++) {
-            pthread_mutex_lock(&g.lock);
-            uint64_t used = g.arenas[a].used;     /* th's pools stay put */
-            pthread_mutex_unlock(&g.lock);
-            for (; used; used &= used - 1) {
-                struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
-                if (LOAD(p->owner) == th)
-                    abandon_pool(th, p, &left);
-            }
-        }
+        theap_for_each_pool(th, abandon_pool, &left);
         if (left)
             sched_yield();
     }
     pthread_mutex_unlock(&g.orphan_lock);
+}
+
+/* Tell memcheck that the live blocks of p are gone. */
+static void vg_free_live(struct pool *p)
+{
+    for (size_t i = 0; i < p->nblocks; i++)
+        if (!block_is_free(p, i))
+            vg_freelike(pool_addr(p) + i * LOAD(p->size));
+}
+
+static void destroy_pool(struct theap *th, struct pool *p, void *arg)
+{
+    (void)arg;
+    if (unlikely(g.valgrind))
+        vg_free_live(p);
+    list_remove(th, p);
+    pool_retire(p);
+}
+
+/* shed_heap_destroy: every pool of the heap goes back, live blocks or not.
+ * Caller holds the heap's lock; frees racing with it are reported. */
+void theap_destroy_pools(struct theap *th)
+{
+    theap_drain(th);
+    theap_for_each_pool(th, destroy_pool, NULL);
+    /* Pools pushed for remote frees meanwhile are retired already. */
+    atomic_store(&th->pending, NULL);
 }
 
 /* Take an orphaned pool with free blocks of class cls, if there is one. */
@@ -283,7 +324,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
     for (;;) {
         struct pool *p = th->cur[cls];
         if (p) {
-            void *b = p->sealed ? NULL : pool_take(p);
+            void *b = pool_take(p);
             if (b)
                 return b;
             th->cur[cls] = NULL;
@@ -291,7 +332,11 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
         }
         if ((p = th->avail[cls])) {
             list_remove(th, p);
-        } else if (!(p = orphan_adopt(th, cls))) {
+            if (LOAD(p->sealed)) {       /* frozen since it was listed */
+                p->where = IN_FULL;
+                continue;
+            }
+        } else if (th->is_heap || !(p = orphan_adopt(th, cls))) {
             if (!(p = arena_acquire_pool(cls)))
                 return NULL;
             pool_init(p, th, cls);
@@ -299,6 +344,18 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
         p->where = IN_CUR;
         th->cur[cls] = p;
     }
+}
+
+/* A block from th, which the caller owns or has locked (a heap). */
+void *theap_alloc(struct theap *th, size_t size)
+{
+    unsigned cls = size ? size_class(size) : 0;
+    void *b = th->cur[cls] ? pool_take(th->cur[cls]) : NULL;
+    if (!b)
+        b = theap_alloc_slow(th, cls);
+    if (b && unlikely(g.valgrind))
+        vg_malloclike(b, size);
+    return b;
 }
 
 /* ---- frees from a thread that does not own the pool ---- */
@@ -326,9 +383,4 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
             ;
     }
     pthread_mutex_unlock(m);
-    struct theap *th = tls_heap;
-    if (th)
-        BUMP(th->nfreed[size_class(size)], 1);
-    else
-        ADD(g.c.stray_freed[size_class(size)], 1);
 }

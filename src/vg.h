@@ -16,4 +16,9 @@
         }                                \
     } while (0)
 
+/* The requests of the fast paths, out of line so that they cost those paths
+ * no stack frame. */
+void vg_malloclike(void *block, size_t size) HIDDEN __attribute__((noinline, cold));
+void vg_freelike(void *block) HIDDEN __attribute__((noinline, cold));
+
 #endif

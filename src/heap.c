@@ -1,0 +1,315 @@
+/*
+ * Heaps: separate sets of pools.  Blocks of different heaps never share a
+ * pool, so a heap made for long-lived data keeps its pages apart from the
+ * churn of short-lived blocks (they stay clean, and shared with fork()ed
+ * children), and shed_heap_destroy() frees all its blocks at once.
+ *
+ * A heap is a shared theap under the heap's mutex: any thread may allocate
+ * from it, and frees of its blocks take the cross-thread path of theap.c.
+ * Its blocks larger than SHED_MAX_BLOCK come from the system allocator and
+ * are remembered in a small open-addressing set, so that destroy frees them.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "shed_impl.h"
+
+#define HEAP_LIVE 0x48454150u     /* "HEAP" */
+#define HEAP_DEAD 0xdeadbeefu
+
+struct shed_heap {
+    _Atomic uint32_t magic;
+    pthread_mutex_t lock;
+    struct theap *th;
+    struct shed_heap *next;       /* live heaps, or recycled ones */
+    void **large;                 /* set of system blocks; NULL = empty slot */
+    size_t large_cap, large_n;
+};
+
+static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shed_heap *heaps, *heaps_free;
+static _Atomic size_t nlarge;     /* system blocks held by all heaps */
+
+/* ---- the set of large blocks (caller holds the heap's lock) ---- */
+
+static size_t slot_of(void *ptr, size_t cap)
+{
+    return ((uintptr_t)ptr >> 4) * 0x9e3779b97f4a7c15ull >> 7 & (cap - 1);
+}
+
+static bool large_add(struct shed_heap *h, void *ptr)
+{
+    if (2 * (h->large_n + 1) > h->large_cap) {
+        size_t cap = h->large_cap ? 2 * h->large_cap : 64;
+        void **t = os_map(cap * sizeof *t);
+        if (!t)
+            return false;
+        for (size_t i = 0; i < h->large_cap; i++) {
+            if (!h->large[i])
+                continue;
+            size_t j = slot_of(h->large[i], cap);
+            while (t[j])
+                j = (j + 1) & (cap - 1);
+            t[j] = h->large[i];
+        }
+        if (h->large)
+            munmap(h->large, h->large_cap * sizeof *t);
+        h->large = t;
+        h->large_cap = cap;
+    }
+    size_t j = slot_of(ptr, h->large_cap);
+    while (h->large[j])
+        j = (j + 1) & (h->large_cap - 1);
+    h->large[j] = ptr;
+    h->large_n++;
+    ADD(nlarge, 1);
+    return true;
+}
+
+static bool large_remove(struct shed_heap *h, void *ptr)
+{
+    if (!h->large_n)
+        return false;
+    size_t mask = h->large_cap - 1, j = slot_of(ptr, h->large_cap);
+    while (h->large[j] && h->large[j] != ptr)
+        j = (j + 1) & mask;
+    if (!h->large[j])
+        return false;
+    h->large[j] = NULL;
+    /* Re-insert the rest of the cluster so that lookups still find it. */
+    for (size_t k = (j + 1) & mask; h->large[k]; k = (k + 1) & mask) {
+        void *e = h->large[k];
+        h->large[k] = NULL;
+        size_t s = slot_of(e, h->large_cap);
+        while (h->large[s])
+            s = (s + 1) & mask;
+        h->large[s] = e;
+    }
+    h->large_n--;
+    ADD(nlarge, (size_t)-1);
+    return true;
+}
+
+/* A system block given to shed_free/shed_realloc: if a heap holds it, take it
+ * out of that heap and return the heap. */
+struct shed_heap *heap_take_large(void *ptr)
+{
+    if (LOAD(nlarge) == 0)
+        return NULL;
+    pthread_mutex_lock(&heaps_lock);
+    struct shed_heap *h = heaps;
+    for (; h; h = h->next) {
+        pthread_mutex_lock(&h->lock);
+        bool found = large_remove(h, ptr);
+        pthread_mutex_unlock(&h->lock);
+        if (found)
+            break;
+    }
+    pthread_mutex_unlock(&heaps_lock);
+    return h;
+}
+
+/* ---- the API ---- */
+
+static bool heap_ok(shed_heap_t *h, const char *call)
+{
+    if (likely(h && LOAD(h->magic) == HEAP_LIVE))
+        return true;
+    shed_error(E_HEAP, h, call);
+    errno = EINVAL;
+    return false;
+}
+
+EXPORT shed_heap_t *shed_heap_new(unsigned flags)
+{
+    if (flags != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!shed_ready()) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_lock(&heaps_lock);
+    struct shed_heap *h = heaps_free;
+    if (h)
+        heaps_free = h->next;
+    pthread_mutex_unlock(&heaps_lock);
+    if (!h) {
+        h = os_map(sizeof *h);        /* never unmapped: stale handles are caught */
+        if (!h) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        pthread_mutex_init(&h->lock, NULL);
+    }
+    if (!(h->th = theap_new(true))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    h->th->is_heap = true;
+    pthread_mutex_lock(&heaps_lock);
+    h->next = heaps;
+    heaps = h;
+    STORE(h->magic, HEAP_LIVE);
+    pthread_mutex_unlock(&heaps_lock);
+    return h;
+}
+
+EXPORT void *shed_heap_malloc(shed_heap_t *h, size_t size)
+{
+    if (!heap_ok(h, "shed_heap_malloc"))
+        return NULL;
+    void *b;
+    pthread_mutex_lock(&h->lock);
+    if (size <= SHED_MAX_BLOCK) {
+        b = theap_alloc(h->th, size);
+        if (!b)
+            errno = ENOMEM;
+    } else if ((b = __libc_malloc(size)) && !large_add(h, b)) {
+        __libc_free(b);
+        b = NULL;
+        errno = ENOMEM;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return b;
+}
+
+EXPORT void *shed_heap_calloc(shed_heap_t *h, size_t nmemb, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *b = shed_heap_malloc(h, total);
+    if (b)
+        memset(b, 0, total);
+    return b;
+}
+
+EXPORT void *shed_heap_realloc(shed_heap_t *h, void *ptr, size_t size)
+{
+    if (!ptr)
+        return shed_heap_malloc(h, size);
+    if (!heap_ok(h, "shed_heap_realloc"))
+        return NULL;
+    if (size == 0) {
+        shed_free_impl(ptr, "shed_heap_realloc");
+        return NULL;
+    }
+    size_t old = shed_usable_impl(ptr, "shed_heap_realloc");
+    if (!old) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (in_region(ptr))
+        old = shed_data_len(ptr, old);
+    void *n = shed_heap_malloc(h, size);
+    if (!n)
+        return NULL;
+    memcpy(n, ptr, old < size ? old : size);
+    shed_free_impl(ptr, "shed_heap_realloc");
+    return n;
+}
+
+/* shed_realloc of a heap's large block (already out of the heap's set): the
+ * new block belongs to the same heap.  On failure the old block goes back. */
+void *heap_realloc_moved(struct shed_heap *h, void *ptr, size_t size)
+{
+    size_t old = sys_usable_size(ptr);
+    void *n = shed_heap_malloc(h, size);
+    if (!n) {
+        pthread_mutex_lock(&h->lock);
+        large_add(h, ptr);
+        pthread_mutex_unlock(&h->lock);
+        return NULL;
+    }
+    memcpy(n, ptr, old < size ? old : size);
+    __libc_free(ptr);
+    return n;
+}
+
+EXPORT void shed_heap_destroy(shed_heap_t *h)
+{
+    if (!h)
+        return;
+    if (!heap_ok(h, "shed_heap_destroy"))
+        return;
+    pthread_mutex_lock(&heaps_lock);
+    for (struct shed_heap **pp = &heaps; *pp; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&heaps_lock);
+
+    pthread_mutex_lock(&h->lock);
+    STORE(h->magic, HEAP_DEAD);
+    theap_destroy_pools(h->th);
+    for (size_t i = 0; i < h->large_cap; i++)
+        if (h->large[i])
+            __libc_free(h->large[i]);
+    ADD(nlarge, -h->large_n);
+    if (h->large)
+        munmap(h->large, h->large_cap * sizeof(void *));
+    h->large = NULL;
+    h->large_cap = h->large_n = 0;
+    theap_recycle(h->th);
+    h->th = NULL;
+    pthread_mutex_unlock(&h->lock);
+
+    pthread_mutex_lock(&heaps_lock);
+    h->next = heaps_free;
+    heaps_free = h;
+    pthread_mutex_unlock(&heaps_lock);
+}
+
+/* Merge the remote frees of every heap, so its emptied pools are released
+ * even when nobody allocates from it (the release thread, shed_trim). */
+void heaps_collect(void)
+{
+    pthread_mutex_lock(&heaps_lock);
+    for (struct shed_heap *h = heaps; h; h = h->next) {
+        if (pthread_mutex_trylock(&h->lock) == 0) {
+            theap_drain(h->th);
+            pthread_mutex_unlock(&h->lock);
+        }
+    }
+    pthread_mutex_unlock(&heaps_lock);
+}
+
+/* fork(): every heap's lock is held across it, after the list's. */
+void heaps_fork(int stage)
+{
+    if (stage == 0) {
+        pthread_mutex_lock(&heaps_lock);
+        for (struct shed_heap *h = heaps; h; h = h->next)
+            pthread_mutex_lock(&h->lock);
+        return;
+    }
+    for (struct shed_heap *h = heaps; h; h = h->next) {
+        if (stage == 1)
+            pthread_mutex_unlock(&h->lock);
+        else
+            pthread_mutex_init(&h->lock, NULL);
+    }
+    if (stage == 1)
+        pthread_mutex_unlock(&heaps_lock);
+    else
+        pthread_mutex_init(&heaps_lock, NULL);
+}
+
+EXPORT void shed_freeze(void)
+{
+    if (shed_ready())
+        arena_seal_all(true);
+}
+
+EXPORT void shed_thaw(void)
+{
+    if (shed_ready())
+        arena_seal_all(false);
+}
