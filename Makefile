@@ -16,11 +16,16 @@ NEED    := sh tools/need.sh
 
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
+# The io_uring backend is compiled where liburing's header is (it loads the
+# library at run time, so nothing links against it).
+URING   := $(shell printf '\043include <liburing.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo -DSHED_URING)
 SHED_CFLAGS := -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc \
-               -D_GNU_SOURCE $(EXTRA_CFLAGS)
+               -D_GNU_SOURCE $(URING) $(EXTRA_CFLAGS)
 LDLIBS  := -lpthread
 
 SRC     := $(filter-out src/preload.c,$(wildcard src/*.c))
+# Programs linked with libshed.a need these too.
+LIB_A_LIBS := -lpthread -ldl
 OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 SO_OBJ  := $(SRC:src/%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/preload.o
 HDRS    := $(wildcard src/*.h) include/shed.h

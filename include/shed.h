@@ -64,6 +64,9 @@ struct shed_stats {
     size_t bytes_mapped;        /* address space of the arenas carved so far */
     size_t bytes_resident;      /* pages of the arenas now in memory */
     uint64_t release_syscalls;  /* madvise/process_madvise/io_uring calls */
+    uint64_t release_syscalls_app; /* ... of them made by the program's own
+                                  threads (0 in batched mode: all are made by
+                                  shed's release thread) */
     uint64_t release_batches;   /* release passes that advised something */
     uint64_t release_ranges;    /* runs of adjacent pools advised */
     uint64_t pages_released;    /* pools given back to the kernel */

@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include "shed_impl.h"
+#include "shed_testing.h"
+
+_Static_assert((int)SHED_FAULT_URING == (int)F_URING, "shed_testing.h matches fault_site");
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -22,11 +25,34 @@
 static int pidfd = -1;          /* our own pidfd, for process_madvise */
 static int backend_used = BK_MADV;
 
+/* Fault injection: fault_left[s] > 0 fails that many calls, < 0 every one. */
+static _Atomic int fault_left[NFAULTS];
+
+bool fault_hit(enum fault_site site)
+{
+    int n = atomic_load_explicit(&fault_left[site], memory_order_relaxed);
+    while (n != 0) {
+        if (n < 0)
+            return true;
+        if (atomic_compare_exchange_weak(&fault_left[site], &n, n - 1))
+            return true;
+    }
+    return false;
+}
+
+EXPORT void shed__fault_inject(int site, int count)
+{
+    if (site >= 0 && site < NFAULTS)
+        atomic_store(&fault_left[site], count);
+}
+
 /* Reserve the heap region: address space only, no memory, no swap. Halve the
  * request until it fits (RLIMIT_AS, overcommit limits); 0 means none. */
 void *os_reserve(size_t *size)
 {
     for (size_t sz = *size; sz >= MIN_REGION; sz /= 2) {
+        if (fault_hit(F_RESERVE))
+            continue;
         void *p = mmap(NULL, sz, PROT_NONE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p != MAP_FAILED) {
@@ -40,6 +66,8 @@ void *os_reserve(size_t *size)
 /* Read-write memory for the metadata table, touched lazily. */
 void *os_map(size_t size)
 {
+    if (fault_hit(F_MAP))
+        return NULL;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? NULL : p;
@@ -48,11 +76,19 @@ void *os_map(size_t size)
 /* Make a freshly carved arena usable. */
 int os_commit(void *addr, size_t size)
 {
+    if (fault_hit(F_COMMIT)) {
+        errno = ENOMEM;
+        return -1;
+    }
     return mprotect(addr, size, PROT_READ | PROT_WRITE);
 }
 
 static long pmadvise(const struct iovec *iov, size_t n, int advice)
 {
+    if (fault_hit(F_PMADVISE)) {
+        errno = EINVAL;
+        return -1;
+    }
     return syscall(SYS_process_madvise, pidfd, iov, n, advice, 0);
 }
 
@@ -63,6 +99,13 @@ void os_probe_backend(void)
 {
     int want = LOAD(g.opt.backend);
     backend_used = BK_MADV;
+    if (want == BK_URING) {
+        if (uring_available())
+            backend_used = BK_URING;
+        else
+            shed_warn("io_uring backend unavailable, using madvise", NULL);
+        return;
+    }
     if (want == BK_MADV || g.valgrind)
         return;
     if (pidfd < 0)
@@ -92,15 +135,16 @@ void os_reset_after_fork(void)
     if (pidfd >= 0)
         close(pidfd);
     pidfd = -1;
-    if (backend_used == BK_PMADV) {
-        backend_used = BK_MADV;
+    uring_after_fork();
+    if (backend_used != BK_MADV)
         os_probe_backend();
-    }
 }
 
-static void count_call(uint64_t t0, bool failed)
+void os_count_call(uint64_t t0, bool failed)
 {
     ADD(g.c.syscalls, 1);
+    if (!tls_is_releaser)
+        ADD(g.c.app_syscalls, 1);
     ADD(g.c.ns, now_ns() - t0);
     if (failed)
         ADD(g.c.failures, 1);
@@ -115,11 +159,18 @@ size_t os_advise(struct iovec *iov, size_t n, bool *ok)
     int advice = LOAD(g.opt.advice);
     size_t batch = LOAD(g.opt.batch), done = 0, i = 0;
 
+    if (backend_used == BK_URING) {
+        done = uring_advise(iov, n, advice, ok);
+        if (done == n)
+            return done;
+        /* what io_uring refused is retried with madvise below */
+    }
+
     while (i < n && backend_used == BK_PMADV) {
         size_t k = n - i < batch ? n - i : batch;
         uint64_t t0 = now_ns();
         long r = pmadvise(iov + i, k, advice);
-        count_call(t0, r < 0);
+        os_count_call(t0, r < 0);
         if (r < 0)
             break;                    /* the rest go to madvise */
         /* r bytes were advised: whole ranges, in order. */
@@ -134,9 +185,12 @@ size_t os_advise(struct iovec *iov, size_t n, bool *ok)
         i = j;
     }
     for (; i < n; i++) {
+        if (ok[i])
+            continue;
         uint64_t t0 = now_ns();
-        int r = madvise(iov[i].iov_base, iov[i].iov_len, advice);
-        count_call(t0, r != 0);
+        int r = fault_hit(F_MADVISE) ? (errno = EAGAIN, -1)
+                                     : madvise(iov[i].iov_base, iov[i].iov_len, advice);
+        os_count_call(t0, r != 0);
         ok[i] = r == 0;
         done += r == 0;
     }

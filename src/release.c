@@ -77,9 +77,12 @@ size_t release_pass(bool all, uint32_t *next_ms)
     return bytes;
 }
 
+__thread bool tls_is_releaser __attribute__((tls_model("initial-exec")));
+
 static void *releaser_main(void *arg)
 {
     (void)arg;
+    tls_is_releaser = true;
     pthread_mutex_lock(&rel.mx);
     while (!rel.stop) {
         uint64_t gen = atomic_load(&rel.gen);
@@ -121,7 +124,8 @@ static void releaser_start(void)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals are the program's */
     rel.stop = false;
-    int err = pthread_create(&rel.thread, NULL, releaser_main, NULL);
+    int err = fault_hit(F_THREAD) ? EAGAIN
+                                  : pthread_create(&rel.thread, NULL, releaser_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         atomic_store(&rel.state, R_FAILED);

@@ -157,7 +157,7 @@ struct options {
 };
 
 struct counters {
-    _Atomic uint64_t syscalls, batches, ranges, pages, failures, ns;
+    _Atomic uint64_t syscalls, app_syscalls, batches, ranges, pages, failures, ns;
     _Atomic uint64_t reused_dirty, large, errors;
 };
 
@@ -199,6 +199,7 @@ struct global {
 
 extern struct global g HIDDEN;
 extern __thread struct theap *tls_heap HIDDEN __attribute__((tls_model("initial-exec")));
+extern __thread bool tls_is_releaser HIDDEN __attribute__((tls_model("initial-exec")));
 
 /* ---- small helpers used on the fast paths ---- */
 static inline struct pool *desc_of(size_t pidx)
@@ -296,6 +297,12 @@ static inline bool shed_ready(void)
     return likely(s == 2) || (s != 3 && shed_init_slow());
 }
 
+/* Fault injection for the tests (shed_testing.h): the platform calls below
+ * fail on demand. */
+enum fault_site { F_RESERVE, F_MAP, F_COMMIT, F_MADVISE, F_PMADVISE, F_THREAD,
+                  F_URING, NFAULTS };
+bool     fault_hit(enum fault_site site) HIDDEN;
+
 /* os.c: the platform glue */
 void    *os_reserve(size_t *size) HIDDEN;
 void    *os_map(size_t size) HIDDEN;
@@ -306,6 +313,12 @@ size_t   os_advise(struct iovec *iov, size_t n, bool *ok) HIDDEN;
 uint32_t now_ms(void) HIDDEN;
 uint64_t now_ns(void) HIDDEN;
 void     os_write_err(const char *s) HIDDEN;
+void     os_count_call(uint64_t t0, bool failed) HIDDEN;
+
+/* uring.c: the optional io_uring backend */
+bool     uring_available(void) HIDDEN;
+size_t   uring_advise(struct iovec *iov, size_t n, int advice, bool *ok) HIDDEN;
+void     uring_after_fork(void) HIDDEN;
 int      os_backend_in_use(void) HIDDEN;
 
 /* arena.c: pool states */

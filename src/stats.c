@@ -53,6 +53,7 @@ EXPORT int shed_stats(struct shed_stats *st)
     st->bytes_reserved = g.region_size;
     st->bytes_resident = arena_resident_bytes();
     st->release_syscalls = LOAD(g.c.syscalls);
+    st->release_syscalls_app = LOAD(g.c.app_syscalls);
     st->release_batches = LOAD(g.c.batches);
     st->release_ranges = LOAD(g.c.ranges);
     st->pages_released = LOAD(g.c.pages);
@@ -87,9 +88,10 @@ EXPORT void shed_stats_print(FILE *out)
             st.pools_in_use, st.pools_dirty, st.pools_releasing, st.pools_released, st.arenas);
     fprintf(out, "  bytes: %zu reserved, %zu mapped, %zu resident\n",
             st.bytes_reserved, st.bytes_mapped, st.bytes_resident);
-    fprintf(out, "  release: %" PRIu64 " syscalls, %" PRIu64 " batches, %" PRIu64
-            " ranges, %" PRIu64 " pages, %" PRIu64 " failures, %.3f ms\n",
-            st.release_syscalls, st.release_batches, st.release_ranges,
+    fprintf(out, "  release: %" PRIu64 " syscalls (%" PRIu64 " from the program's threads), %"
+            PRIu64 " batches, %" PRIu64 " ranges, %" PRIu64 " pages, %" PRIu64
+            " failures, %.3f ms\n",
+            st.release_syscalls, st.release_syscalls_app, st.release_batches, st.release_ranges,
             st.pages_released, st.release_failures, (double)st.release_ns / 1e6);
     fprintf(out, "  other: %" PRIu64 " dirty pools reused, %" PRIu64
             " large allocations, %" PRIu64 " errors\n",
