@@ -31,14 +31,9 @@ static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, siz
     if (!(b = theap_alloc_slow(th, cls)))
         return large_alloc(req);      /* region exhausted */
 done:
-    if (unlikely(g.valgrind))
-        vg_malloclike(b, req);
+    if (unlikely(g.checker))
+        chk_alloc(b, req);
     return b;
-}
-
-void vg_malloclike(void *block, size_t size)
-{
-    VALGRIND_MALLOCLIKE_BLOCK(block, size, 0, 0);
 }
 
 void *shed_malloc_impl(size_t size)
@@ -139,6 +134,10 @@ EXPORT size_t shed_usable_size(const void *ptr)
  * caller did not ask for (copying the rest would be reported as ours). */
 size_t shed_data_len(void *ptr, size_t usable)
 {
+#if SHED_ASAN
+    void *poisoned = __asan_region_is_poisoned(ptr, usable);
+    return poisoned ? (size_t)((char *)poisoned - (char *)ptr) : usable;
+#endif
     if (!g.valgrind)
         return usable;
     VALGRIND_DISABLE_ERROR_REPORTING;

@@ -72,7 +72,7 @@ static struct arena *arena_new(void)
     char *base = g.region + g.narenas * bytes;
     if (os_commit(base, bytes) != 0)
         return NULL;
-    VG(VALGRIND_MAKE_MEM_NOACCESS(base, bytes));
+    chk_noaccess(base, bytes);
     struct arena *a = &g.arenas[g.narenas];
     a->index = (uint32_t)g.narenas++;
     a->released = ~0ull;

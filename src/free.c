@@ -15,8 +15,8 @@ void shed_free_impl(void *ptr, const char *call)
         return;
     }
     /* memcheck first: it reports a bad free at the caller's line. */
-    if (unlikely(g.valgrind))
-        vg_freelike(ptr);
+    if (unlikely(g.checker))
+        chk_free_early(ptr);
 
     struct pool *p;
     size_t idx;
@@ -26,6 +26,8 @@ void shed_free_impl(void *ptr, const char *call)
         shed_error(err, ptr, call);
         return;
     }
+    if (unlikely(g.checker))
+        chk_free(ptr, size);
     struct theap *th = tls_heap;
     if (unlikely(th == NULL || LOAD(p->owner) != th)) {
         free_remote(p, idx, size, ptr, call);
@@ -46,9 +48,27 @@ void shed_free_impl(void *ptr, const char *call)
         theap_free_slow(th, p);
 }
 
-void vg_freelike(void *block)
+void chk_alloc(void *block, size_t size)
+{
+    VALGRIND_MALLOCLIKE_BLOCK(block, size, 0, 0);
+    ASAN_UNPOISON_MEMORY_REGION(block, size);
+}
+
+void chk_free_early(void *block)
 {
     VALGRIND_FREELIKE_BLOCK(block, 0);
+}
+
+void chk_free(void *block, size_t usable)
+{
+    (void)block, (void)usable;
+    ASAN_POISON_MEMORY_REGION(block, usable);
+}
+
+void chk_noaccess(void *addr, size_t len)
+{
+    VG(VALGRIND_MAKE_MEM_NOACCESS(addr, len));
+    ASAN_POISON_MEMORY_REGION(addr, len);
 }
 
 EXPORT void shed_free(void *ptr)

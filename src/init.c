@@ -92,6 +92,7 @@ static bool setup(void)
     options_defaults();
     options_from_env();
     g.valgrind = RUNNING_ON_VALGRIND != 0;
+    g.checker = g.valgrind || SHED_ASAN;
     g.page_size = (size_t)sysconf(_SC_PAGESIZE);
     g.page_shift = log2_ceil(g.page_size);
     g.nwords = (unsigned)((g.page_size / SHED_CLASS_STEP + 63) / 64);

@@ -195,6 +195,7 @@ struct global {
     struct options opt;
     struct counters c;
     bool valgrind;
+    bool checker;                /* valgrind or ASan: announce blocks */
 };
 
 extern struct global g HIDDEN;

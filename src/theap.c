@@ -262,7 +262,7 @@ static void vg_free_live(struct pool *p)
 {
     for (size_t i = 0; i < p->nblocks; i++)
         if (!block_is_free(p, i))
-            vg_freelike(pool_addr(p) + i * LOAD(p->size));
+            chk_free_early(pool_addr(p) + i * LOAD(p->size));
 }
 
 static void destroy_pool(struct theap *th, struct pool *p, void *arg)
@@ -270,6 +270,7 @@ static void destroy_pool(struct theap *th, struct pool *p, void *arg)
     (void)arg;
     if (unlikely(g.valgrind))
         vg_free_live(p);
+    chk_noaccess(pool_addr(p), g.page_size);
     list_remove(th, p);
     pool_retire(p);
 }
@@ -353,8 +354,8 @@ void *theap_alloc(struct theap *th, size_t size)
     void *b = th->cur[cls] ? pool_take(th->cur[cls]) : NULL;
     if (!b)
         b = theap_alloc_slow(th, cls);
-    if (b && unlikely(g.valgrind))
-        vg_malloclike(b, size);
+    if (b && unlikely(g.checker))
+        chk_alloc(b, size);
     return b;
 }
 
