@@ -5,8 +5,8 @@
 #   make bench      shed against its peers (QUICK=1 for a short run)
 #   make install    PREFIX=/usr/local DESTDIR=
 # Each part of the tree has its own fragment (test/test.mk,
-# test/preload/preload.mk, bench/bench.mk, bench/demo.mk, man/man.mk),
-# included at the end.
+# test/preload/preload.mk, test/attack/attack.mk, test/lifecycle/lifecycle.mk,
+# bench/bench.mk, bench/demo.mk, man/man.mk), included at the end.
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -77,6 +77,8 @@ clean:
 CHECK_TARGETS :=
 -include test/test.mk
 -include test/preload/preload.mk
+-include test/attack/attack.mk
+-include test/lifecycle/lifecycle.mk
 -include bench/bench.mk
 -include bench/demo.mk
 -include man/man.mk
