@@ -169,6 +169,47 @@ static bool add_range(struct iovec *iov, size_t *n, size_t cap, size_t pidx)
     return true;
 }
 
+/* When every pool that a page of descriptors describes is free (claimed now,
+ * or released before), that page goes back too: a zero descriptor is all a
+ * released pool needs.  The pools released before are held in "releasing"
+ * meanwhile, so that no allocation writes the page while it is advised. */
+static void add_desc_ranges(struct arena *a, uint64_t take, struct iovec *iov,
+                            size_t *n, size_t cap)
+{
+    unsigned per_page = (unsigned)(g.page_size >> g.desc_shift);
+    if (per_page > POOLS_PER_ARENA || !take)
+        return;
+    uint64_t one = per_page == 64 ? ~0ull : (1ull << per_page) - 1;
+    for (unsigned first = 0; first < POOLS_PER_ARENA; first += per_page) {
+        uint64_t page = one << first, hold = a->released & page;
+        if (!(take & page) || ((take | hold) & page) != page || *n == cap)
+            continue;
+        a->released &= ~hold;
+        a->releasing |= hold;
+        a->held |= hold;
+        g.npools_released -= (size_t)__builtin_popcountll(hold);
+        g.npools_releasing += (size_t)__builtin_popcountll(hold);
+        struct pool *d = desc_of((size_t)a->index * POOLS_PER_ARENA + first);
+        iov[(*n)++] = (struct iovec){ d, g.page_size };
+    }
+}
+
+/* A page of descriptors was advised: its held pools are released again. */
+static void settle_desc_range(const struct iovec *v)
+{
+    size_t pidx = pool_index((struct pool *)v->iov_base);
+    struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
+    unsigned per_page = (unsigned)(g.page_size >> g.desc_shift);
+    uint64_t page = (per_page == 64 ? ~0ull : (1ull << per_page) - 1) << (pidx % POOLS_PER_ARENA);
+    uint64_t hold = a->held & page;
+    a->held &= ~hold;
+    a->releasing &= ~hold;
+    a->released |= hold;
+    g.npools_releasing -= (size_t)__builtin_popcountll(hold);
+    g.npools_released += (size_t)__builtin_popcountll(hold);
+    arena_reindex(a);
+}
+
 /*
  * Claim dirty pools for release: those free for delay_ms or more (every one
  * when all is set), keeping max_dirty of them.  Claimed pools move to
@@ -206,6 +247,7 @@ size_t arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
             a->dirty &= ~take;
             a->releasing |= take;
             arena_reindex(a);
+            add_desc_ranges(a, take, iov, &n, cap);
         }
     }
     if (stop && g.npools_dirty > keep)
@@ -222,6 +264,10 @@ void arena_settle(struct iovec *iov, size_t n, const bool *ok)
 {
     pthread_mutex_lock(&g.lock);
     for (size_t i = 0; i < n; i++) {
+        if (!in_region(iov[i].iov_base)) {
+            settle_desc_range(&iov[i]);   /* a page of descriptors */
+            continue;
+        }
         size_t first = (size_t)((char *)iov[i].iov_base - g.region) >> g.page_shift;
         size_t count = iov[i].iov_len >> g.page_shift;
         for (size_t pidx = first; pidx < first + count; pidx++) {

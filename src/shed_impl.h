@@ -120,6 +120,8 @@ struct links {
  * the kernel has taken the page (then it is a fresh page, not the parent's). */
 struct arena {
     uint64_t used, dirty, releasing, released, sealed;
+    uint64_t held;               /* released pools held in "releasing" while
+                                    their page of descriptors is advised */
     uint32_t index;
     uint8_t nused;
     int8_t bucket[2];            /* which bucket list it is on, -1 if none */
