@@ -55,8 +55,10 @@ EXPORT void *shed_calloc(size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (total > SHED_MAX_BLOCK)
+    if (total > SHED_MAX_BLOCK) {
+        ADD(g.c.large, 1);
         return __libc_calloc(total, 1);
+    }
     void *b = shed_malloc_impl(total);
     if (b)
         memset(b, 0, total);

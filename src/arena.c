@@ -137,24 +137,6 @@ void arena_return_pool(struct pool *p)
     pthread_mutex_unlock(&g.lock);
 }
 
-/* Claim one dirty pool for release (inline mode); false if it was reused. */
-bool arena_claim_pool(struct pool *p)
-{
-    size_t pidx = pool_index(p);
-    struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
-    pthread_mutex_lock(&g.lock);
-    bool ok = (a->dirty & pool_bit(pidx)) != 0;
-    if (ok) {
-        a->dirty &= ~pool_bit(pidx);
-        a->releasing |= pool_bit(pidx);
-        g.npools_dirty--;
-        g.npools_releasing++;
-        arena_reindex(a);
-    }
-    pthread_mutex_unlock(&g.lock);
-    return ok;
-}
-
 /* Append pool pidx to the ranges, merging with the last when adjacent. */
 static bool add_range(struct iovec *iov, size_t *n, size_t cap, size_t pidx)
 {
@@ -208,6 +190,27 @@ static void settle_desc_range(const struct iovec *v)
     g.npools_releasing -= (size_t)__builtin_popcountll(hold);
     g.npools_released += (size_t)__builtin_popcountll(hold);
     arena_reindex(a);
+}
+
+/* Claim one dirty pool for release (inline mode): its page, and its page of
+ * descriptors when that is all free, go into iov (room for 2).  Returns the
+ * number of ranges, 0 if someone reused the pool meanwhile. */
+size_t arena_claim_pool(struct pool *p, struct iovec *iov)
+{
+    size_t pidx = pool_index(p), n = 0;
+    struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
+    pthread_mutex_lock(&g.lock);
+    if (a->dirty & pool_bit(pidx)) {
+        a->dirty &= ~pool_bit(pidx);
+        a->releasing |= pool_bit(pidx);
+        g.npools_dirty--;
+        g.npools_releasing++;
+        arena_reindex(a);
+        iov[n++] = (struct iovec){ pool_addr(p), g.page_size };
+        add_desc_ranges(a, pool_bit(pidx), iov, &n, 2);
+    }
+    pthread_mutex_unlock(&g.lock);
+    return n;
 }
 
 /*

@@ -49,11 +49,11 @@ static size_t advise_and_settle(struct iovec *iov, size_t n, bool *ok)
 /* inline: advise this one pool now, unless someone reused it already. */
 void release_pool_now(struct pool *p)
 {
-    if (!arena_claim_pool(p))
-        return;
-    struct iovec v = { pool_addr(p), g.page_size };
-    bool ok;
-    advise_and_settle(&v, 1, &ok);
+    struct iovec v[2];
+    bool ok[2];
+    size_t n = arena_claim_pool(p, v);
+    if (n)
+        advise_and_settle(v, n, ok);
 }
 
 /* Release the dirty pools that are due (all of them when all is set).
@@ -133,23 +133,38 @@ static void releaser_start(void)
     }
 }
 
-/* A pool was retired in batched mode. */
-void releaser_kick(struct pool *p)
+/* Wake the thread (starting it if need be) for new work; false when it
+ * cannot run, so the caller must release by itself. */
+static bool releaser_wake(void)
 {
     atomic_fetch_add(&rel.gen, 1);
     int s = atomic_load_explicit(&rel.state, memory_order_relaxed);
     if (unlikely(s != R_RUNNING)) {
         if (s == R_NONE)
             releaser_start();
-        if (atomic_load(&rel.state) == R_FAILED)
-            release_pool_now(p);
-        return;
+        return atomic_load(&rel.state) != R_FAILED;
     }
     if (atomic_load(&rel.idle)) {
         pthread_mutex_lock(&rel.mx);
         pthread_cond_signal(&rel.cv);
         pthread_mutex_unlock(&rel.mx);
     }
+    return true;
+}
+
+/* A pool was retired in batched mode. */
+void releaser_kick(struct pool *p)
+{
+    if (!releaser_wake())
+        release_pool_now(p);
+}
+
+/* A block was freed into a pool of an exited thread or of a heap: nobody
+ * may allocate there again soon, so the release thread collects it. */
+void releaser_collect_soon(void)
+{
+    if (LOAD(g.opt.release) == REL_BATCHED)
+        releaser_wake();
 }
 
 /* At exit: stop the thread so that nothing runs during the exit handlers. */

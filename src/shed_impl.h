@@ -327,7 +327,7 @@ int      os_backend_in_use(void) HIDDEN;
 /* arena.c: pool states */
 struct pool *arena_acquire_pool(unsigned cls) HIDDEN;
 void     arena_return_pool(struct pool *p) HIDDEN;
-bool     arena_claim_pool(struct pool *p) HIDDEN;
+size_t   arena_claim_pool(struct pool *p, struct iovec *iov) HIDDEN;
 size_t   arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms) HIDDEN;
 void     arena_settle(struct iovec *iov, size_t n, const bool *ok) HIDDEN;
 void     arena_seal_all(bool seal) HIDDEN;
@@ -364,6 +364,7 @@ int      theap_setup(void) HIDDEN;
 void     release_pool_now(struct pool *p) HIDDEN;
 size_t   release_pass(bool all, uint32_t *next_ms) HIDDEN;
 void     releaser_kick(struct pool *p) HIDDEN;
+void     releaser_collect_soon(void) HIDDEN;
 void     fork_prepare_release(bool first) HIDDEN;
 void     fork_parent_release(void) HIDDEN;
 void     releaser_after_fork(void) HIDDEN;

@@ -374,8 +374,10 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
     }
     _Atomic uint64_t *r = &remote_map(p)[idx / 64];
     STORE(*r, LOAD(*r) | bit);
+    bool wake = false;
     if (!p->pending) {
         struct theap *o = LOAD(p->owner);
+        wake = o->shared;
         p->pending = 1;
         links(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
         while (!atomic_compare_exchange_weak_explicit(&o->pending, &links(p)->pnext, p,
@@ -384,4 +386,6 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
             ;
     }
     pthread_mutex_unlock(m);
+    if (wake)
+        releaser_collect_soon();
 }
