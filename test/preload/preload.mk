@@ -1,0 +1,69 @@
+# The drop-in malloc checks (included by the Makefile), all against
+# $(LIB_SO) through the standard names:
+#   make check-preload            all of the below
+#   make check-preload-unit       the cmocka suite test/test_*.c, built again
+#                                 with shed_malloc & co renamed to malloc & co
+#                                 (test/preload/names.h), linked to libshed.so
+#   make check-preload-semantics  posix_memalign & co keep glibc's semantics,
+#                                 and small blocks come from shed's pools
+#   make check-preload-programs   python3, sort, xz, sqlite3, git, a C++ and a
+#                                 threaded C program give the same output with
+#                                 and without LD_PRELOAD=libshed.so
+
+PRELOAD_OUT    := $(BUILD)/preload
+PRELOAD_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE $(CFLAGS)
+# The same sources as test/test.mk's, linked dynamically: libshed.so comes
+# before libc, so its malloc & co serve the whole program, cmocka included.
+PRELOAD_UNIT_SRC := $(wildcard test/test_*.c)
+PRELOAD_UNIT_BIN := $(PRELOAD_UNIT_SRC:test/%.c=$(PRELOAD_OUT)/%)
+PRELOAD_SO_LINK  := -L$(BUILD) -lshed -Wl,-rpath,$(abspath $(BUILD))
+# Under the standard names GCC knows the calls (builtins, glibc's alloc_size
+# attributes): it could fold malloc/free pairs away, and it rejects what the
+# suite does on purpose (sizes near SIZE_MAX, using the 16 usable bytes of a
+# malloc(0) block, a block after a realloc that failed).
+PRELOAD_UNIT_CFLAGS := -fno-builtin -Wno-alloc-size-larger-than -Wno-array-bounds
+PRELOAD_PYTHON   ?= /usr/bin/python3
+
+.PHONY: check-preload check-preload-unit check-preload-semantics check-preload-programs
+
+$(PRELOAD_OUT)/test_%: test/test_%.c test/shed_test.h test/preload/names.h include/shed.h $(LIB_SO)
+	@$(NEED) libcmocka-dev valgrind
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_UNIT_CFLAGS) -include test/preload/names.h -o $@ $< $(PRELOAD_SO_LINK) \
+	    $$(pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(LDLIBS)
+
+check-preload-unit: $(PRELOAD_UNIT_BIN)
+	@$(if $(PRELOAD_UNIT_BIN),,echo "check-preload-unit: no test/test_*.c to run")
+	@failed=; for t in $(PRELOAD_UNIT_BIN); do echo "== preload $$t"; \
+	    $$t || failed="$$failed $${t##*/}"; done; \
+	if [ -n "$$failed" ]; then echo "check-preload-unit: failed:$$failed" >&2; exit 1; fi
+
+# -fno-builtin: GCC may otherwise fold or drop malloc/free pairs under test.
+$(PRELOAD_OUT)/semantics: test/preload/semantics.c include/shed.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -fno-builtin -o $@ $< -ldl
+
+check-preload-semantics: $(PRELOAD_OUT)/semantics $(LIB_SO)
+	LD_PRELOAD=$(abspath $(LIB_SO)) $(PRELOAD_OUT)/semantics
+
+# probe.so reports shed's statistics at each process's exit (see probe.c).
+$(PRELOAD_OUT)/probe.so: test/preload/probe.c include/shed.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -shared -fPIC -o $@ $< -ldl
+
+$(PRELOAD_OUT)/threads: test/preload/threads.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -o $@ $< $(LDLIBS)
+
+$(PRELOAD_OUT)/cxx: test/preload/cxx.cpp
+	@$(NEED) g++
+	@mkdir -p $(dir $@)
+	g++ -std=gnu++17 -Wall -Wextra -Werror $(CFLAGS) -o $@ $<
+
+check-preload-programs: $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT)/threads $(PRELOAD_OUT)/cxx
+	@$(NEED) python3 sqlite3 xz-utils git
+	sh test/preload/programs.sh $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT) $(PRELOAD_PYTHON)
+
+check-preload: check-preload-unit check-preload-semantics check-preload-programs
+
+CHECK_TARGETS += check-preload
