@@ -86,8 +86,10 @@ static int highest(uint64_t mask)
     return 63 - __builtin_clzll(mask);
 }
 
-/* Take a free pool for class cls; NULL when the region is exhausted. */
-struct pool *arena_acquire_pool(unsigned cls)
+/* Take up to want adjacent free pools for class cls (one class's blocks then
+ * sit on neighbouring pages, as in a larger pool, while each page is still
+ * released on its own).  Returns how many; 0 when the region is exhausted. */
+size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
 {
     pthread_mutex_lock(&g.lock);
     struct arena *a;
@@ -96,28 +98,35 @@ struct pool *arena_acquire_pool(unsigned cls)
         a = g.bucket[B_DIRTY][highest(g.bucket_mask[B_DIRTY])];
         from = &a->dirty;
         usable = a->dirty & ~a->sealed;  /* a sealed page waits for release */
-        g.npools_dirty--;
-        ADD(g.c.reused_dirty, 1);
     } else {
         if (g.bucket_mask[B_RELEASED])
             a = g.bucket[B_RELEASED][highest(g.bucket_mask[B_RELEASED])];
         else if (!(a = arena_new())) {
             pthread_mutex_unlock(&g.lock);
-            return NULL;
+            return 0;
         }
         from = &a->released;
         usable = a->released;
-        g.npools_released--;
     }
-    int bit = __builtin_ctzll(usable);
-    *from &= ~(1ull << bit);
-    a->used |= 1ull << bit;
-    a->nused++;
+    size_t n = 0;
+    for (int bit = __builtin_ctzll(usable); n < want && bit < POOLS_PER_ARENA &&
+                                            (usable >> bit & 1); bit++) {
+        *from &= ~(1ull << bit);
+        a->used |= 1ull << bit;
+        out[n++] = desc_of((size_t)a->index * POOLS_PER_ARENA + (size_t)bit);
+    }
+    if (from == &a->dirty) {
+        g.npools_dirty -= n;
+        ADD(g.c.reused_dirty, n);
+    } else {
+        g.npools_released -= n;
+    }
+    a->nused = (uint8_t)(a->nused + n);
     arena_reindex(a);
-    g.npools_used++;
-    g.class_pools[cls]++;
+    g.npools_used += n;
+    g.class_pools[cls] += n;
     pthread_mutex_unlock(&g.lock);
-    return desc_of((size_t)a->index * POOLS_PER_ARENA + (size_t)bit);
+    return n;
 }
 
 /* An empty pool goes back to its arena as free-dirty. */

@@ -56,6 +56,7 @@
 #define NCLS            SHED_NUM_CLASSES
 #define POOLS_PER_ARENA 64
 #define NSTRIPES        256          /* locks for cross-thread frees */
+#define POOL_RUN        4            /* adjacent pools a thread takes at once */
 #define DEFAULT_REGION  ((size_t)32 << 30)
 #define MIN_REGION      ((size_t)16 << 20)
 
@@ -325,7 +326,7 @@ void     uring_after_fork(void) HIDDEN;
 int      os_backend_in_use(void) HIDDEN;
 
 /* arena.c: pool states */
-struct pool *arena_acquire_pool(unsigned cls) HIDDEN;
+size_t   arena_acquire_pools(unsigned cls, struct pool **out, size_t want) HIDDEN;
 void     arena_return_pool(struct pool *p) HIDDEN;
 size_t   arena_claim_pool(struct pool *p, struct iovec *iov) HIDDEN;
 size_t   arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms) HIDDEN;

@@ -168,15 +168,22 @@ void theap_drain(struct theap *th)
     }
 }
 
-/* Retire th's current pools that are empty (shed_trim). */
+/* Retire th's empty pools: current ones and spares (shed_trim). */
 void theap_flush_empty(struct theap *th)
 {
     theap_drain(th);
     for (unsigned c = 0; c < NCLS; c++) {
-        struct pool *p = th->cur[c];
+        struct pool *p = th->cur[c], *next;
         if (p && p->nfree == p->nblocks) {
             list_remove(th, p);
             pool_retire(p);
+        }
+        for (p = th->avail[c]; p; p = next) {
+            next = links(p)->next;
+            if (p->nfree == p->nblocks) {
+                list_remove(th, p);
+                pool_retire(p);
+            }
         }
     }
 }
@@ -338,8 +345,15 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
                 continue;
             }
         } else if (th->is_heap || !(p = orphan_adopt(th, cls))) {
-            if (!(p = arena_acquire_pool(cls)))
+            struct pool *run[POOL_RUN];
+            size_t n = arena_acquire_pools(cls, run, POOL_RUN);
+            if (!n)
                 return NULL;
+            while (--n > 0) {            /* spares: the next one pops first */
+                pool_init(run[n], th, cls);
+                list_push(th, run[n]);
+            }
+            p = run[0];
             pool_init(p, th, cls);
         }
         p->where = IN_CUR;
