@@ -58,7 +58,7 @@ $(LIB_SO): $(SO_OBJ)
 
 $(BUILD)/shed.pc: Makefile
 	@mkdir -p $(BUILD)
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: shed\nDescription: small-object allocator that gives pages back to the kernel\nVersion: 0.1.0\nLibs: -L$${libdir} -lshed\nLibs.private: -lpthread\nCflags: -I$${includedir}\n' '$(PREFIX)' > $@
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: shed\nDescription: small-object allocator that gives pages back to the kernel\nVersion: 0.1.0\nLibs: -L$${libdir} -lshed\nLibs.private: -lpthread -ldl\nCflags: -I$${includedir}\n' '$(PREFIX)' > $@
 
 install: all $(BUILD)/shed.pc
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
