@@ -108,7 +108,8 @@ static size_t block_size(const void *ptr, const char *call)
     struct pool *p;
     size_t idx;
     unsigned size;
-    int err = block_locate(ptr, &p, &idx, &size);
+    struct theap *owner;
+    int err = block_locate(ptr, &p, &idx, &size, &owner);
     if (err < 0 && block_is_free(p, idx))
         err = E_DOUBLE;
     if (unlikely(err >= 0)) {

@@ -173,7 +173,7 @@ static void add_desc_ranges(struct arena *a, uint64_t take, struct iovec *iov,
     uint64_t one = per_page == 64 ? ~0ull : (1ull << per_page) - 1;
     for (unsigned first = 0; first < POOLS_PER_ARENA; first += per_page) {
         uint64_t page = one << first, hold = a->released & page;
-        if (!(take & page) || ((take | hold) & page) != page || *n == cap)
+        if (!(take & page) || ((take | hold) & page) != page || *n + 2 > cap)
             continue;
         a->released &= ~hold;
         a->releasing |= hold;
@@ -182,13 +182,18 @@ static void add_desc_ranges(struct arena *a, uint64_t take, struct iovec *iov,
         g.npools_releasing += (size_t)__builtin_popcountll(hold);
         struct pool *d = desc_of((size_t)a->index * POOLS_PER_ARENA + first);
         iov[(*n)++] = (struct iovec){ d, g.page_size };
+        iov[(*n)++] = (struct iovec){ cold_of(d), g.page_size };
     }
 }
 
-/* A page of descriptors was advised: its held pools are released again. */
+/* A page of descriptors was advised: its held pools are released again
+ * (the second of its two pages, hot and cold, finds nothing left to do). */
 static void settle_desc_range(const struct iovec *v)
 {
-    size_t pidx = pool_index((struct pool *)v->iov_base);
+    char *d = v->iov_base;
+    if (d >= g.colds && d < g.colds + (g.npools << g.desc_shift))
+        d = g.descs + (d - g.colds);
+    size_t pidx = pool_index((struct pool *)d);
     struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
     unsigned per_page = (unsigned)(g.page_size >> g.desc_shift);
     uint64_t page = (per_page == 64 ? ~0ull : (1ull << per_page) - 1) << (pidx % POOLS_PER_ARENA);
@@ -202,7 +207,7 @@ static void settle_desc_range(const struct iovec *v)
 }
 
 /* Claim one dirty pool for release (inline mode): its page, and its page of
- * descriptors when that is all free, go into iov (room for 2).  Returns the
+ * descriptors when that is all free, go into iov (room for 3).  Returns the
  * number of ranges, 0 if someone reused the pool meanwhile. */
 size_t arena_claim_pool(struct pool *p, struct iovec *iov)
 {
@@ -216,7 +221,7 @@ size_t arena_claim_pool(struct pool *p, struct iovec *iov)
         g.npools_releasing++;
         arena_reindex(a);
         iov[n++] = (struct iovec){ pool_addr(p), g.page_size };
-        add_desc_ranges(a, pool_bit(pidx), iov, &n, 2);
+        add_desc_ranges(a, pool_bit(pidx), iov, &n, 3);
     }
     pthread_mutex_unlock(&g.lock);
     return n;

@@ -21,7 +21,8 @@ void shed_free_impl(void *ptr, const char *call)
     struct pool *p;
     size_t idx;
     unsigned size;
-    int err = block_locate(ptr, &p, &idx, &size);
+    struct theap *owner;
+    int err = block_locate(ptr, &p, &idx, &size, &owner);
     if (unlikely(err >= 0)) {
         shed_error(err, ptr, call);
         return;
@@ -29,7 +30,7 @@ void shed_free_impl(void *ptr, const char *call)
     if (unlikely(g.checker))
         chk_free(ptr, size);
     struct theap *th = tls_heap;
-    if (unlikely(th == NULL || LOAD(p->owner) != th)) {
+    if (unlikely(th == NULL || owner != th)) {
         free_remote(p, idx, size, ptr, call);
         return;
     }

@@ -96,8 +96,9 @@ static bool setup(void)
     g.page_size = (size_t)sysconf(_SC_PAGESIZE);
     g.page_shift = log2_ceil(g.page_size);
     g.nwords = (unsigned)((g.page_size / SHED_CLASS_STEP + 63) / 64);
-    g.desc_shift = log2_ceil(sizeof(struct pool) + 2 * g.nwords * sizeof(uint64_t) +
-                             sizeof(struct links));
+    g.desc_shift = log2_ceil(sizeof(struct pool) + g.nwords * sizeof(uint64_t));
+    if (sizeof(struct cold) + g.nwords * sizeof(uint64_t) > ((size_t)1 << g.desc_shift))
+        return false;             /* struct cold shares the stride */
     pool_classes_init();
     for (int i = 0; i < NSTRIPES; i++)
         pthread_mutex_init(&g.stripes[i].m, NULL);
@@ -110,9 +111,10 @@ static bool setup(void)
     g.npools = g.region_size >> g.page_shift;
     g.narenas_max = g.npools / POOLS_PER_ARENA;
     g.descs = os_map(g.npools << g.desc_shift);
+    g.colds = os_map(g.npools << g.desc_shift);
     g.arenas = os_map(g.narenas_max * sizeof(struct arena));
     g.dirty_arenas = os_map((g.narenas_max + 63) / 64 * sizeof(uint64_t));
-    if (!g.descs || !g.arenas || !g.dirty_arenas || theap_setup() != 0) {
+    if (!g.descs || !g.colds || !g.arenas || !g.dirty_arenas || theap_setup() != 0) {
         munmap(g.region, size);
         g.region = NULL;
         g.region_size = 0;

@@ -11,21 +11,19 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     unsigned size = (cls + 1) * SHED_CLASS_STEP, n = g.nblocks[cls];
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);
-    for (unsigned w = 0; w < g.nwords; w++) {
+    for (unsigned w = 0; w < g.nwords; w++) {   /* remote[] is zero already */
         unsigned lo = w * 64;
         uint64_t bits = n <= lo ? 0 : n - lo >= 64 ? ~0ull : (1ull << (n - lo)) - 1;
         STORE(free_map(p)[w], bits);
-        STORE(remote_map(p)[w], 0);
     }
     p->nblocks = (uint16_t)n;
     p->nfree = (uint16_t)n;
     p->hint = 0;
     p->cls = (uint8_t)cls;
-    links(p)->last_size = (uint16_t)size;
     p->pending = 0;
     STORE(p->sealed, 0);
     p->where = IN_NONE;
-    links(p)->next = links(p)->prev = links(p)->pnext = NULL;
+    p->next = p->prev = 0;
     STORE(p->owner, owner);
     STORE(p->size, (uint16_t)size);
     pthread_mutex_unlock(m);

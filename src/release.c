@@ -49,8 +49,8 @@ static size_t advise_and_settle(struct iovec *iov, size_t n, bool *ok)
 /* inline: advise this one pool now, unless someone reused it already. */
 void release_pool_now(struct pool *p)
 {
-    struct iovec v[2];
-    bool ok[2];
+    struct iovec v[3];
+    bool ok[3];
     size_t n = arena_claim_pool(p, v);
     if (n)
         advise_and_settle(v, n, ok);

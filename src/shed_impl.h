@@ -79,8 +79,13 @@ struct theap;
 enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
 
 /*
- * Pool descriptor, one per pool page, 2^desc_shift bytes apart in the table.
- * Invariants while the pool is in use (size != 0):
+ * Pool descriptor, one per pool page, 2^desc_shift bytes apart in the table:
+ * 64 bytes with 4 KiB pages, one cache line holding all that the owner's
+ * malloc and free touch.  What only cross-thread frees touch (the remote
+ * bitmap and the pending-stack link) is in a second table, struct cold, at
+ * the same index, so a program that frees where it allocates never brings
+ * those pages in.
+ * Invariants while the pool is in use (owner != NULL):
  *   - a block's bit is set in free[] iff the owner may hand it out, and in
  *     remote[] iff another thread freed it and the owner has not merged it;
  *     never in both; bits at or above nblocks are never set;
@@ -90,14 +95,15 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  *     avail list only with avail_min free blocks, so that the owner does not
  *     hop between pools that have one free block each);
  *   - pending == 1 iff the pool is on its owner's pending stack.
+ * While it is not in use, remote[] is all zero and size is the block size it
+ * last held (to tell a double free from a wild pointer).
  * owner and pending change only under the pool's stripe lock; nfree, hint,
  * the list links and free[] stores belong to the owner (free[] words are read
  * by other threads under the stripe lock, hence atomics).
  */
 struct pool {
-    /* first cache line: everything the owner's malloc and free touch */
-    struct theap *_Atomic owner;
-    _Atomic uint16_t size;       /* block size; 0 while the pool is not in use */
+    struct theap *_Atomic owner; /* NULL while the pool is not in use */
+    _Atomic uint16_t size;       /* block size */
     uint16_t nblocks;
     uint16_t nfree;
     uint16_t hint;               /* first word of free[] that may be non-zero */
@@ -106,14 +112,14 @@ struct pool {
     uint8_t pending;
     _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
     uint32_t dirty_ms;           /* when it became free-dirty (now_ms clock) */
-    _Atomic uint64_t map[];      /* free[nwords], remote[nwords], struct links */
+    uint32_t next, prev;         /* owner's avail list: pool index + 1, 0 = none */
+    _Atomic uint64_t free[];     /* nwords */
 };
 
-/* The colder part of a descriptor, after its bitmaps. */
-struct links {
-    struct pool *next, *prev;    /* owner's list */
+/* The part of a descriptor only cross-thread frees touch. */
+struct cold {
     struct pool *pnext;          /* pending stack */
-    uint16_t last_size;          /* block size it last held, for diagnostics */
+    _Atomic uint64_t remote[];   /* nwords */
 };
 
 /* Per-arena pool states, one bit per pool, guarded by g.lock.  sealed marks
@@ -171,7 +177,8 @@ struct global {
     char *region;
     size_t region_size, page_size, npools;
     unsigned page_shift, desc_shift, nwords;
-    char *descs;
+    char *descs;                 /* struct pool table */
+    char *colds;                 /* struct cold table, same stride */
     struct arena *arenas;
     size_t narenas, narenas_max;
     uint16_t nblocks[NCLS];
@@ -233,15 +240,24 @@ static inline pthread_mutex_t *stripe_of(const struct pool *p)
 
 static inline _Atomic uint64_t *free_map(struct pool *p)
 {
-    return p->map;
+    return p->free;
+}
+static inline struct cold *cold_of(const struct pool *p)
+{
+    return (struct cold *)(g.colds + ((const char *)p - g.descs));
 }
 static inline _Atomic uint64_t *remote_map(struct pool *p)
 {
-    return p->map + g.nwords;
+    return cold_of(p)->remote;
 }
-static inline struct links *links(struct pool *p)
+/* List links are pool indices + 1, so that a descriptor fits a cache line. */
+static inline struct pool *pool_at(uint32_t ref)
 {
-    return (struct links *)(p->map + 2 * g.nwords);
+    return ref ? desc_of(ref - 1) : NULL;
+}
+static inline uint32_t pool_ref(const struct pool *p)
+{
+    return p ? (uint32_t)pool_index(p) + 1 : 0;
 }
 
 /* Owner: hand out the lowest free block; NULL when the pool has none, or is
@@ -262,20 +278,19 @@ static inline void *pool_take(struct pool *p)
 }
 
 /* Find the block that ptr, an address inside the region, starts.  Returns -1
- * with *pp, *idx, *size filled when ptr starts a block slot of a pool in use
- * (allocated or not), else the error to report. */
+ * with *pp, *idx, *size, *owner filled when ptr starts a block slot of a pool
+ * in use (allocated or not), else the error to report. */
 static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
-                               unsigned *size)
+                               unsigned *size, struct theap **owner)
 {
     size_t off = (size_t)((const char *)ptr - g.region);
     struct pool *p = desc_of(off >> g.page_shift);
+    struct theap *o = LOAD(p->owner);
     unsigned sz = LOAD(p->size);
     size_t boff = off & (g.page_size - 1);
-    if (unlikely(sz == 0)) {
+    if (unlikely(o == NULL)) {
         /* A free pool: a block start of the class it held was freed twice. */
-        unsigned last = links(p)->last_size;
-        return last && boff % last == 0 && boff / last < g.page_size / last
-                   ? E_DOUBLE : E_INVALID;
+        return sz && boff % sz == 0 && boff / sz < g.page_size / sz ? E_DOUBLE : E_INVALID;
     }
     size_t i = (boff * g.magic[size_class(sz)]) >> 32;
     if (unlikely(i * sz != boff || i >= p->nblocks))
@@ -283,6 +298,7 @@ static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
     *pp = p;
     *idx = i;
     *size = sz;
+    *owner = o;
     return -1;
 }
 

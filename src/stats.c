@@ -24,7 +24,7 @@ EXPORT int shed_stats(struct shed_stats *st)
         for (uint64_t m = g.arenas[a].used; m; m &= m - 1) {
             struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m));
             unsigned size = LOAD(p->size);
-            if (!size)
+            if (!LOAD(p->owner))
                 continue;
             size_t nfree = 0;
             for (unsigned w = 0; w < g.nwords; w++)

@@ -23,10 +23,10 @@ static void list_push(struct theap *th, struct pool *p)
 {
     p->where = IN_AVAIL;
     struct pool **head = &th->avail[p->cls];
-    links(p)->prev = NULL;
-    links(p)->next = *head;
+    p->prev = 0;
+    p->next = pool_ref(*head);
     if (*head)
-        links(*head)->prev = p;
+        (*head)->prev = pool_ref(p);
     *head = p;
 }
 
@@ -36,12 +36,12 @@ static void list_remove(struct theap *th, struct pool *p)
     if (p->where == IN_CUR) {
         th->cur[p->cls] = NULL;
     } else if (p->where == IN_AVAIL) {
-        if (links(p)->prev)
-            links(links(p)->prev)->next = links(p)->next;
+        if (p->prev)
+            pool_at(p->prev)->next = p->next;
         else
-            th->avail[p->cls] = links(p)->next;
-        if (links(p)->next)
-            links(links(p)->next)->prev = links(p)->prev;
+            th->avail[p->cls] = pool_at(p->next);
+        if (p->next)
+            pool_at(p->next)->prev = p->prev;
     }
     p->where = IN_NONE;
 }
@@ -118,7 +118,6 @@ static void pool_retire(struct pool *p)
 {
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);
-    STORE(p->size, 0);
     STORE(p->owner, NULL);
     pthread_mutex_unlock(m);
     arena_return_pool(p);
@@ -158,7 +157,7 @@ void theap_drain(struct theap *th)
 {
     struct pool *p = atomic_exchange_explicit(&th->pending, NULL, memory_order_acquire);
     while (p) {
-        struct pool *next = links(p)->pnext;    /* read before pending is cleared */
+        struct pool *next = cold_of(p)->pnext;  /* read before pending is cleared */
         pthread_mutex_t *m = stripe_of(p);
         pthread_mutex_lock(m);
         pool_merge_remote(p);
@@ -179,7 +178,7 @@ void theap_flush_empty(struct theap *th)
             pool_retire(p);
         }
         for (p = th->avail[c]; p; p = next) {
-            next = links(p)->next;
+            next = pool_at(p->next);
             if (p->nfree == p->nblocks) {
                 list_remove(th, p);
                 pool_retire(p);
@@ -212,7 +211,7 @@ static void theap_for_each_pool(struct theap *th,
         if (th->cur[c])
             fn(th, th->cur[c], arg);
         for (struct pool *p = th->avail[c], *next; p; p = next) {
-            next = links(p)->next;
+            next = pool_at(p->next);
             fn(th, p, arg);
         }
     }
@@ -277,6 +276,8 @@ static void destroy_pool(struct theap *th, struct pool *p, void *arg)
     (void)arg;
     if (unlikely(g.valgrind))
         vg_free_live(p);
+    for (unsigned w = 0; w < g.nwords; w++)   /* a retired pool has none */
+        STORE(remote_map(p)[w], 0);
     chk_noaccess(pool_addr(p), g.page_size);
     list_remove(th, p);
     pool_retire(p);
@@ -381,7 +382,7 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);
     /* Re-check under the lock: the pool may have been retired meanwhile. */
-    if (LOAD(p->size) != size || block_is_free(p, idx)) {
+    if (!LOAD(p->owner) || LOAD(p->size) != size || block_is_free(p, idx)) {
         pthread_mutex_unlock(m);
         shed_error(E_DOUBLE, ptr, call);
         return;
@@ -393,8 +394,8 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
         struct theap *o = LOAD(p->owner);
         wake = o->shared;
         p->pending = 1;
-        links(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
-        while (!atomic_compare_exchange_weak_explicit(&o->pending, &links(p)->pnext, p,
+        cold_of(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&o->pending, &cold_of(p)->pnext, p,
                                                       memory_order_release,
                                                       memory_order_relaxed))
             ;
