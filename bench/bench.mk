@@ -1,0 +1,41 @@
+# Benchmarks: shed against glibc, jemalloc, mimalloc and tcmalloc.
+#   make bench           every workload, every allocator, 3 repeats (< 5 min)
+#   make bench QUICK=1   smaller sizes (< 1 min), results in bench/results/quick
+#   make bench-smoke     every workload once under shed, tiny sizes (in check)
+# The workloads call plain malloc/free; each allocator is LD_PRELOADed.
+
+BENCH_PROGS  := churn burst threads frag
+BENCH_BIN    := $(BENCH_PROGS:%=$(BUILD)/bench/%)
+BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE
+BENCH_PEERS  := libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
+
+.PHONY: bench bench-smoke bench-progs
+bench-progs: $(BENCH_BIN)
+
+$(BENCH_BIN): $(BUILD)/bench/%: bench/%.c bench/common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $< -o $@ -lpthread
+
+# A peer or tool that cannot be installed is skipped by run.py, which says so.
+bench: $(LIB_SO) $(BENCH_BIN)
+	@$(NEED) python3
+	@for p in $(BENCH_PEERS) gnuplot-nox strace; do \
+	    $(NEED) $$p || echo "bench: $$p unavailable; what needs it is skipped"; \
+	done
+	python3 bench/run.py --bin $(BUILD)/bench --lib-so $(LIB_SO) \
+	    $(if $(QUICK),--quick,--readme README.md)
+
+# Tiny sizes, shed only (batched: the default), each workload once; fails
+# when a workload fails or finds a block's content wrong.
+bench-smoke: $(LIB_SO) $(BENCH_BIN)
+	@$(NEED) python3
+	@set -e; so=$(abspath $(LIB_SO)); b=$(BUILD)/bench; \
+	run() { echo "bench-smoke: $$*"; LD_PRELOAD=$$so "$$@" >/dev/null; }; \
+	run $$b/churn 100k 10k; \
+	run $$b/burst 50k 1; \
+	run $$b/threads 100k 10k 100k; \
+	for m in random sparse phase; do run $$b/frag $$m 100k 100; done; \
+	run env PYTHONMALLOC=malloc python3 bench/pyobjs.py 20k 100; \
+	echo "bench-smoke: all workloads ran under shed"
+
+CHECK_TARGETS += bench-smoke

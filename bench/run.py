@@ -1,0 +1,584 @@
+#!/usr/bin/env python3
+"""Run every benchmark workload under every allocator, in one run.
+
+Each allocator is the same workload binary with a different LD_PRELOAD
+(glibc: none), so the programs are identical.  Within each repeat the
+allocators are interleaved (and their order rotated) so that machine noise
+spreads over all of them.  Timings are medians over the repeats.
+
+Writes to the results directory: latest.csv (every measurement),
+latest-summary.csv (medians), latest-rss.csv (RSS time series of the frag
+workloads), latest.md (the tables, with the command and date), rss.svg and
+time.svg (gnuplot).  A QUICK run writes to results/quick/ instead, so it
+never replaces the full results.
+
+Usage: bench/run.py --bin build/bench --lib-so build/libshed.so [--quick]
+"""
+import argparse
+import csv
+import datetime
+import glob
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEERS = ["glibc", "jemalloc", "mimalloc", "tcmalloc"]
+SHED_MODES = ["off", "inline", "batched"]
+
+# Shared-library names of the peers, best first; found by a path search.
+PEER_LIBS = {
+    "jemalloc": ["libjemalloc.so.2", "libjemalloc.so"],
+    "mimalloc": ["libmimalloc.so.2", "libmimalloc.so"],
+    "tcmalloc": ["libtcmalloc_minimal.so.4", "libtcmalloc.so.4",
+                 "libtcmalloc_minimal.so", "libtcmalloc.so"],
+}
+
+# Sizes: (full, quick).  Full sizes are those of the issues.
+SIZES = {
+    "churn": (["5M", "100k"], ["1M", "100k"]),
+    "burst": (["500k", "3"], ["500k", "1"]),
+    "threads": (["2M", "100k", "1M"], ["500k", "100k", "300k"]),
+    "frag": (["2M", "1000"], ["500k", "1000"]),
+    "python": (["500k", "1000"], ["100k", "1000"]),
+}
+
+# Timing metrics: (key, label) in table order.
+TIMINGS = [
+    ("churn_ns", "churn, ns/step"),
+    ("burst_lifo_ns", "burst LIFO, ns/pair"),
+    ("burst_fifo_ns", "burst FIFO, ns/pair"),
+    ("threads_churn2_ns", "2 threads churn, ns/step"),
+    ("threads_prodcons_ns", "producer->consumer, ns/block"),
+    ("frag_alloc_ns", "frag-random alloc, ns/block"),
+]
+FRAGS = ["frag-random", "frag-sparse", "frag-phase"]
+# One colour per allocator in every plot.
+COLOURS = {"glibc": "#9400d3", "jemalloc": "#009e73", "mimalloc": "#56b4e9",
+           "tcmalloc": "#e69f00", "shed-off": "#bbbbbb",
+           "shed-inline": "#0072b2", "shed-batched": "#e51e10"}
+RELEASE_ADVICE = ("MADV_DONTNEED", "MADV_FREE", "MADV_REMOVE", "MADV_PAGEOUT",
+                  "MADV_COLD")
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def find_lib(names):
+    """Path of the first of names the dynamic linker or a lib dir knows."""
+    try:
+        out = subprocess.run(["ldconfig", "-p"], capture_output=True,
+                             text=True).stdout
+    except OSError:
+        out = ""
+    dirs = (glob.glob("/usr/lib/*-linux-*") + glob.glob("/lib/*-linux-*") +
+            ["/usr/lib64", "/usr/lib", "/lib64", "/lib", "/usr/local/lib"] +
+            glob.glob("/usr/local/lib/*-linux-*"))
+    for name in names:
+        m = re.search(r"^\s*%s \(.*\) => (\S+)$" % re.escape(name), out, re.M)
+        if m and os.path.exists(m.group(1)):
+            return m.group(1)
+        for d in dirs:
+            p = os.path.join(d, name)
+            if os.path.exists(p):
+                return p
+    return None
+
+
+class Alloc:
+    def __init__(self, name, preload=None, env=None):
+        self.name, self.preload, self.env = name, preload, env or {}
+
+    def environ(self, extra=None):
+        e = dict(os.environ)
+        e.pop("LD_PRELOAD", None)
+        e.pop("SHED_CONF", None)
+        e.pop("SHED_STATS", None)
+        e.pop("PYTHONMALLOC", None)
+        if self.preload:
+            e["LD_PRELOAD"] = self.preload
+        e.update(self.env)
+        e.update(extra or {})
+        return e
+
+
+def allocators(args, probe):
+    found = [Alloc("glibc")]
+    for peer in PEERS[1:]:
+        lib = find_lib(PEER_LIBS[peer])
+        if not lib:
+            log("bench: skipping %s: none of %s found (install its Debian "
+                "package)" % (peer, ", ".join(PEER_LIBS[peer])))
+            continue
+        found.append(Alloc(peer, lib))
+    so = os.path.abspath(args.lib_so)
+    if not os.path.exists(so):
+        log("bench: skipping shed: %s not built" % so)
+    else:
+        for mode in SHED_MODES:
+            found.append(Alloc("shed-" + mode, so,
+                               {"SHED_CONF": "release=" + mode}))
+    ok = []
+    for a in found:
+        # ld.so only warns when a preload fails; check it really loaded.
+        r = subprocess.run([probe, "1000", "100"], env=a.environ(),
+                           capture_output=True, text=True)
+        if r.returncode != 0 or "cannot be preloaded" in r.stderr:
+            log("bench: skipping %s: it does not run (%s)" %
+                (a.name, r.stderr.strip().splitlines()[:1]))
+            continue
+        ok.append(a)
+    if args.allocators:
+        want = args.allocators.split(",")
+        ok = [a for a in ok if a.name in want]
+    return ok
+
+
+def parse(out):
+    metrics, rss = {}, []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[0] == "metric":
+            metrics[f[1]] = float(f[2])
+        elif len(f) == 3 and f[0] == "rss":
+            rss.append((float(f[1]), float(f[2])))
+    return metrics, rss
+
+
+def command(work, args):
+    """argv of one workload."""
+    quick = 1 if args.quick else 0
+    b = os.path.abspath(args.bin)
+    if work.startswith("frag-"):
+        return [os.path.join(b, "frag"), work[5:]] + SIZES["frag"][quick]
+    if work == "python":
+        return [args.python, os.path.join(HERE, "pyobjs.py")] + \
+            SIZES["python"][quick]
+    return [os.path.join(b, work)] + SIZES[work][quick]
+
+
+def run_one(work, alloc, args):
+    extra = {}
+    if work == "python":
+        # pymalloc is measured as its own row, with glibc underneath.
+        if alloc.name != "pymalloc":
+            extra["PYTHONMALLOC"] = "malloc"
+    r = subprocess.run(command(work, args), env=alloc.environ(extra),
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError("%s under %s failed (exit %d): %s" %
+                           (work, alloc.name, r.returncode, r.stderr.strip()))
+    return parse(r.stdout)
+
+
+def count_syscalls(work, alloc, args):
+    """Release syscalls of one traced run: (main thread, other threads).
+
+    The traced workloads are single-threaded, so the main thread is the
+    program's own and any other thread is the allocator's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "trace")
+        envs = []
+        for k, v in alloc.environ().items():
+            if k in ("LD_PRELOAD", "SHED_CONF"):
+                envs += ["-E", "%s=%s" % (k, v)]  # the tracee's, not strace's
+        cmd = (["strace", "-f", "--seccomp-bpf", "-qq", "-o", out, "-e",
+                "trace=execve,madvise,process_madvise,io_uring_enter"] + envs +
+               command(work, args))
+        env = alloc.environ()
+        env.pop("LD_PRELOAD", None)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                           timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError("strace of %s under %s failed: %s" %
+                               (work, alloc.name, r.stderr.strip()[-300:]))
+        main_tid, mine, other = None, 0, 0
+        with open(out) as f:
+            for line in f:
+                m = re.match(r"(\d+)\s+(\w+)\((.*)", line)
+                if not m:
+                    continue
+                tid, call, rest = m.groups()
+                if call == "execve":  # the first line: the main thread
+                    main_tid = main_tid or tid
+                    continue
+                if call == "madvise" or call == "process_madvise":
+                    if not any(a in rest for a in RELEASE_ADVICE):
+                        continue
+                if tid == main_tid:
+                    mine += 1
+                else:
+                    other += 1
+        return mine, other
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return "%.0f%s" % (v, unit)
+    if abs(v) >= 10:
+        return "%.1f%s" % (v, unit)
+    return "%.2f%s" % (v, unit)
+
+
+def mib(v):
+    return None if v is None else v / 1048576.0
+
+
+def table(header, rows, text_cols=1):
+    """Markdown table; also readable as plain text on stdout.  The first
+    text_cols columns are left-aligned, the numbers right-aligned."""
+    w = [max(len(str(r[i])) for r in [header] + rows)
+         for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) if i < text_cols
+                                       else str(c).rjust(w[i])
+                                       for i, c in enumerate(r)) + " |"
+    sep = "|" + "|".join("-" * (w[i] + 1) + ("-" if i < text_cols else ":")
+                         for i in range(len(header))) + "|"
+    return "\n".join([line(header), sep] + [line(r) for r in rows])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin", default="build/bench")
+    ap.add_argument("--lib-so", default="build/libshed.so")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int)
+    ap.add_argument("--out")
+    ap.add_argument("--allocators", help="comma-separated subset")
+    ap.add_argument("--workloads", help="comma-separated subset")
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--readme", help="README to update between "
+                    "<!-- bench:begin --> and <!-- bench:end -->")
+    args = ap.parse_args()
+    repeats = args.repeats or 3
+    out_dir = args.out or os.path.join(HERE, "results",
+                                       "quick" if args.quick else "")
+    os.makedirs(out_dir, exist_ok=True)
+    started = time.time()
+    # Name the command that made the tables as the user typed it.
+    cmdline = ("make bench" + (" QUICK=1" if args.quick else "")
+               if os.environ.get("MAKELEVEL") else
+               " ".join(["bench/run.py"] + sys.argv[1:]))
+
+    allocs = allocators(args, os.path.join(os.path.abspath(args.bin), "churn"))
+    names = [a.name for a in allocs]
+    peers = [n for n in names if n in PEERS]
+    timed = ["churn", "burst", "threads"]
+    frags = list(FRAGS)
+    works = args.workloads.split(",") if args.workloads else \
+        timed + frags + ["python"]
+    # frag figures are RSS, not timings: one run each in QUICK mode.
+    frag_repeats = 1 if args.quick else repeats
+    py_allocs = allocs + [Alloc("pymalloc")]
+
+    plan = []
+    for rep in range(repeats):
+        for w in works:
+            if w in frags and rep >= frag_repeats:
+                continue
+            if w == "python" and rep >= frag_repeats:
+                continue
+            al = py_allocs if w == "python" else allocs
+            k = rep % len(al)
+            for a in al[k:] + al[:k]:  # rotate the order every repeat
+                plan.append((rep, w, a))
+    strace = shutil.which("strace")
+    traced = []
+    if strace and "shed-batched" in names:
+        tw = ["burst", "frag-sparse"] if args.quick else \
+            ["churn", "burst", "frag-sparse"]
+        ta = [a for a in allocs if a.name.startswith("shed")] \
+            if args.quick else allocs
+        traced = [(w, a) for w in tw if w in works for a in ta]
+    elif not strace:
+        log("bench: strace not found: release syscalls are not counted")
+    total = len(plan) + len(traced)
+    log("bench: %d allocators (%s), %d repeats, %d steps" %
+        (len(allocs), ", ".join(names), repeats, total))
+
+    raw = []          # (workload, allocator, repeat, metric, value)
+    rss = {}          # (workload, allocator) -> [(t_ms, heap)] of repeat 0
+    step = 0
+    for rep, w, a in plan:
+        step += 1
+        t0 = time.time()
+        metrics, series = run_one(w, a, args)
+        for k, v in metrics.items():
+            raw.append((w, a.name, rep, k, v))
+        if series and (w, a.name) not in rss:
+            rss[(w, a.name)] = series
+        key = {"churn": "churn_ns", "burst": "burst_lifo_ns",
+               "threads": "threads_churn2_ns", "python": "py_build_ns"}.get(
+                   w, "frag_ratio1000")
+        log("[%3d/%d] %-11s %-12s rep %d  %s=%s  (%.1f s)" %
+            (step, total, w, a.name, rep + 1, key, fmt(metrics.get(key)),
+             time.time() - t0))
+    sysc = {}
+    for w, a in traced:
+        step += 1
+        t0 = time.time()
+        sysc[(w, a.name)] = count_syscalls(w, a, args)
+        log("[%3d/%d] strace %-11s %-12s release syscalls main/other = "
+            "%d/%d  (%.1f s)" % ((step, total, w, a.name) + sysc[(w, a.name)]
+                                 + (time.time() - t0,)))
+
+    def med(w, a, k):
+        v = [x[4] for x in raw if x[0] == w and x[1] == a and x[3] == k]
+        return statistics.median(v) if v else None
+
+    # ---- tables
+    date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    md = ["Made by `%s` on %s (%s, %s, Linux %s, %d CPUs); %d repeats, "
+          "medians." % (cmdline, date, platform.node() or "host",
+                        platform.machine(), platform.release(),
+                        os.cpu_count() or 0, repeats), ""]
+    wl_of = {"churn_ns": "churn", "burst_lifo_ns": "burst",
+             "burst_fifo_ns": "burst", "threads_churn2_ns": "threads",
+             "threads_prodcons_ns": "threads", "frag_alloc_ns": "frag-random"}
+    trows = []
+    for k, label in TIMINGS:
+        w = wl_of[k]
+        if w not in works:
+            continue
+        vals = {n: med(w, n, k) for n in names}
+        best = min([vals[p] for p in peers if vals[p] is not None] or [None])
+        row = [label]
+        for n in names:
+            v = vals[n]
+            row.append("-" if v is None else fmt(v) +
+                       (" (%.2fx)" % (v / best) if best else ""))
+        trows.append(row)
+    if trows:
+        md += ["Time per operation (median; in brackets, the ratio to the "
+               "best peer among %s; lower is better):" % ", ".join(peers), "",
+               table(["workload"] + names, trows), ""]
+
+    mrows = []
+    for w in frags:
+        if w not in works:
+            continue
+        for n in names:
+            g = lambda k: med(w, n, k)
+            b = g("frag_bound")
+            r1 = g("frag_rss1000")
+            mrows.append([w, n, fmt(mib(g("frag_peak"))),
+                          fmt(mib(g("frag_rss0"))), fmt(mib(g("frag_rss100"))),
+                          fmt(mib(r1)), fmt(mib(b)),
+                          fmt(r1 / b) + "x" if b and r1 is not None else "-"])
+    if mrows:
+        md += ["Memory after the drop (heap RSS in MiB: process RSS minus the "
+               "RSS before the first allocation and the workload's own "
+               "arrays; bound = distinct pages holding a kept block):", "",
+               table(["workload", "allocator", "peak", "+0 ms", "+100 ms",
+                      "+1000 ms", "bound", "1 s / bound"], mrows, 2), ""]
+
+    if "python" in works:
+        prow = []
+        for a in py_allocs:
+            g = lambda k: med("python", a.name, k)
+            label = "pymalloc (default)" if a.name == "pymalloc" else \
+                "malloc: " + a.name
+            prow.append([label, fmt(g("py_build_ns")), fmt(g("py_drop_ns")),
+                         fmt(mib(g("py_peak"))), fmt(mib(g("py_rss0"))),
+                         fmt(mib(g("py_rss1000")))])
+        md += ["CPython %s building %s records (str, tuple, dict, list) and "
+               "keeping a random 5%% (PYTHONMALLOC=malloc under each "
+               "allocator; heap RSS in MiB):" % (
+                   platform.python_version(),
+                   SIZES["python"][1 if args.quick else 0][0]), "",
+               table(["python", "build ns/obj", "drop ns/obj", "peak",
+                      "+0 ms", "+1000 ms"], prow), ""]
+
+    if sysc:
+        srow = []
+        tws = sorted({w for w, _ in sysc})
+        for n in names:
+            if any((w, n) in sysc for w in tws):
+                srow.append([n] + ["%d / %d" % sysc[(w, n)] if (w, n) in sysc
+                                   else "-" for w in tws])
+        md += ["Release syscalls (madvise with a releasing advice, "
+               "process_madvise, io_uring_enter), counted with strace -f on "
+               "one run: the program's thread / the allocator's other threads. "
+               "(The workloads are single-threaded; shed's one call in the "
+               "program's thread is its start-up probe of process_madvise.)",
+               "",
+               table(["allocator"] + tws, srow), ""]
+
+    md += targets(names, peers, med, works)
+    md.append("![RSS through the frag workloads](rss.svg)")
+    md.append("![time per operation](time.svg)")
+    text = "\n".join(md) + "\n"
+    log("")
+    log(text)
+
+    # ---- files
+    with open(os.path.join(out_dir, "latest.csv"), "w", newline="") as f:
+        c = csv.writer(f)
+        c.writerow(["workload", "allocator", "repeat", "metric", "value"])
+        c.writerows(raw)
+    with open(os.path.join(out_dir, "latest-summary.csv"), "w",
+              newline="") as f:
+        c = csv.writer(f)
+        c.writerow(["workload", "allocator", "metric", "median", "runs"])
+        for key in sorted({(x[0], x[1], x[3]) for x in raw}):
+            v = [x[4] for x in raw if (x[0], x[1], x[3]) == key]
+            c.writerow(list(key) + [statistics.median(v), len(v)])
+        for (w, n), (mine, other) in sorted(sysc.items()):
+            c.writerow([w, n, "release_syscalls_main", mine, 1])
+            c.writerow([w, n, "release_syscalls_other", other, 1])
+    with open(os.path.join(out_dir, "latest-rss.csv"), "w", newline="") as f:
+        c = csv.writer(f)
+        c.writerow(["workload", "allocator", "ms_since_drop", "heap_bytes"])
+        for (w, n), s in sorted(rss.items()):
+            c.writerows([w, n, t, h] for t, h in s)
+    with open(os.path.join(out_dir, "latest.md"), "w") as f:
+        f.write(text)
+    plot(out_dir, names, rss, med, works)
+    if args.readme and not args.quick:
+        update_readme(args.readme, text, out_dir)
+    log("bench: results in %s (%.0f s)" % (out_dir, time.time() - started))
+
+
+def targets(names, peers, med, works):
+    """The issue's targets, checked against this run's numbers."""
+    s = "shed-batched"
+    if s not in names or not peers:
+        return []
+    out = ["Targets (shed with release=batched):", ""]
+    for w in ("frag-sparse", "frag-phase"):
+        if w not in works:
+            continue
+        r = lambda n: (med(w, n, "frag_rss1000") or 0) / \
+            (med(w, n, "frag_bound") or 1)
+        worst_peer = min(r(p) for p in peers)
+        out.append("- %s: shed at %.2fx the bound one second after the drop "
+                   "(target: within 1.10x): %s; every peer above 2x (lowest: "
+                   "%.1fx): %s." % (w, r(s), "met" if r(s) <= 1.10 else
+                                    "MISSED", worst_peer,
+                                    "yes" if worst_peer > 2 else "no"))
+    for k, label in (("churn_ns", "churn"), ("burst_lifo_ns", "burst LIFO"),
+                     ("burst_fifo_ns", "burst FIFO")):
+        w = k.split("_")[0]
+        if w not in works:
+            continue
+        v = med(w, s, k)
+        vals = {p: med(w, p, k) for p in peers if med(w, p, k) is not None}
+        if v is None or not vals:
+            continue
+        bp = min(vals, key=vals.get)
+        best = vals[bp]
+        out.append("- %s: shed %.1f ns, best peer %s %.1f ns (target: at or "
+                   "below): %s." % (label, v, bp, best,
+                                    "met" if v <= best else "MISSED"))
+    return out + [""]
+
+
+def plot(out_dir, names, rss, med, works):
+    gp = shutil.which("gnuplot")
+    if not gp:
+        log("bench: gnuplot not found: no SVG plots (install gnuplot-nox)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        cmds = ["set terminal svg size 1200,480 dynamic font 'sans,11'",
+                "set output '%s'" % os.path.join(out_dir, "rss.svg"),
+                "set multiplot layout 1,3 title 'Heap RSS through the frag "
+                "workloads (the drop ends at 0 ms)'",
+                "set logscale y", "set grid", "set yrange [0.5:*]",
+                "set xrange [*:1050]", "set bmargin 8",
+                "set key below horizontal maxrows 3 font ',9'",
+                "set xlabel 'ms since the drop'", "set ylabel 'MiB'"]
+        for w in FRAGS:
+            series = []
+            for i, n in enumerate(names):
+                s = rss.get((w, n))
+                if not s:
+                    continue
+                p = os.path.join(tmp, "%s-%d.dat" % (w, i))
+                with open(p, "w") as f:
+                    f.writelines("%g %g\n" % (t, max(h, 4096) / 1048576.0)
+                                 for t, h in s)
+                series.append("'%s' using 1:2 with lines lw 2 lc rgb '%s' "
+                              "title '%s'" % (p, COLOURS.get(n, "#000000"), n))
+            if not series:
+                continue
+            bounds = [med(w, n, "frag_bound") for n in names]
+            bounds = [b for b in bounds if b]
+            if bounds:
+                p = os.path.join(tmp, "%s-bound.dat" % w)
+                b = statistics.median(bounds) / 1048576.0
+                t0 = min(t for n in names for t, _ in rss.get((w, n), []))
+                with open(p, "w") as f:
+                    f.write("%g %g\n1050 %g\n" % (t0, b, b))
+                # Solid: some SVG renderers join a dashed line to its key.
+                series.append("'%s' using 1:2 with lines lw 1.5 "
+                              "lc 'black' title 'survivors bound'" % p)
+            cmds += ["set title '%s'" % w, "plot " + ", ".join(series)]
+            # One legend, under the first panel; the margins stay equal.
+            cmds += ["unset key"]
+        cmds += ["unset multiplot"]
+
+        rows = [(k, label) for k, label in TIMINGS]
+        wl = {"churn_ns": "churn", "burst_lifo_ns": "burst",
+              "burst_fifo_ns": "burst", "threads_churn2_ns": "threads",
+              "threads_prodcons_ns": "threads", "frag_alloc_ns": "frag-random"}
+        rows = [(k, l) for k, l in rows if wl[k] in works]
+        if rows:
+            p = os.path.join(tmp, "time.dat")
+            with open(p, "w") as f:
+                for k, label in rows:
+                    f.write('"%s" %s\n' % (label.split(",")[0], " ".join(
+                        "%g" % (med(wl[k], n, k) or 0) for n in names)))
+            cmds += ["reset",
+                     "set terminal svg size 1200,420 dynamic font 'sans,11'",
+                     "set output '%s'" % os.path.join(out_dir, "time.svg"),
+                     "set title 'Time per operation (median; lower is better)'",
+                     "set style data histograms",
+                     "set style histogram clustered gap 1",
+                     "set style fill solid 0.8 border -1", "set boxwidth 0.9",
+                     "set ylabel 'ns per operation'", "set grid ytics",
+                     "set key top left", "set logscale y",
+                     "set yrange [1:*]",
+                     "plot " + ", ".join(
+                         "'%s' using %d:xtic(1) lc rgb '%s' title '%s'" %
+                         (p, i + 2, COLOURS.get(n, "#000000"), n)
+                         for i, n in enumerate(names))]
+        r = subprocess.run([gp], input="\n".join(cmds) + "\n", text=True,
+                           capture_output=True)
+        if r.returncode != 0:
+            log("bench: gnuplot failed: %s" % r.stderr.strip())
+
+
+def update_readme(path, text, out_dir):
+    """Replace what lies between the README's bench markers, if it has them."""
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    try:
+        with open(path) as f:
+            s = f.read()
+    except OSError:
+        return
+    if begin not in s or end not in s:
+        return
+    rel = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(path)))
+    text = text.replace("](rss.svg)", "](%s/rss.svg)" % rel).replace(
+        "](time.svg)", "](%s/time.svg)" % rel)
+    head, rest = s.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + text + end + tail)
+    log("bench: updated %s" % path)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RuntimeError as e:
+        sys.exit("bench: %s" % e)
