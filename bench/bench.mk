@@ -39,3 +39,18 @@ bench-smoke: $(LIB_SO) $(BENCH_BIN)
 	echo "bench-smoke: all workloads ran under shed"
 
 CHECK_TARGETS += bench-smoke
+
+# Programs that call shed's API (linked with libshed.a): release cost per
+# backend (issue 3) and the choice of delay_ms.
+SHED_BENCH := $(BUILD)/bench/release_cost $(BUILD)/bench/delay
+$(SHED_BENCH): $(BUILD)/bench/%: bench/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -Iinclude $< $(LIB_A) $(LIB_A_LIBS) -o $@
+
+.PHONY: bench-release bench-delay
+bench-release: $(BUILD)/bench/release_cost
+	$< $(if $(QUICK),8192 1,65536 3)
+
+bench-delay: $(BUILD)/bench/delay
+	$< $(if $(QUICK),50000 4,200000 10)
+bench-progs: $(SHED_BENCH)
