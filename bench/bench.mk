@@ -54,3 +54,11 @@ bench-release: $(BUILD)/bench/release_cost
 bench-delay: $(BUILD)/bench/delay
 	$< $(if $(QUICK),50000 4,200000 10)
 bench-progs: $(SHED_BENCH)
+
+# Keep them compiling and running in make check (tiny sizes).
+.PHONY: bench-smoke-api
+bench-smoke-api: $(SHED_BENCH)
+	$(BUILD)/bench/release_cost 256 1 >/dev/null
+	$(BUILD)/bench/delay 2000 2 >/dev/null
+	@echo "bench-smoke-api: release_cost and delay ran"
+CHECK_TARGETS += bench-smoke-api
