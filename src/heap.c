@@ -310,6 +310,11 @@ EXPORT void shed_freeze(void)
 
 EXPORT void shed_thaw(void)
 {
-    if (shed_ready())
-        arena_seal_all(false);
+    if (!shed_ready())
+        return;
+    arena_seal_all(false);
+    ADD(g.thaw_epoch, 1);          /* each theap relists its pools */
+    pthread_mutex_lock(&g.orphan_lock);
+    theap_relist(g.orphanage);
+    pthread_mutex_unlock(&g.orphan_lock);
 }

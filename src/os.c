@@ -23,7 +23,8 @@ _Static_assert((int)SHED_FAULT_URING == (int)F_URING, "shed_testing.h matches fa
 #endif
 
 static int pidfd = -1;          /* our own pidfd, for process_madvise */
-static int backend_used = BK_MADV;
+static _Atomic int backend_used = -1;   /* -1: not probed yet */
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Fault injection: fault_left[s] > 0 fails that many calls, < 0 every one. */
 static _Atomic int fault_left[NFAULTS];
@@ -94,39 +95,46 @@ static long pmadvise(const struct iovec *iov, size_t n, int advice)
 
 /* Pick the release backend: process_madvise on our own pidfd if the kernel
  * accepts our advice on ourselves (Linux 6.13+ for DONTNEED), else madvise.
- * Under valgrind always madvise: it does not know process_madvise. */
-void os_probe_backend(void)
+ * Under valgrind always madvise: it does not know process_madvise.  The
+ * probe advises a scratch page, so it runs at the first release (on the
+ * release thread in batched mode), never at start-up. */
+static int probe_choice(void)
 {
     int want = LOAD(g.opt.backend);
-    backend_used = BK_MADV;
     if (want == BK_URING) {
         if (uring_available())
-            backend_used = BK_URING;
-        else
-            shed_warn("io_uring backend unavailable, using madvise", NULL);
-        return;
+            return BK_URING;
+        shed_warn("io_uring backend unavailable, using madvise", NULL);
+        return BK_MADV;
     }
     if (want == BK_MADV || g.valgrind)
-        return;
+        return BK_MADV;
     if (pidfd < 0)
         pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     if (pidfd < 0)
-        return;
+        return BK_MADV;
     /* Advise one page of scratch memory with the advice we will use. */
     void *scratch = mmap(NULL, g.page_size, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (scratch == MAP_FAILED)
-        return;
+        return BK_MADV;
     memset(scratch, 1, g.page_size);
     struct iovec v = { scratch, g.page_size };
-    if (pmadvise(&v, 1, LOAD(g.opt.advice)) == (long)g.page_size)
-        backend_used = BK_PMADV;
+    bool ok = pmadvise(&v, 1, LOAD(g.opt.advice)) == (long)g.page_size;
     munmap(scratch, g.page_size);
+    return ok ? BK_PMADV : BK_MADV;
+}
+
+/* Forget the choice (start-up, a new backend or advice, a fork()ed child). */
+void os_probe_backend(void)
+{
+    /* madvise needs no probe; the others advise a scratch page first. */
+    backend_used = LOAD(g.opt.backend) == BK_MADV || g.valgrind ? BK_MADV : -1;
 }
 
 int os_backend_in_use(void)
 {
-    return backend_used;
+    return backend_used < 0 ? BK_AUTO : backend_used;
 }
 
 /* A fork()ed child must never advise through its parent's pidfd. */
@@ -136,8 +144,8 @@ void os_reset_after_fork(void)
         close(pidfd);
     pidfd = -1;
     uring_after_fork();
-    if (backend_used != BK_MADV)
-        os_probe_backend();
+    pthread_mutex_init(&probe_lock, NULL);
+    backend_used = -1;
 }
 
 void os_count_call(uint64_t t0, bool failed)
@@ -158,6 +166,13 @@ size_t os_advise(struct iovec *iov, size_t n, bool *ok)
 {
     int advice = LOAD(g.opt.advice);
     size_t batch = LOAD(g.opt.batch), done = 0, i = 0;
+
+    if (unlikely(backend_used < 0)) {
+        pthread_mutex_lock(&probe_lock);   /* inline releases may race here */
+        if (backend_used < 0)
+            backend_used = probe_choice();
+        pthread_mutex_unlock(&probe_lock);
+    }
 
     if (backend_used == BK_URING) {
         done = uring_advise(iov, n, advice, ok);

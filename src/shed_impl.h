@@ -146,6 +146,7 @@ struct theap {
     bool shared;                 /* the orphanage or a heap: used under a lock */
     bool is_heap;                /* a shed_heap: never adopts orphans */
     bool live;
+    unsigned thaw_seen;          /* g.thaw_epoch when it last relisted */
 };
 
 enum release_mode { REL_BATCHED, REL_INLINE, REL_MANUAL, REL_OFF };
@@ -199,6 +200,7 @@ struct global {
     pthread_mutex_t orphan_lock;
     struct theap *orphanage;
     _Atomic size_t norphans;
+    _Atomic unsigned thaw_epoch; /* bumped by shed_thaw() */
 
     struct stripe stripes[NSTRIPES];
 
@@ -366,6 +368,7 @@ struct theap *theap_new(bool shared) HIDDEN;
 void     theap_destroy_pools(struct theap *th) HIDDEN;
 void    *theap_alloc(struct theap *th, size_t size) HIDDEN;
 void     theap_recycle(struct theap *th) HIDDEN;
+void     theap_relist(struct theap *th) HIDDEN;
 
 /* heap.c */
 struct shed_heap *heap_take_large(void *ptr) HIDDEN;

@@ -64,6 +64,7 @@ struct theap *theap_new(bool shared)
     if (th) {
         th->shared = shared;
         th->live = true;
+        th->thaw_seen = LOAD(g.thaw_epoch);
     }
     pthread_mutex_unlock(&g.theap_lock);
     return th;
@@ -230,6 +231,21 @@ static void theap_for_each_pool(struct theap *th,
     }
 }
 
+static void relist_pool(struct theap *th, struct pool *p, void *arg)
+{
+    (void)arg;
+    if (p->where == IN_FULL && p->nfree > 0 && !LOAD(p->sealed))
+        list_push(th, p);
+}
+
+/* After shed_thaw(): pools that were sealed go back on the avail lists, so
+ * that their free blocks are used again. */
+void theap_relist(struct theap *th)
+{
+    th->thaw_seen = LOAD(g.thaw_epoch);
+    theap_for_each_pool(th, relist_pool, NULL);
+}
+
 /* Move one pool of th to the orphanage, or back to its arena when empty. */
 static void abandon_pool(struct theap *th, struct pool *p, void *left)
 {
@@ -330,6 +346,8 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
 {
     if (atomic_load_explicit(&th->pending, memory_order_relaxed))
         theap_drain(th);
+    if (unlikely(th->thaw_seen != LOAD(g.thaw_epoch)))
+        theap_relist(th);
     for (;;) {
         struct pool *p = th->cur[cls];
         if (p) {
