@@ -164,6 +164,7 @@ static bool add_range(struct iovec *iov, size_t *n, size_t cap, size_t pidx)
  * or released before), that page goes back too: a zero descriptor is all a
  * released pool needs.  The pools released before are held in "releasing"
  * meanwhile, so that no allocation writes the page while it is advised. */
+/* Caller reindexes the arena afterwards (its released mask may shrink). */
 static void add_desc_ranges(struct arena *a, uint64_t take, struct iovec *iov,
                             size_t *n, size_t cap)
 {
@@ -219,9 +220,9 @@ size_t arena_claim_pool(struct pool *p, struct iovec *iov)
         a->releasing |= pool_bit(pidx);
         g.npools_dirty--;
         g.npools_releasing++;
-        arena_reindex(a);
         iov[n++] = (struct iovec){ pool_addr(p), g.page_size };
         add_desc_ranges(a, pool_bit(pidx), iov, &n, 3);
+        arena_reindex(a);             /* after the masks are all changed */
     }
     pthread_mutex_unlock(&g.lock);
     return n;
@@ -263,8 +264,8 @@ size_t arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
             }
             a->dirty &= ~take;
             a->releasing |= take;
-            arena_reindex(a);
             add_desc_ranges(a, take, iov, &n, cap);
+            arena_reindex(a);         /* after the masks are all changed */
         }
     }
     if (stop && g.npools_dirty > keep)
