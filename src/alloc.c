@@ -125,7 +125,10 @@ size_t shed_usable_impl(const void *ptr, const char *call)
         return 0;
     if (!in_region(ptr))
         return sys_usable_size((void *)ptr);
-    return block_size(ptr, call);
+    size_t size = block_size(ptr, call);
+    /* Under memcheck only the requested bytes are addressable: say so, as
+     * valgrind's own malloc_usable_size does, or writing the rest is an error. */
+    return unlikely(g.valgrind) && size ? shed_data_len((void *)ptr, size) : size;
 }
 
 EXPORT size_t shed_usable_size(const void *ptr)

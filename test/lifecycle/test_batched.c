@@ -1,0 +1,282 @@
+/*
+ * Issue 3: the release thread.  In batched mode (the default) freed pools
+ * leave memory within a bounded wait while the program's own threads make no
+ * release call; delay_ms and max_dirty are honoured; the release statistics
+ * are consistent with each other; inline mode, for contrast, releases from
+ * the freeing thread.  The tests run in this order in one process and rely
+ * on it (release_syscalls_app is a counter of the whole run).
+ */
+#include "lc.h"
+
+enum { BS = 256 };
+
+/* Batched with the defaults: every fully freed pool is released by the
+ * background thread within LC_WAIT_MS; no call comes from this thread. */
+static void test_batched_releases(void **state)
+{
+    (void)state;
+    struct lc_set s;
+    size_t pools = (size_t)scaled(64);
+    if (pools < 8)
+        pools = 8;
+    lc_fill_pools(&s, BS, pools, 1);
+    struct shed_stats s0 = lc_stats();
+    assert_int_equal(s0.release_syscalls_app, 0);
+    assert_int_equal(lc_resident_count(s.full, s.nfull), s.nfull);
+    size_t resident0 = s0.bytes_resident;
+
+    size_t freed = lc_free_pages(&s, s.nfull);
+    assert_int_equal(freed, s.nfull * (page_size() / BS));
+    /* The default delay is 100 ms: the pools are dirty for a while first. */
+    assert_true(lc_wait_released(s.full, s.nfull, 0, LC_WAIT_MS));
+    assert_true(lc_wait_settled(0, LC_WAIT_MS));
+
+    struct shed_stats s1 = lc_stats();
+    assert_true(s1.pages_released >= s0.pages_released + s.nfull);
+    assert_true(s1.release_syscalls > s0.release_syscalls);
+    assert_int_equal(s1.release_syscalls_app, 0);
+    assert_int_equal(s1.release_failures, 0);
+    assert_int_equal(s1.blocks_in_use, s0.blocks_in_use - freed);
+    assert_true(s1.pools_in_use <= s0.pools_in_use - s.nfull);
+    assert_true(s1.bytes_resident <= resident0 - s.nfull * page_size());
+    lc_free_all(&s);
+    assert_true(lc_wait_settled(0, LC_WAIT_MS));
+    assert_int_equal(lc_stats().release_syscalls_app, 0);
+}
+
+/* delay_ms=2000: a freed pool stays resident and counted dirty for a while
+ * (checked for up to 1.5 s after the free), then shed_trim() releases it at
+ * once.  A second pool, left alone, goes after 2 s and not before. */
+static void test_delay(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("delay_ms=2000"), 0);
+    assert_true(lc_wait_settled(0, LC_WAIT_MS));
+    struct lc_set s;
+    lc_fill_pools(&s, BS, 2, 2);
+    struct shed_stats s0 = lc_stats();
+    assert_int_equal(s0.pools_dirty, 0);
+
+    uint64_t t0 = now_ms();
+    lc_free_pages(&s, 1);                 /* page full[0] */
+    struct shed_stats s1 = lc_stats();
+    assert_int_equal(s1.pools_dirty, 1);
+    assert_int_equal(s1.pages_released, s0.pages_released);
+
+    /* Watch for up to 1.5 s (less when the machine is slow: only what is
+     * seen before 1.8 s after the free counts). */
+    unsigned checks = 0;
+    while (now_ms() - t0 < 1500) {
+        int r = resident(s.full[0]);
+        struct shed_stats st = lc_stats();
+        if (now_ms() - t0 >= 1800)
+            break;
+        assert_int_equal(r, 1);
+        assert_int_equal(st.pools_dirty, 1);
+        assert_int_equal(st.pages_released, s0.pages_released);
+        checks++;
+        lc_sleep_ms(50);
+    }
+    assert_true(checks > 0);
+
+    size_t bytes = shed_trim();
+    assert_true(bytes >= page_size());
+    assert_int_equal(resident(s.full[0]), 0);
+    struct shed_stats s2 = lc_stats();
+    assert_int_equal(s2.pools_dirty, 0);
+    assert_true(s2.pages_released >= s0.pages_released + 1);
+
+    /* Left alone: not released before 2 s (less the coarse clock's 10 ms
+     * steps), released within 2 s + LC_WAIT_MS. */
+    lc_free_pages(&s, 2);                 /* now page full[1] */
+    t0 = now_ms();
+    void *pg = s.full[1];
+    while (resident(pg) != 0) {
+        assert_true(now_ms() - t0 < 2000 + LC_WAIT_MS);
+        lc_sleep_ms(10);
+    }
+    uint64_t took = now_ms() - t0;
+    print_message("      delay_ms=2000: released after %llu ms\n", (unsigned long long)took);
+    assert_true(took >= 1950);
+    lc_free_all(&s);
+    assert_int_equal(shed_config("delay_ms=0"), 0);
+    shed_trim();
+}
+
+/* max_dirty=8: of 20 freed pools the release thread leaves 8 dirty. */
+static void test_max_dirty(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("delay_ms=0,max_dirty=8"), 0);
+    shed_trim();
+    struct lc_set s;
+    lc_fill_pools(&s, BS, 20, 3);
+    assert_int_equal(lc_stats().pools_dirty, 0);
+    lc_free_pages(&s, 20);
+    /* The thread releases 12 of them, and stops there. */
+    assert_true(lc_wait_released(s.full, 20, 8, LC_WAIT_MS));
+    assert_true(lc_wait_settled(8, LC_WAIT_MS));
+    struct shed_stats st = lc_stats();
+    assert_int_equal(st.pools_dirty, 8);
+    assert_int_equal(lc_resident_count(s.full, 20), 8);
+    /* It stays so: another 200 ms of polling sees no change. */
+    uint64_t t0 = now_ms();
+    while (now_ms() - t0 < 200) {
+        assert_int_equal(lc_stats().pools_dirty, 8);
+        lc_sleep_ms(10);
+    }
+    assert_int_equal(lc_resident_count(s.full, 20), 8);
+    /* shed_trim ignores max_dirty. */
+    assert_true(shed_trim() >= 8 * page_size());
+    assert_int_equal(lc_resident_count(s.full, 20), 0);
+    assert_int_equal(lc_stats().pools_dirty, 0);
+    assert_int_equal(shed_config("max_dirty=0"), 0);
+    lc_free_all(&s);
+    shed_trim();
+}
+
+/* The counters agree with each other and with the pool states. */
+static void check_consistent(const struct shed_stats *st, const char *backend)
+{
+    assert_true(st->release_ranges <= st->pages_released);
+    assert_true(st->release_batches <= st->release_syscalls);
+    assert_true(st->release_syscalls_app <= st->release_syscalls);
+    if (st->pages_released)
+        assert_true(st->release_batches > 0 && st->release_ns > 0);
+    assert_int_equal(st->release_failures, 0);
+    if (strcmp(backend, "process_madvise") == 0)
+        assert_true(st->release_syscalls <= st->release_ranges);
+    else if (strcmp(backend, "madvise") == 0)
+        assert_int_equal(st->release_syscalls, st->release_ranges);
+    size_t pools = 0, blocks = 0, bytes = 0;
+    for (int c = 0; c < SHED_NUM_CLASSES; c++) {
+        pools += st->classes[c].pools_in_use;
+        blocks += st->classes[c].blocks_in_use;
+        bytes += st->classes[c].bytes_in_use;
+    }
+    assert_int_equal(pools, st->pools_in_use);
+    assert_int_equal(blocks, st->blocks_in_use);
+    assert_int_equal(bytes, st->bytes_in_use);
+    assert_int_equal(st->pools_in_use + st->pools_dirty + st->pools_releasing + st->pools_released,
+                     st->arenas * 64);
+    assert_true(st->bytes_resident <= st->bytes_mapped);
+}
+
+/* Release with each backend; the counters of what was done this time. */
+static void stats_with_backend(const char *backend)
+{
+    char conf[128], line[256];
+    snprintf(conf, sizeof conf, "release=batched,delay_ms=0,backend=%s", backend);
+    assert_int_equal(shed_config(conf), 0);
+    stats_headline(line, sizeof line);
+    if (!strstr(line, backend)) {
+        print_message("      backend %s not in use here (%s), skipped\n", backend, line);
+        return;
+    }
+    shed_trim();
+    assert_true(lc_wait_settled(0, LC_WAIT_MS));
+    struct lc_set s;
+    lc_fill_pools(&s, 64, 40, 4);
+    struct shed_stats s0 = lc_stats();
+    /* every other page: 20 ranges that cannot merge */
+    for (size_t i = 0; i < s.n; i++) {
+        void *pg = page_of(s.b[i]);
+        for (size_t k = 0; k < 40; k += 2)
+            if (pg == s.full[k]) {
+                shed_free(s.b[i]);
+                s.b[i] = NULL;
+            }
+    }
+    void *pages[20];
+    for (size_t k = 0; k < 20; k++)
+        pages[k] = s.full[2 * k];
+    assert_true(lc_wait_released(pages, 20, 0, LC_WAIT_MS));
+    assert_true(lc_wait_settled(0, LC_WAIT_MS));
+    struct shed_stats s1 = lc_stats();
+    struct shed_stats d = s1;
+    d.release_syscalls -= s0.release_syscalls;
+    d.release_syscalls_app -= s0.release_syscalls_app;
+    d.release_batches -= s0.release_batches;
+    d.release_ranges -= s0.release_ranges;
+    d.pages_released -= s0.pages_released;
+    d.release_ns -= s0.release_ns;
+    d.release_failures -= s0.release_failures;
+    print_message("      %s: %llu syscalls, %llu batches, %llu ranges, %llu pages, %llu ns\n",
+                  backend, (unsigned long long)d.release_syscalls,
+                  (unsigned long long)d.release_batches, (unsigned long long)d.release_ranges,
+                  (unsigned long long)d.pages_released, (unsigned long long)d.release_ns);
+    assert_true(d.pages_released >= 20);
+    assert_true(d.release_ranges >= 20);    /* none of them adjacent */
+    assert_int_equal(d.release_syscalls_app, 0);
+    check_consistent(&d, backend);
+    check_consistent(&s1, "any");
+    lc_free_all(&s);
+}
+
+static void test_stats_process_madvise(void **state)
+{
+    (void)state;
+    stats_with_backend("process_madvise");
+}
+
+static void test_stats_madvise(void **state)
+{
+    (void)state;
+    stats_with_backend("madvise");
+    assert_int_equal(shed_config("backend=auto"), 0);
+}
+
+/* A batched pass merges adjacent pools into one range. */
+static void test_ranges_merge(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=manual"), 0);
+    struct lc_set s;
+    lc_fill_pools(&s, BS, 16, 5);
+    shed_trim();
+    struct shed_stats s0 = lc_stats();
+    lc_free_pages(&s, 16);
+    /* count the runs of adjacent pages among the 16 */
+    size_t runs = 1;
+    for (size_t k = 1; k < 16; k++)
+        runs += (char *)s.full[k] != (char *)s.full[k - 1] + page_size();
+    assert_true(shed_trim() >= 16 * page_size());
+    struct shed_stats s1 = lc_stats();
+    assert_true(s1.pages_released - s0.pages_released >= 16);
+    assert_true(s1.release_ranges - s0.release_ranges <= runs + 2);
+    assert_int_equal(lc_resident_count(s.full, 16), 0);
+    lc_free_all(&s);
+    assert_int_equal(shed_config("release=batched"), 0);
+}
+
+/* inline, for contrast: the freeing thread makes the call, at once. */
+static void test_inline(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=inline"), 0);
+    struct lc_set s;
+    lc_fill_pools(&s, BS, 4, 6);
+    struct shed_stats s0 = lc_stats();
+    lc_free_pages(&s, 4);
+    struct shed_stats s1 = lc_stats();
+    assert_int_equal(lc_resident_count(s.full, 4), 0);
+    assert_true(s1.pages_released >= s0.pages_released + 4);
+    assert_true(s1.release_syscalls_app >= s0.release_syscalls_app + 4);
+    lc_free_all(&s);
+    check_consistent(&s1, "any");
+    assert_int_equal(shed_config("release=batched"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batched_releases),
+        cmocka_unit_test(test_delay),
+        cmocka_unit_test(test_max_dirty),
+        cmocka_unit_test(test_stats_process_madvise),
+        cmocka_unit_test(test_stats_madvise),
+        cmocka_unit_test(test_ranges_merge),
+        cmocka_unit_test(test_inline),
+    };
+    return cmocka_run_group_tests_name("lifecycle/batched", tests, NULL, NULL);
+}

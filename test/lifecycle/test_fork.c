@@ -1,0 +1,170 @@
+/*
+ * Issue 3, fork(): the process forks at least 200 times while two other
+ * threads allocate and free whole pools and the release thread is busy
+ * (delay_ms=0).  Each child allocates, frees a whole pool's worth, waits
+ * (bounded poll) until mincore shows the pages gone, which needs a release
+ * thread of its own, checks its counters, and exits 0.  A child that does not
+ * exit within 10 s is killed and fails the test (a lock held across fork).
+ */
+#include "lc.h"
+
+enum { CHURNERS = 2, CHILD_MS = 10000 };
+
+static _Atomic int stop;
+
+struct churner {
+    int id;
+    long rounds, errors;
+};
+
+static void *churn(void *arg)
+{
+    struct churner *c = arg;
+    uint64_t rnd = 12345u + (uint64_t)c->id * 777u;
+    void **b = lc_scratch(2048 * sizeof(void *));
+    while (!atomic_load(&stop)) {
+        size_t size = 16 * (1 + lc_rand(&rnd) % 32);
+        size_t n = (page_size() / size) * (2 + lc_rand(&rnd) % 6);
+        if (n > 2048)
+            n = 2048;
+        unsigned seed = (unsigned)c->rounds;
+        for (size_t i = 0; i < n; i++) {
+            b[i] = shed_malloc(size);
+            if (!b[i]) {
+                c->errors++;
+                n = i;
+                break;
+            }
+            fill(b[i], size, seed);
+        }
+        for (size_t i = 0; i < n; i++) {
+            c->errors += check_fill(b[i], size, seed) != -1;
+            shed_free(b[i]);
+        }
+        c->rounds++;
+    }
+    munmap(b, 2048 * sizeof(void *));
+    return NULL;
+}
+
+/* The child: its exit code says what went wrong. */
+static int child(void)
+{
+    struct shed_stats s0;
+    if (shed_stats(&s0) != 0)
+        return 10;
+    enum { N = 4096 };
+    static void *b[N];          /* static: not the blocks' pages */
+    size_t per = page_size() / 128, n = 5 * per;
+    for (size_t i = 0; i < n; i++) {
+        if (!(b[i] = shed_malloc(128)))
+            return 11;
+        fill(b[i], 128, 3);
+    }
+    /* pages wholly ours, except the current pool's (the last block's) */
+    void *pages[8];
+    size_t np = 0;
+    for (size_t i = 0; i + per <= n; i += per) {
+        void *pg = page_of(b[i]);
+        size_t k = 0;
+        for (size_t j = 0; j < n; j++)
+            k += page_of(b[j]) == pg;
+        if (k == per && pg != page_of(b[n - 1]) && np < 8)
+            pages[np++] = pg;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (check_fill(b[i], 128, 3) != -1)
+            return 12;
+        shed_free(b[i]);
+    }
+    if (np == 0)
+        return 13;
+    if (!lc_wait_released(pages, np, 0, LC_WAIT_MS))
+        return 14;
+    struct shed_stats s1;
+    shed_stats(&s1);
+    if (s1.pages_released < s0.pages_released + np)
+        return 15;
+    if (s1.release_syscalls_app != s0.release_syscalls_app)
+        return 16;
+    return 0;
+}
+
+static void test_fork_under_churn(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=batched,delay_ms=0"), 0);
+    struct churner c[CHURNERS];
+    pthread_t t[CHURNERS];
+    atomic_store(&stop, 0);
+    for (int i = 0; i < CHURNERS; i++) {
+        c[i] = (struct churner){ .id = i };
+        assert_int_equal(pthread_create(&t[i], NULL, churn, &c[i]), 0);
+    }
+    /* the releaser must be running before the first fork */
+    void *warm[64];
+    for (int i = 0; i < 64; i++)
+        warm[i] = shed_malloc(256);
+    for (int i = 0; i < 64; i++)
+        shed_free(warm[i]);
+    shed_trim();
+    struct shed_stats s0 = lc_stats();
+
+    long forks = scaled(250);
+    if (forks < 5)
+        forks = 5;
+    long failed = 0, hung = 0;
+    uint64_t t0 = now_ms(), worst = 0;
+    for (long f = 0; f < forks; f++) {
+        /* the parent's own churn: a pool's worth freed now and then */
+        void *mine[32];
+        for (int i = 0; i < 32; i++)
+            mine[i] = shed_malloc(256);
+        fflush(NULL);
+        uint64_t t1 = now_ms();
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(child());
+        for (int i = 0; i < 32; i++)
+            shed_free(mine[i]);
+        int status = lc_wait_child(pid, CHILD_MS);
+        if (now_ms() - t1 > worst)
+            worst = now_ms() - t1;
+        if (status == -1) {
+            hung++;
+            print_message("      fork %ld: child hung (killed after %u ms)\n", f, CHILD_MS);
+        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            failed++;
+            print_message("      fork %ld: child status %#x (exit %d)\n", f, status,
+                          WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        }
+        if (hung + failed > 5)
+            break;
+    }
+    atomic_store(&stop, 1);
+    long errors = 0, rounds = 0;
+    for (int i = 0; i < CHURNERS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        errors += c[i].errors;
+        rounds += c[i].rounds;
+    }
+    print_message("      %ld forks in %llu ms (slowest child %llu ms), %ld churn rounds meanwhile\n",
+                  forks, (unsigned long long)(now_ms() - t0), (unsigned long long)worst, rounds);
+    assert_int_equal(hung, 0);
+    assert_int_equal(failed, 0);
+    assert_int_equal(errors, 0);
+    assert_true(rounds > 0);
+    /* the parent's threads made no release call either */
+    struct shed_stats s1 = lc_stats();
+    assert_int_equal(s1.release_syscalls_app, s0.release_syscalls_app);
+    assert_true(s1.pages_released > s0.pages_released);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fork_under_churn),
+    };
+    return cmocka_run_group_tests_name("lifecycle/fork", tests, NULL, NULL);
+}

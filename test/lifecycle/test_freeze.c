@@ -1,0 +1,334 @@
+/*
+ * Issue 6, freeze and fork: a parent allocates many small blocks (some by a
+ * second thread), forks, and the child frees a quarter of the parent's blocks
+ * and allocates as many new ones.  Without freeze the child's blocks land in
+ * the holes of the parent's pages, which the kernel then copies; after
+ * shed_freeze() (or with freeze_on_fork=1) not one of the parent's pages is
+ * copied (/proc/self/pagemap: still shared), and the child's Private_Dirty
+ * (/proc/self/smaps_rollup) grows only by its own new pools, its arrays and
+ * shed's metadata.  shed_thaw() makes the holes usable again.
+ */
+#include "lc.h"
+
+struct parent {
+    void **b;
+    size_t *sz;
+    size_t n, cap;
+    void **pages;                 /* the parent's pages, sorted */
+    size_t np;
+};
+
+struct result {                   /* written by the child (MAP_SHARED) */
+    long copied, pages, errors;   /* pages: those holding live parent blocks */
+    long pd_before, pd_after;     /* Private_Dirty, kB */
+    long new_pools, freed, allocated, array_kb, freed_pools;
+};
+
+/* Python-like sizes: mostly small objects, some up to 512 bytes. */
+static size_t obj_size(uint64_t *rnd)
+{
+    uint64_t x = lc_rand(rnd) % 100;
+    if (x < 50)
+        return 16 + lc_rand(rnd) % 48;
+    if (x < 85)
+        return 64 + lc_rand(rnd) % 128;
+    return 192 + lc_rand(rnd) % 321;
+}
+
+static pthread_mutex_t tm = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tc = PTHREAD_COND_INITIALIZER;
+static int tstate;                /* 1 allocated, 2 may finish */
+
+struct alloc_job {
+    struct parent *p;
+    size_t from, to;
+    uint64_t seed;
+};
+
+static void alloc_range(struct alloc_job *j)
+{
+    uint64_t rnd = j->seed;
+    for (size_t i = j->from; i < j->to; i++) {
+        size_t s = obj_size(&rnd);
+        j->p->b[i] = shed_malloc(s);
+        assert_non_null(j->p->b[i]);
+        j->p->sz[i] = s;
+        fill(j->p->b[i], s, 1);
+    }
+}
+
+/* The helper thread allocates its share and stays alive across the fork. */
+static void *helper(void *arg)
+{
+    alloc_range(arg);
+    pthread_mutex_lock(&tm);
+    tstate = 1;
+    pthread_cond_broadcast(&tc);
+    while (tstate != 2)
+        pthread_cond_wait(&tc, &tm);
+    pthread_mutex_unlock(&tm);
+    return NULL;
+}
+
+static pthread_t helper_thread;
+
+static void parent_alloc(struct parent *p, size_t bytes)
+{
+    p->cap = bytes / 100 + 16;
+    p->b = lc_scratch(p->cap * sizeof(void *));
+    p->sz = lc_scratch(p->cap * sizeof(size_t));
+    p->pages = lc_scratch(p->cap * sizeof(void *));
+    p->n = p->cap;
+    /* the first third by a second thread, the rest by this one */
+    struct alloc_job tj = { p, 0, p->n / 3, 77 }, mj = { p, p->n / 3, p->n, 78 };
+    tstate = 0;
+    assert_int_equal(pthread_create(&helper_thread, NULL, helper, &tj), 0);
+    pthread_mutex_lock(&tm);
+    while (tstate != 1)
+        pthread_cond_wait(&tc, &tm);
+    pthread_mutex_unlock(&tm);
+    alloc_range(&mj);
+    for (size_t i = 0; i < p->n; i++)
+        p->pages[i] = page_of(p->b[i]);
+    qsort(p->pages, p->n, sizeof *p->pages, lc_cmp_ptr);
+    p->np = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->np == 0 || p->pages[p->np - 1] != p->pages[i])
+            p->pages[p->np++] = p->pages[i];
+}
+
+static void parent_free(struct parent *p)
+{
+    pthread_mutex_lock(&tm);
+    tstate = 2;
+    pthread_cond_broadcast(&tc);
+    pthread_mutex_unlock(&tm);
+    assert_int_equal(pthread_join(helper_thread, NULL), 0);
+    for (size_t i = 0; i < p->n; i++) {
+        assert_int_equal(check_fill(p->b[i], p->sz[i], 1), -1);
+        shed_free(p->b[i]);
+    }
+    munmap(p->b, p->cap * sizeof(void *));
+    munmap(p->sz, p->cap * sizeof(size_t));
+    munmap(p->pages, p->cap * sizeof(void *));
+    shed_trim();
+}
+
+/* In the child: free every 4th parent block, allocate as many new blocks,
+ * check everything, measure. */
+static void child_work(struct parent *p, struct result *r)
+{
+    struct shed_stats s0;
+    shed_stats(&s0);
+    size_t m = p->n / 4 + 1;
+    r->array_kb = (long)((m * (sizeof(void *) + sizeof(size_t)) + 8191) / 1024);
+    r->pd_before = lc_rollup_kb("Private_Dirty");
+    void **nb = lc_scratch(m * sizeof(void *));
+    size_t *ns = lc_scratch(m * sizeof(size_t));
+    for (size_t i = 0; i < p->n; i += 4) {
+        r->errors += check_fill(p->b[i], p->sz[i], 1) != -1;
+        shed_free(p->b[i]);
+        r->freed++;
+    }
+    uint64_t rnd = 4242;
+    for (size_t i = 0; i < m; i++) {
+        ns[i] = obj_size(&rnd);
+        nb[i] = shed_malloc(ns[i]);
+        if (!nb[i]) {
+            r->errors++;
+            return;
+        }
+        fill(nb[i], ns[i], 2);
+        r->allocated++;
+    }
+    for (size_t i = 0; i < p->n; i++)
+        if (i % 4)
+            r->errors += check_fill(p->b[i], p->sz[i], 1) != -1;
+    for (size_t i = 0; i < m; i++)
+        r->errors += check_fill(nb[i], ns[i], 2) != -1;
+    struct shed_stats s1;
+    shed_stats(&s1);
+    r->pd_after = lc_rollup_kb("Private_Dirty");
+    r->new_pools = (long)(s1.pools_in_use + s1.pools_dirty) - (long)(s0.pools_in_use + s0.pools_dirty);
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    if (fd < 0) {
+        r->errors += 1000;
+        return;
+    }
+    /* the pages that hold a live parent block (those whose parent blocks
+     * were all freed here may have been released and reused: fresh pages) */
+    void **live = lc_scratch(p->n * sizeof(void *));
+    size_t nl = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (i % 4)
+            live[nl++] = page_of(p->b[i]);
+    qsort(live, nl, sizeof *live, lc_cmp_ptr);
+    size_t k = 0;
+    for (size_t i = 0; i < nl; i++)
+        if (k == 0 || live[k - 1] != live[i])
+            live[k++] = live[i];
+    for (size_t i = 0; i < k; i++) {
+        int e = lc_page_exclusive(fd, live[i]);
+        r->copied += e == 1;
+        r->errors += e < 0;
+    }
+    close(fd);
+    r->pages = (long)k;
+}
+
+enum mode { NO_FREEZE, FREEZE, FREEZE_ON_FORK };
+static const char *const names[] = { "no freeze", "shed_freeze", "freeze_on_fork=1" };
+static struct result last[3];
+
+static void run_fork(enum mode mode)
+{
+    assert_int_equal(shed_config("release=batched,delay_ms=0,freeze_on_fork=0"), 0);
+    struct parent p;
+    parent_alloc(&p, (size_t)scaled(16 << 20));
+    if (mode == FREEZE)
+        shed_freeze();
+    if (mode == FREEZE_ON_FORK)
+        assert_int_equal(shed_config("freeze_on_fork=1"), 0);
+    struct result *r = lc_shared(sizeof *r);
+    memset(r, 0, sizeof *r);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        child_work(&p, r);
+        _exit(0);
+    }
+    int status = lc_wait_child(pid, 30000);
+    assert_int_equal(shed_config("freeze_on_fork=0"), 0);
+    shed_thaw();
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    last[mode] = *r;
+    long pd = r->pd_after - r->pd_before;
+    print_message("      %-17s child: %ld of %ld parent pages copied, Private_Dirty +%ld kB "
+                  "(%ld new pools, %ld kB of arrays), %ld freed, %ld allocated\n",
+                  names[mode], r->copied, r->pages, pd, r->new_pools, r->array_kb,
+                  r->freed, r->allocated);
+    assert_int_equal(r->errors, 0);
+    assert_true(r->pages > 0);
+    assert_int_equal(r->allocated, (long)(p.n / 4 + 1));
+    if (mode == NO_FREEZE) {
+        /* the holes are refilled: a good share of the pages are copied */
+        assert_true(r->copied > r->pages / 4);
+    } else {
+        assert_int_equal(r->copied, 0);
+        if (!RUNNING_ON_VALGRIND) {
+            /* new pools, the child's arrays, the metadata of the pools
+             * freed into (a few descriptors per page), plus 512 kB for
+             * the stack, stdio, libc and what the kernel counts */
+            long bound = r->new_pools * (long)page_size() / 1024 + r->array_kb +
+                         r->pages / 8 * (long)page_size() / 1024 + 512;
+            assert_true(pd <= bound);
+            if (last[NO_FREEZE].pages)
+                assert_true(pd * 2 < last[NO_FREEZE].pd_after - last[NO_FREEZE].pd_before);
+        }
+    }
+    munmap(r, sizeof *r);
+    parent_free(&p);
+}
+
+static void test_fork_no_freeze(void **state)
+{
+    (void)state;
+    run_fork(NO_FREEZE);
+}
+
+static void test_fork_freeze(void **state)
+{
+    (void)state;
+    run_fork(FREEZE);
+}
+
+static void test_fork_freeze_on_fork(void **state)
+{
+    (void)state;
+    run_fork(FREEZE_ON_FORK);
+}
+
+/* In one process: sealed pools get no new blocks; an emptied sealed pool is
+ * not reused before it is released; after shed_thaw() the holes are used
+ * again.  A second thread's sealed pools too. */
+static void test_thaw(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=manual"), 0);
+    shed_trim();
+    struct lc_set s;
+    lc_fill_pools(&s, 64, 32, 6);
+    void **pages = lc_scratch(s.n * sizeof(void *));
+    size_t np = 0;
+    for (size_t i = 0; i < s.n; i++)
+        pages[np++] = page_of(s.b[i]);
+    qsort(pages, np, sizeof *pages, lc_cmp_ptr);
+    size_t k = 0;
+    for (size_t i = 0; i < np; i++)
+        if (k == 0 || pages[k - 1] != pages[i])
+            pages[k++] = pages[i];
+    np = k;
+
+    shed_freeze();
+    /* every 4th block freed: holes in every sealed page; one page emptied */
+    size_t holes = 0;
+    void *empty = s.full[0];
+    for (size_t i = 0; i < s.n; i++) {
+        if (i % 4 == 0 || page_of(s.b[i]) == empty) {
+            assert_int_equal(check_fill(s.b[i], 64, 6), -1);
+            shed_free(s.b[i]);
+            s.b[i] = NULL;
+            holes++;
+        }
+    }
+    assert_int_equal(lc_stats().pools_dirty, 1);
+    size_t m = holes * 2;
+    void **nb = lc_scratch(m * sizeof(void *));
+    size_t in_sealed = 0;
+    for (size_t i = 0; i < m; i++) {
+        nb[i] = shed_malloc(64);
+        assert_non_null(nb[i]);
+        fill(nb[i], 64, 7);
+        in_sealed += lc_in_pages(pages, np, page_of(nb[i]));
+    }
+    assert_int_equal(in_sealed, 0);
+    /* released, the emptied page is a fresh page and may be used again */
+    assert_true(shed_trim() >= page_size());
+    assert_int_equal(resident(empty), 0);
+    for (size_t i = 0; i < m; i++) {
+        assert_int_equal(check_fill(nb[i], 64, 7), -1);
+        shed_free(nb[i]);
+    }
+
+    shed_thaw();
+    in_sealed = 0;
+    for (size_t i = 0; i < m; i++) {
+        nb[i] = shed_malloc(64);
+        assert_non_null(nb[i]);
+        fill(nb[i], 64, 8);
+        in_sealed += lc_in_pages(pages, np, page_of(nb[i])) && page_of(nb[i]) != empty;
+    }
+    print_message("      after thaw: %zu of %zu new blocks in the %zu holes of the "
+                  "formerly sealed pages\n", in_sealed, m, holes);
+    assert_true(in_sealed >= holes / 2);
+    for (size_t i = 0; i < m; i++) {
+        assert_int_equal(check_fill(nb[i], 64, 8), -1);
+        shed_free(nb[i]);
+    }
+    lc_free_all(&s);
+    munmap(nb, m * sizeof(void *));
+    munmap(pages, s.cap * sizeof(void *));
+    assert_int_equal(shed_config("release=batched"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fork_no_freeze),
+        cmocka_unit_test(test_fork_freeze),
+        cmocka_unit_test(test_fork_freeze_on_fork),
+        cmocka_unit_test(test_thaw),
+    };
+    return cmocka_run_group_tests_name("lifecycle/freeze", tests, NULL, NULL);
+}

@@ -1,0 +1,229 @@
+/*
+ * Helpers shared by the cmocka tests (test/test_*.c).
+ *
+ * The tests call only the API of include/shed.h.  test/preload/ compiles the
+ * same sources a second time with -include test/preload/names.h, which maps
+ * shed_malloc & co to the standard names; then SHED_TEST_PRELOAD is 1 and a
+ * test that needs "nothing but my calls allocate" relaxes that one check.
+ */
+#ifndef SHED_TEST_H
+#define SHED_TEST_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <valgrind/valgrind.h>
+
+#include "shed.h"
+
+#ifdef shed_malloc
+#define SHED_TEST_PRELOAD 1
+#else
+#define SHED_TEST_PRELOAD 0
+#endif
+
+/* glibc's own allocator, to make "foreign" pointers. */
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+
+static inline size_t page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static inline void *page_of(const void *p)
+{
+    return (void *)((uintptr_t)p & ~(uintptr_t)(page_size() - 1));
+}
+
+static inline size_t round16(size_t n)
+{
+    return n == 0 ? 16 : (n + 15) & ~(size_t)15;
+}
+
+/* Iteration counts scale down under valgrind, or with SHED_TEST_SCALE=N
+ * (percent of the full count, at least 1 iteration). */
+static inline long scaled(long n)
+{
+    const char *s = getenv("SHED_TEST_SCALE");
+    long pct = s ? atol(s) : (RUNNING_ON_VALGRIND ? 5 : 100);
+    if (pct <= 0)
+        pct = 1;
+    long r = n * pct / 100;
+    return r > 0 ? r : 1;
+}
+
+/* The usable size shed reports for a pool block of n bytes: n rounded up to
+ * 16, but under memcheck n itself (only the requested bytes are addressable
+ * there, and shed says so, as valgrind's own malloc_usable_size does). */
+static inline size_t usable_of(size_t n)
+{
+    return RUNNING_ON_VALGRIND ? n : round16(n);
+}
+
+/* Bytes of a block of req bytes that a test writes: all the usable size,
+ * but under memcheck only the requested bytes are addressable (as with
+ * glibc's malloc under valgrind), and writing more is reported. */
+static inline size_t writable(const void *p, size_t req)
+{
+    return RUNNING_ON_VALGRIND ? req : shed_usable_size(p);
+}
+
+/* Is the page holding addr in memory?  -1 if mincore fails. */
+static inline int resident(const void *addr)
+{
+    unsigned char v = 0;
+    if (mincore(page_of(addr), page_size(), &v) != 0)
+        return -1;
+    return v & 1;
+}
+
+static inline uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A byte pattern that depends on the block's address, a seed and the offset,
+ * so that a block handed out twice, or overwritten by a neighbour, shows. */
+static inline unsigned char pat(const void *blk, unsigned seed, size_t i)
+{
+    uintptr_t a = (uintptr_t)blk;
+    return (unsigned char)((a >> 4) ^ (a >> 12) ^ (seed * 131u) ^ (i * 7u) ^ 0x5a);
+}
+
+static inline void fill(void *blk, size_t n, unsigned seed)
+{
+    unsigned char *b = blk;
+    for (size_t i = 0; i < n; i++)
+        b[i] = pat(blk, seed, i);
+}
+
+/* Offset of the first byte that differs from the pattern, or -1. */
+static inline long check_fill(const void *blk, size_t n, unsigned seed)
+{
+    const unsigned char *b = blk;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != pat(blk, seed, i))
+            return (long)i;
+    return -1;
+}
+
+/* Read the first line shed_stats_print() writes ("shed: release=... ..."). */
+static inline void stats_headline(char *buf, size_t len)
+{
+    FILE *f = tmpfile();
+    buf[0] = 0;
+    if (!f)
+        return;
+    shed_stats_print(f);
+    rewind(f);
+    if (!fgets(buf, (int)len, f))
+        buf[0] = 0;
+    fclose(f);
+}
+
+static inline void read_all(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    ssize_t n;
+    while (got < len - 1 &&
+           ((n = read(fd, buf + got, len - 1 - got)) > 0 || (n < 0 && errno == EINTR)))
+        got += n > 0 ? (size_t)n : 0;
+    buf[got] = 0;
+}
+
+/*
+ * Run a program (argv[0], usually this test itself with "--child ...") with
+ * SHED_CONF and SHED_STATS set to conf and stats (unset when NULL); out and
+ * err get its stdout and stderr (NUL-terminated, truncated to len).  Returns
+ * the wait status.  The child is exec'ed, not just forked: under valgrind it
+ * then runs natively (no --trace-children), so deliberate bad calls and
+ * aborts in it are about shed, not about memcheck.  Children write a few
+ * hundred bytes: the pipes cannot fill up before the wait.
+ */
+static inline int run_exec(char *const argv[], const char *conf, const char *stats,
+                           char *out, char *err, size_t len)
+{
+    int po[2], pe[2];
+    if (pipe(po) != 0 || pipe(pe) != 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        if (conf)
+            setenv("SHED_CONF", conf, 1);
+        else
+            unsetenv("SHED_CONF");
+        if (stats)
+            setenv("SHED_STATS", stats, 1);
+        else
+            unsetenv("SHED_STATS");
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    read_all(po[0], out, len);
+    read_all(pe[0], err, len);
+    close(po[0]);
+    close(pe[0]);
+    return status;
+}
+
+/* The first line of text that starts with prefix, copied to line; false if
+ * there is none. */
+static inline bool find_line(const char *text, const char *prefix, char *line, size_t len)
+{
+    for (const char *s = text; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL) {
+        if (strncmp(s, prefix, strlen(prefix)) == 0) {
+            size_t n = strcspn(s, "\n");
+            if (n >= len)
+                n = len - 1;
+            memcpy(line, s, n);
+            line[n] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Lines of text that start with prefix. */
+static inline int count_lines(const char *text, const char *prefix)
+{
+    int n = 0;
+    for (const char *s = text; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL)
+        n += strncmp(s, prefix, strlen(prefix)) == 0;
+    return n;
+}
+
+#endif

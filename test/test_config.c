@@ -1,0 +1,150 @@
+/*
+ * Configuration: shed_config() accepts every key and valid value, refuses
+ * unknown keys and bad values with -1/EINVAL (keeping the setting it had and
+ * still applying the valid items), and SHED_CONF, read at start-up, reports
+ * each bad item in one "shed: " line and keeps going.  The environment cases
+ * re-execute this program with "--child", which prints the stats headline.
+ */
+#include "shed_test.h"
+
+static const char *self;     /* argv[0], to re-execute */
+
+static void headline_has(const char *what)
+{
+    char head[256];
+    stats_headline(head, sizeof head);
+    if (!strstr(head, what))
+        fail_msg("headline \"%s\" lacks \"%s\"", head, what);
+}
+
+static void test_valid_items(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "release=batched", "release=inline", "release=manual", "release=off",
+        "advice=free", "advice=dontneed", "backend=madvise", "backend=process_madvise",
+        "backend=auto", "delay_ms=0", "delay_ms=100", "max_dirty=0", "max_dirty=64",
+        "batch=1", "batch=1024", "on_error=report", "on_error=abort", "stats=0",
+        "release=manual,advice=dontneed,delay_ms=50,batch=16",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        errno = 0;
+        if (shed_config(ok[i]) != 0)
+            fail_msg("shed_config(\"%s\") refused (errno %d)", ok[i], errno);
+    }
+    headline_has("release=manual ");
+    assert_int_equal(shed_config("release=inline"), 0);
+    headline_has("release=inline ");
+}
+
+static void test_bad_items(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "nonsense=1", "release=bogus", "release=", "release", "advice=sideways",
+        "backend=carrier_pigeon", "delay_ms=abc", "delay_ms=-5", "delay_ms=12x",
+        "batch=0", "on_error=maybe", "stats=2", "=1",
+    };
+    assert_int_equal(shed_config("release=inline"), 0);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        errno = 0;
+        if (shed_config(bad[i]) != -1 || errno != EINVAL)
+            fail_msg("shed_config(\"%s\") accepted", bad[i]);
+        headline_has("release=inline ");     /* the setting is kept */
+    }
+    errno = 0;
+    assert_int_equal(shed_config(NULL), -1);
+    assert_int_equal(errno, EINVAL);
+}
+
+/* A list with a bad item still applies the good ones. */
+static void test_mixed_items(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=inline"), 0);
+    errno = 0;
+    assert_int_equal(shed_config("bogus=1,release=manual"), -1);
+    assert_int_equal(errno, EINVAL);
+    headline_has("release=manual ");
+    assert_int_equal(shed_config("release=off,backend=nope"), -1);
+    headline_has("release=off ");
+}
+
+static int run_self(const char *conf, const char *stats, char *out, char *err, size_t len)
+{
+    char *argv[] = { (char *)self, "--child", NULL };
+    return run_exec(argv, conf, stats, out, err, len);
+}
+
+static int child_main(void)
+{
+    void *p[100];
+    for (int i = 0; i < 100; i++)
+        p[i] = shed_malloc((size_t)i * 5);
+    for (int i = 0; i < 100; i++)
+        shed_free(p[i]);
+    char head[256];
+    stats_headline(head, sizeof head);
+    fputs(head, stdout);
+    return 0;
+}
+
+static void test_env_conf(void **state)
+{
+    (void)state;
+    char out[4096], err[4096];
+    int st = run_self("release=manual,delay_ms=7", NULL, out, err, sizeof out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_non_null(strstr(out, "shed: release=manual "));
+    assert_int_equal(count_lines(err, "shed: "), 0);
+}
+
+static void test_env_conf_bad(void **state)
+{
+    (void)state;
+    char out[4096], err[4096];
+    int st = run_self("bogus=1,release=manual,advice=sideways", NULL, out, err, sizeof out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* one line per bad item, each naming it; the good item applied */
+    assert_int_equal(count_lines(err, "shed: "), 2);
+    assert_non_null(strstr(err, "bogus"));
+    assert_non_null(strstr(err, "advice=sideways"));
+    assert_non_null(strstr(out, "shed: release=manual "));
+
+    /* every item bad: defaults (release=batched) */
+    st = run_self("release=sometimes", NULL, out, err, sizeof out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(count_lines(err, "shed: "), 1);
+    assert_non_null(strstr(err, "release=sometimes"));
+    assert_non_null(strstr(out, "shed: release=batched "));
+}
+
+/* SHED_STATS=1 prints the table to stderr at exit. */
+static void test_env_stats(void **state)
+{
+    (void)state;
+    char out[4096], err[4096], line[256];
+    int st = run_self(NULL, "1", out, err, sizeof out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_true(find_line(err, "shed: release=", line, sizeof line));
+    assert_true(find_line(err, "  total ", line, sizeof line));
+    st = run_self(NULL, NULL, out, err, sizeof out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(count_lines(err, "shed: "), 0);
+}
+
+int main(int argc, char **argv)
+{
+    self = argv[0];
+    if (argc > 1 && strcmp(argv[1], "--child") == 0)
+        return child_main();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_items),
+        cmocka_unit_test(test_bad_items),
+        cmocka_unit_test(test_mixed_items),
+        cmocka_unit_test(test_env_conf),
+        cmocka_unit_test(test_env_conf_bad),
+        cmocka_unit_test(test_env_stats),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
