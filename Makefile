@@ -16,10 +16,13 @@ NEED    := sh tools/need.sh
 
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
+# gcc's hot/cold splitting guesses wrong on the allocation fast path (it
+# moved the common return into .text.unlikely); keep each function whole.
+NO_SPLIT := $(shell $(CC) -fno-reorder-blocks-and-partition -E -x c /dev/null >/dev/null 2>&1 && echo -fno-reorder-blocks-and-partition)
 # The io_uring backend is compiled where liburing's header is (it loads the
 # library at run time, so nothing links against it).
 URING   := $(shell printf '\043include <liburing.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo -DSHED_URING)
-SHED_CFLAGS := -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc \
+SHED_CFLAGS := -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc $(NO_SPLIT) \
                -D_GNU_SOURCE $(URING) $(EXTRA_CFLAGS)
 LDLIBS  := -lpthread
 

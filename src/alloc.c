@@ -16,24 +16,33 @@ static void *large_alloc(size_t size)
     return __libc_malloc(size);       /* sets errno on failure */
 }
 
-/* A block of class cls; req is the size the caller asked for (for memcheck). */
-static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, size_t req)
+/* Everything but the fast path: a new theap, a new pool, or no pool at all. */
+static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req)
 {
     struct theap *th = tls_heap;
     void *b;
-    if (likely(th != NULL)) {
-        struct pool *p = th->cur[cls];
-        if (likely(p != NULL) && likely((b = pool_take(p)) != NULL))
-            goto done;
-    } else if (!(th = theap_get())) {
+    if (!th && !(th = theap_get()))
         return large_alloc(req);      /* no region: the system serves all */
-    }
     if (!(b = theap_alloc_slow(th, cls)))
         return large_alloc(req);      /* region exhausted */
-done:
     if (unlikely(g.checker))
         chk_alloc(b, req);
     return b;
+}
+
+/* A block of class cls; req is the size the caller asked for (for memcheck).
+ * The fast path: the thread's current pool of the class has a free block. */
+static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, size_t req)
+{
+    struct theap *th = tls_heap;
+    struct pool *p;
+    if (likely(th != NULL) && likely((p = th->cur[cls]) != NULL) && likely(pool_can_take(p))) {
+        void *b = pool_take_one(p);
+        if (unlikely(g.checker))
+            chk_alloc(b, req);
+        return b;
+    }
+    return alloc_slow(cls, req);
 }
 
 void *shed_malloc_impl(size_t size)

@@ -262,12 +262,15 @@ static inline uint32_t pool_ref(const struct pool *p)
     return p ? (uint32_t)pool_index(p) + 1 : 0;
 }
 
-/* Owner: hand out the lowest free block; NULL when the pool has none, or is
- * sealed. */
-static inline void *pool_take(struct pool *p)
+/* May the owner take a block from p: it has one, and is not sealed? */
+static inline bool pool_can_take(struct pool *p)
 {
-    if (unlikely(p->nfree == 0 || LOAD(p->sealed)))
-        return NULL;
+    return p->nfree != 0 && !LOAD(p->sealed);
+}
+
+/* Owner: hand out the lowest free block of a pool that pool_can_take. */
+static inline void *pool_take_one(struct pool *p)
+{
     unsigned w = p->hint;
     uint64_t m;
     while ((m = LOAD(free_map(p)[w])) == 0)
@@ -277,6 +280,11 @@ static inline void *pool_take(struct pool *p)
     p->nfree--;
     size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(m);
     return pool_addr(p) + idx * LOAD(p->size);
+}
+
+static inline void *pool_take(struct pool *p)
+{
+    return pool_can_take(p) ? pool_take_one(p) : NULL;
 }
 
 /* Find the block that ptr, an address inside the region, starts.  Returns -1
