@@ -10,29 +10,34 @@
 #include "shed_impl.h"
 #include "vg.h"
 
-static void *large_alloc(size_t size)
+/* A block from the system allocator, aligned to align when it is more than
+ * malloc's 16 bytes.  Sets errno on failure. */
+static void *large_alloc(size_t size, size_t align)
 {
     ADD(g.c.large, 1);
-    return __libc_malloc(size);       /* sets errno on failure */
+    return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }
 
-/* Everything but the fast path: a new theap, a new pool, or no pool at all. */
-static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req)
+/* Everything but the fast path: a new theap, a new pool, or no pool at all
+ * (then the system allocator serves, with the alignment asked for). */
+static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req, size_t align)
 {
     struct theap *th = tls_heap;
     void *b;
     if (!th && !(th = theap_get()))
-        return large_alloc(req);      /* no region: the system serves all */
+        return large_alloc(req, align);   /* no region */
     if (!(b = theap_alloc_slow(th, cls)))
-        return large_alloc(req);      /* region exhausted */
+        return large_alloc(req, align);   /* region exhausted, or no memory */
     if (unlikely(g.checker))
         chk_alloc(b, req);
     return b;
 }
 
-/* A block of class cls; req is the size the caller asked for (for memcheck).
- * The fast path: the thread's current pool of the class has a free block. */
-static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, size_t req)
+/* A block of class cls; req is the size the caller asked for (for memcheck),
+ * align the alignment it needs.  The fast path: the thread's current pool of
+ * the class has a free block. */
+static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, size_t req,
+                                                               size_t align)
 {
     struct theap *th = tls_heap;
     struct pool *p;
@@ -42,14 +47,14 @@ static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, siz
             chk_alloc(b, req);
         return b;
     }
-    return alloc_slow(cls, req);
+    return alloc_slow(cls, req, align);
 }
 
 void *shed_malloc_impl(size_t size)
 {
     if (likely(size <= SHED_MAX_BLOCK))
-        return alloc_class(size ? size_class(size) : 0, size);
-    return large_alloc(size);
+        return alloc_class(size ? size_class(size) : 0, size, 0);
+    return large_alloc(size, 0);
 }
 
 EXPORT void *shed_malloc(size_t size)
@@ -66,7 +71,7 @@ EXPORT void *shed_calloc(size_t nmemb, size_t size)
     }
     if (total > SHED_MAX_BLOCK) {
         ADD(g.c.large, 1);
-        return __libc_calloc(total, 1);
+        return sys_calloc(total, 1);
     }
     void *b = shed_malloc_impl(total);
     if (b)
@@ -86,10 +91,9 @@ void *shed_aligned_impl(size_t align, size_t size)
     if (align <= SHED_MAX_BLOCK && size <= SHED_MAX_BLOCK) {
         size_t rounded = (size + align - 1) & ~(align - 1);
         if (rounded <= SHED_MAX_BLOCK)
-            return alloc_class(size_class(rounded ? rounded : align), size);
+            return alloc_class(size_class(rounded ? rounded : align), size, align);
     }
-    ADD(g.c.large, 1);
-    return __libc_memalign(align, size);
+    return large_alloc(size, align);
 }
 
 EXPORT void *shed_aligned_alloc(size_t alignment, size_t size)
@@ -135,9 +139,10 @@ size_t shed_usable_impl(const void *ptr, const char *call)
     if (!in_region(ptr))
         return sys_usable_size((void *)ptr);
     size_t size = block_size(ptr, call);
-    /* Under memcheck only the requested bytes are addressable: say so, as
-     * valgrind's own malloc_usable_size does, or writing the rest is an error. */
-    return unlikely(g.valgrind) && size ? shed_data_len((void *)ptr, size) : size;
+    /* Under memcheck or ASan only the requested bytes are addressable: say
+     * so, as valgrind's own malloc_usable_size does, or writing the rest is
+     * an error. */
+    return unlikely(g.checker) && size ? shed_data_len((void *)ptr, size) : size;
 }
 
 EXPORT size_t shed_usable_size(const void *ptr)
@@ -175,15 +180,15 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call)
         if (h)                         /* a heap's: the new block is its too */
             return heap_realloc_moved(h, ptr, size);
         if (size > SHED_MAX_BLOCK)
-            return __libc_realloc(ptr, size);
+            return sys_realloc(ptr, size);
         old = sys_usable_size(ptr);
     } else {
         if (!(old = block_size(ptr, call))) {
             errno = EINVAL;
             return NULL;               /* reported; the block is left alone */
         }
-        /* Same class: nothing to do (memcheck wants the move, for sizes). */
-        if (size <= SHED_MAX_BLOCK && size_class(size) == size_class(old) && !g.valgrind)
+        /* Same class: nothing to do (a checker wants the move, for sizes). */
+        if (size <= SHED_MAX_BLOCK && size_class(size) == size_class(old) && !g.checker)
             return ptr;
         old = shed_data_len(ptr, old);
     }

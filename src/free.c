@@ -10,7 +10,7 @@ void shed_free_impl(void *ptr, const char *call)
     if (unlikely(!in_region(ptr))) {
         if (ptr) {
             heap_take_large(ptr);   /* a heap's large block leaves its set */
-            __libc_free(ptr);       /* the system allocator's, or foreign */
+            sys_free(ptr);       /* the system allocator's, or foreign */
         }
         return;
     }

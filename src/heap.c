@@ -167,8 +167,8 @@ EXPORT void *shed_heap_malloc(shed_heap_t *h, size_t size)
         b = theap_alloc(h->th, size);
         if (!b)
             errno = ENOMEM;
-    } else if ((b = __libc_malloc(size)) && !large_add(h, b)) {
-        __libc_free(b);
+    } else if ((b = sys_malloc(size)) && !large_add(h, b)) {
+        sys_free(b);
         b = NULL;
         errno = ENOMEM;
     }
@@ -227,7 +227,7 @@ void *heap_realloc_moved(struct shed_heap *h, void *ptr, size_t size)
         return NULL;
     }
     memcpy(n, ptr, old < size ? old : size);
-    __libc_free(ptr);
+    sys_free(ptr);
     return n;
 }
 
@@ -251,7 +251,7 @@ EXPORT void shed_heap_destroy(shed_heap_t *h)
     theap_destroy_pools(h->th);
     for (size_t i = 0; i < h->large_cap; i++)
         if (h->large[i])
-            __libc_free(h->large[i]);
+            sys_free(h->large[i]);
     ADD(nlarge, -h->large_n);
     if (h->large)
         munmap(h->large, h->large_cap * sizeof(void *));

@@ -69,14 +69,7 @@ static void fork_child(void)
     releaser_after_fork();
     heaps_fork(2);
     os_reset_after_fork();
-    for (struct theap *th = g.theaps; th; th = th->all_next) {
-        if (th->live && !th->shared && th != tls_heap) {
-            theap_abandon(th);
-            th->live = false;
-            th->free_next = g.theap_free;
-            g.theap_free = th;
-        }
-    }
+    theap_reclaim_after_fork();
 }
 
 static unsigned log2_ceil(size_t v)

@@ -143,9 +143,13 @@ EXPORT int shed_config(const char *settings)
     }
     shed_ready();          /* read SHED_CONF first, so these settings win */
     int old_backend = LOAD(g.opt.backend), old_advice = LOAD(g.opt.advice);
+    int old_release = LOAD(g.opt.release);
     int r = options_apply(settings, false);
     if (LOAD(g.opt.backend) != old_backend || LOAD(g.opt.advice) != old_advice)
         os_probe_backend();
+    if (LOAD(g.opt.release) == REL_BATCHED && old_release != REL_BATCHED &&
+        atomic_load(&g.state) == 2)
+        releaser_collect_soon();      /* pools freed meanwhile are due */
     if (r)
         errno = EINVAL;
     return r;

@@ -87,10 +87,12 @@ static void *releaser_main(void *arg)
     while (!rel.stop) {
         uint64_t gen = atomic_load(&rel.gen);
         pthread_mutex_unlock(&rel.mx);
-        uint32_t wait;
-        orphanage_collect();
-        heaps_collect();
-        release_pass(false, &wait);
+        uint32_t wait = UINT32_MAX;   /* another mode: sleep until batched again */
+        if (LOAD(g.opt.release) == REL_BATCHED) {
+            orphanage_collect();
+            heaps_collect();
+            release_pass(false, &wait);
+        }
         pthread_mutex_lock(&rel.mx);
         if (rel.stop)
             break;

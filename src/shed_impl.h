@@ -201,6 +201,7 @@ struct global {
     struct theap *orphanage;
     _Atomic size_t norphans;
     _Atomic unsigned thaw_epoch; /* bumped by shed_thaw() */
+    bool in_fork_child;          /* the atfork child handler is running */
 
     struct stripe stripes[NSTRIPES];
 
@@ -372,6 +373,7 @@ void     theap_free_slow(struct theap *th, struct pool *p) HIDDEN;
 void     theap_drain(struct theap *th) HIDDEN;
 void     theap_flush_empty(struct theap *th) HIDDEN;
 void     theap_abandon(struct theap *th) HIDDEN;
+void     theap_reclaim_after_fork(void) HIDDEN;
 struct theap *theap_new(bool shared) HIDDEN;
 void     theap_destroy_pools(struct theap *th) HIDDEN;
 void    *theap_alloc(struct theap *th, size_t size) HIDDEN;
@@ -415,12 +417,37 @@ void     options_defaults(void) HIDDEN;
 void     options_from_env(void) HIDDEN;
 int      options_apply(const char *settings, bool report) HIDDEN;
 
-/* The system allocator, for what pools do not serve. */
+/* The system allocator, for what pools do not serve: glibc's own functions,
+ * which a preloaded libshed.so cannot reach through the standard names.  A
+ * sanitizer build (never preloaded) uses the standard names instead, which
+ * the sanitizer intercepts, so that every system block is the sanitizer's. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SHED_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SHED_SANITIZED 1
+#endif
+#endif
+#ifdef SHED_SANITIZED
+#include <malloc.h>
+#include <stdlib.h>
+#define sys_malloc   malloc
+#define sys_calloc   calloc
+#define sys_realloc  realloc
+#define sys_memalign memalign
+#define sys_free     free
+#else
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void  __libc_free(void *);
+#define sys_malloc   __libc_malloc
+#define sys_calloc   __libc_calloc
+#define sys_realloc  __libc_realloc
+#define sys_memalign __libc_memalign
+#define sys_free     __libc_free
+#endif
 size_t   sys_usable_size(void *ptr) HIDDEN;
 
 #endif /* SHED_IMPL_H */

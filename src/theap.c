@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <string.h>
 
 #include "shed_impl.h"
 #include "vg.h"
@@ -122,6 +123,8 @@ static void pool_retire(struct pool *p)
     STORE(p->owner, NULL);
     pthread_mutex_unlock(m);
     arena_return_pool(p);
+    if (g.in_fork_child)
+        return;                   /* no thread starts in an atfork handler */
     switch (LOAD(g.opt.release)) {
     case REL_INLINE:
         release_pool_now(p);
@@ -307,6 +310,59 @@ void theap_destroy_pools(struct theap *th)
     theap_for_each_pool(th, destroy_pool, NULL);
     /* Pools pushed for remote frees meanwhile are retired already. */
     atomic_store(&th->pending, NULL);
+}
+
+/* The child of fork(): only the forking thread lives on.  Each other
+ * thread's pools go to the orphanage.  Those threads may have stopped in the
+ * middle of anything that needs no lock (a free, a list update, a drain that
+ * took its pending stack), so their lists are not walked and their counts
+ * are not trusted: every pool is found through the arenas and rebuilt from
+ * its bitmaps.  A pool some thread was taking from an arena, not owned yet,
+ * goes back.  Single-threaded, so no lock is needed against anyone. */
+void theap_reclaim_after_fork(void)
+{
+    struct theap *o = g.orphanage;
+    g.in_fork_child = true;
+    for (size_t a = 0; a < g.narenas; a++) {
+        for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
+            struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
+            struct theap *th = LOAD(p->owner);
+            if (th && (th->shared || th == tls_heap))
+                continue;                 /* ours, a heap's or the orphanage's */
+            if (!th) {
+                arena_return_pool(p);     /* taken but never set up */
+                continue;
+            }
+            pool_merge_remote(p);
+            unsigned nfree = 0;
+            for (unsigned w = 0; w < g.nwords; w++)
+                nfree += (unsigned)__builtin_popcountll(LOAD(free_map(p)[w]));
+            p->nfree = (uint16_t)nfree;
+            p->hint = 0;
+            p->where = IN_NONE;
+            if (nfree == p->nblocks) {
+                pool_retire(p);
+                continue;
+            }
+            STORE(p->owner, o);
+            ADD(g.norphans, 1);
+            if (nfree && !LOAD(p->sealed))
+                list_push(o, p);
+            else
+                p->where = IN_FULL;
+        }
+    }
+    for (struct theap *th = g.theaps; th; th = th->all_next) {
+        if (th->live && !th->shared && th != tls_heap) {
+            memset(th->cur, 0, sizeof th->cur);
+            memset(th->avail, 0, sizeof th->avail);
+            atomic_store(&th->pending, NULL);
+            th->live = false;
+            th->free_next = g.theap_free;
+            g.theap_free = th;
+        }
+    }
+    g.in_fork_child = false;
 }
 
 /* Take an orphaned pool with free blocks of class cls, if there is one. */
