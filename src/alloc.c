@@ -179,8 +179,8 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call)
         struct shed_heap *h = heap_take_large(ptr);
         if (h)                         /* a heap's: the new block is its too */
             return heap_realloc_moved(h, ptr, size);
-        if (size > SHED_MAX_BLOCK)
-            return sys_realloc(ptr, size);
+        if (size > SHED_MAX_BLOCK || atomic_load(&g.state) != 2)
+            return sys_realloc(ptr, size);   /* stays large, or no pools */
         old = sys_usable_size(ptr);
     } else {
         if (!(old = block_size(ptr, call))) {

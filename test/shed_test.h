@@ -44,6 +44,22 @@
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
 
+/* A block of the system allocator, as shed's large blocks are: glibc's own,
+ * or in a sanitizer build the sanitizer's (which shed then uses too). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifdef SANITIZED
+#define system_malloc malloc
+#else
+#define SANITIZED 0
+#define system_malloc __libc_malloc
+#endif
+
 static inline size_t page_size(void)
 {
     return (size_t)sysconf(_SC_PAGESIZE);
@@ -58,6 +74,19 @@ static inline size_t round16(size_t n)
 {
     return n == 0 ? 16 : (n + 15) & ~(size_t)15;
 }
+
+/* Running under memcheck, or built with ASan: shed then makes only the
+ * requested bytes of a block addressable. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHECKED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHECKED 1
+#endif
+#endif
+#ifndef CHECKED
+#define CHECKED (RUNNING_ON_VALGRIND != 0)
+#endif
 
 /* Iteration counts scale down under valgrind, or with SHED_TEST_SCALE=N
  * (percent of the full count, at least 1 iteration). */
@@ -76,7 +105,7 @@ static inline long scaled(long n)
  * there, and shed says so, as valgrind's own malloc_usable_size does). */
 static inline size_t usable_of(size_t n)
 {
-    return RUNNING_ON_VALGRIND ? n : round16(n);
+    return CHECKED ? n : round16(n);
 }
 
 /* Bytes of a block of req bytes that a test writes: all the usable size,
@@ -84,7 +113,7 @@ static inline size_t usable_of(size_t n)
  * glibc's malloc under valgrind), and writing more is reported. */
 static inline size_t writable(const void *p, size_t req)
 {
-    return RUNNING_ON_VALGRIND ? req : shed_usable_size(p);
+    return CHECKED ? req : shed_usable_size(p);
 }
 
 /* Is the page holding addr in memory?  -1 if mincore fails. */
