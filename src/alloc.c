@@ -166,20 +166,22 @@ size_t shed_data_len(void *ptr, size_t usable)
     return bad ? bad - (uintptr_t)ptr : usable;
 }
 
-void *shed_realloc_impl(void *ptr, size_t size, const char *call)
+/* realloc, the new block from heap (NULL: the calling thread's).  A heap's
+ * large block reallocated by shed_realloc stays in that heap. */
+void *shed_realloc_impl(void *ptr, size_t size, const char *call, struct shed_heap *heap)
 {
     if (!ptr)
-        return shed_malloc_impl(size);
+        return heap ? shed_heap_malloc(heap, size) : shed_malloc_impl(size);
     if (size == 0) {                   /* glibc: free, and return NULL */
         shed_free_impl(ptr, call);
         return NULL;
     }
     size_t old;
+    struct shed_heap *from = NULL;
     if (!in_region(ptr)) {
-        struct shed_heap *h = heap_take_large(ptr);
-        if (h)                         /* a heap's: the new block is its too */
-            return heap_realloc_moved(h, ptr, size);
-        if (size > SHED_MAX_BLOCK || atomic_load(&g.state) != 2)
+        if ((from = heap_take_large(ptr)) && !heap)
+            heap = from;
+        if (!heap && (size > SHED_MAX_BLOCK || atomic_load(&g.state) != 2))
             return sys_realloc(ptr, size);   /* stays large, or no pools */
         old = sys_usable_size(ptr);
     } else {
@@ -188,13 +190,17 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call)
             return NULL;               /* reported; the block is left alone */
         }
         /* Same class: nothing to do (a checker wants the move, for sizes). */
-        if (size <= SHED_MAX_BLOCK && size_class(size) == size_class(old) && !g.checker)
+        if (!heap && size <= SHED_MAX_BLOCK && size_class(size) == size_class(old) &&
+            !g.checker)
             return ptr;
         old = shed_data_len(ptr, old);
     }
-    void *n = shed_malloc_impl(size);
-    if (!n)
-        return NULL;                   /* errno is ENOMEM; ptr untouched */
+    void *n = heap ? shed_heap_malloc(heap, size) : shed_malloc_impl(size);
+    if (!n) {
+        if (from)
+            heap_put_large(from, ptr);  /* ptr untouched, still the heap's */
+        return NULL;                   /* errno is ENOMEM */
+    }
     memcpy(n, ptr, old < size ? old : size);
     shed_free_impl(ptr, call);
     return n;
@@ -202,5 +208,5 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call)
 
 EXPORT void *shed_realloc(void *ptr, size_t size)
 {
-    return shed_realloc_impl(ptr, size, "shed_realloc");
+    return shed_realloc_impl(ptr, size, "shed_realloc", NULL);
 }

@@ -191,44 +191,17 @@ EXPORT void *shed_heap_calloc(shed_heap_t *h, size_t nmemb, size_t size)
 
 EXPORT void *shed_heap_realloc(shed_heap_t *h, void *ptr, size_t size)
 {
-    if (!ptr)
-        return shed_heap_malloc(h, size);
     if (!heap_ok(h, "shed_heap_realloc"))
         return NULL;
-    if (size == 0) {
-        shed_free_impl(ptr, "shed_heap_realloc");
-        return NULL;
-    }
-    size_t old = shed_usable_impl(ptr, "shed_heap_realloc");
-    if (!old) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if (in_region(ptr))
-        old = shed_data_len(ptr, old);
-    void *n = shed_heap_malloc(h, size);
-    if (!n)
-        return NULL;
-    memcpy(n, ptr, old < size ? old : size);
-    shed_free_impl(ptr, "shed_heap_realloc");
-    return n;
+    return shed_realloc_impl(ptr, size, "shed_heap_realloc", h);
 }
 
-/* shed_realloc of a heap's large block (already out of the heap's set): the
- * new block belongs to the same heap.  On failure the old block goes back. */
-void *heap_realloc_moved(struct shed_heap *h, void *ptr, size_t size)
+/* A large block taken out of h's set by a realloc that then failed. */
+void heap_put_large(struct shed_heap *h, void *ptr)
 {
-    size_t old = sys_usable_size(ptr);
-    void *n = shed_heap_malloc(h, size);
-    if (!n) {
-        pthread_mutex_lock(&h->lock);
-        large_add(h, ptr);
-        pthread_mutex_unlock(&h->lock);
-        return NULL;
-    }
-    memcpy(n, ptr, old < size ? old : size);
-    sys_free(ptr);
-    return n;
+    pthread_mutex_lock(&h->lock);
+    large_add(h, ptr);
+    pthread_mutex_unlock(&h->lock);
 }
 
 EXPORT void shed_heap_destroy(shed_heap_t *h)

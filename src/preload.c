@@ -32,7 +32,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 
 EXPORT void *realloc(void *ptr, size_t size)
 {
-    return shed_realloc_impl(ptr, size, "realloc");
+    return shed_realloc_impl(ptr, size, "realloc", NULL);
 }
 
 EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
@@ -42,7 +42,7 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return shed_realloc_impl(ptr, total, "reallocarray");
+    return shed_realloc_impl(ptr, total, "reallocarray", NULL);
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t size)

@@ -382,7 +382,7 @@ void     theap_relist(struct theap *th) HIDDEN;
 
 /* heap.c */
 struct shed_heap *heap_take_large(void *ptr) HIDDEN;
-void    *heap_realloc_moved(struct shed_heap *h, void *ptr, size_t size) HIDDEN;
+void     heap_put_large(struct shed_heap *h, void *ptr) HIDDEN;
 void     heaps_collect(void) HIDDEN;
 void     heaps_fork(int stage) HIDDEN;   /* 0 prepare, 1 parent, 2 child */
 void     orphanage_collect(void) HIDDEN;
@@ -403,7 +403,8 @@ void     releaser_stop(void) HIDDEN;
 /* alloc.c / free.c entry points shared with preload.c */
 void    *shed_malloc_impl(size_t size) HIDDEN;
 void     shed_free_impl(void *ptr, const char *call) HIDDEN;
-void    *shed_realloc_impl(void *ptr, size_t size, const char *call) HIDDEN;
+void    *shed_realloc_impl(void *ptr, size_t size, const char *call,
+                           struct shed_heap *heap) HIDDEN;
 void    *shed_aligned_impl(size_t align, size_t size) HIDDEN;
 size_t   shed_usable_impl(const void *ptr, const char *call) HIDDEN;
 size_t   shed_data_len(void *ptr, size_t usable) HIDDEN;
