@@ -408,8 +408,8 @@ def main():
         md += ["Release syscalls (madvise with a releasing advice, "
                "process_madvise, io_uring_enter), counted with strace -f on "
                "one run: the program's thread / the allocator's other threads. "
-               "(The workloads are single-threaded; shed's one call in the "
-               "program's thread is its start-up probe of process_madvise.)",
+               "(The workloads are single-threaded: in batched mode every "
+               "one of shed's calls is made by its release thread.)",
                "",
                table(["allocator"] + tws, srow), ""]
 
