@@ -8,6 +8,7 @@ BENCH_PROGS  := churn burst threads frag
 BENCH_BIN    := $(BENCH_PROGS:%=$(BUILD)/bench/%)
 BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE
 BENCH_PEERS  := libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
+SHED_BENCH   := $(BUILD)/bench/release_cost $(BUILD)/bench/delay
 
 .PHONY: bench bench-smoke bench-progs
 bench-progs: $(BENCH_BIN)
@@ -17,7 +18,7 @@ $(BENCH_BIN): $(BUILD)/bench/%: bench/%.c bench/common.h
 	$(CC) $(BENCH_CFLAGS) $< -o $@ -lpthread
 
 # A peer or tool that cannot be installed is skipped by run.py, which says so.
-bench: $(LIB_SO) $(BENCH_BIN)
+bench: $(LIB_SO) $(BENCH_BIN) $(SHED_BENCH) $(BUILD)/bench/fork
 	@$(NEED) python3
 	@for p in $(BENCH_PEERS) gnuplot-nox strace; do \
 	    $(NEED) $$p || echo "bench: $$p unavailable; what needs it is skipped"; \
@@ -42,7 +43,6 @@ CHECK_TARGETS += bench-smoke
 
 # Programs that call shed's API (linked with libshed.a): release cost per
 # backend (issue 3) and the choice of delay_ms.
-SHED_BENCH := $(BUILD)/bench/release_cost $(BUILD)/bench/delay
 $(SHED_BENCH): $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -Iinclude $< $(LIB_A) $(LIB_A_LIBS) -o $@

@@ -414,6 +414,7 @@ def main():
                table(["allocator"] + tws, srow), ""]
 
     md += targets(names, peers, med, works)
+    md += extras(args)
     md.append("![RSS through the frag workloads](rss.svg)")
     md.append("![time per operation](time.svg)")
     text = "\n".join(md) + "\n"
@@ -446,6 +447,35 @@ def main():
     if args.readme and not args.quick:
         update_readme(args.readme, text, out_dir)
     log("bench: results in %s (%.0f s)" % (out_dir, time.time() - started))
+
+
+def extras(args):
+    """The two workloads with programs of their own: the release cost per
+    backend (shed only: the peers have no backends) and the forking server
+    (every allocator, by bench/fork.sh).  Their tables go in as printed."""
+    b = os.path.abspath(args.bin)
+    runs = [("Release cost per backend (bench/release_cost: every other page "
+             "of a region freed, a second thread running)",
+             [os.path.join(b, "release_cost")] +
+             (["8192", "1"] if args.quick else ["65536", "3"])),
+            ("Forking server (bench/fork.sh: the parent allocates small blocks "
+             "and forks 4 children; mean child Private_Dirty and Pss)",
+             ["sh", os.path.join(HERE, "fork.sh"), os.path.join(b, "fork"),
+              os.path.abspath(args.lib_so)] +
+             (["20", "2", "200000", "20000"] if args.quick else []))]
+    md = []
+    for title, cmd in runs:
+        if not os.path.exists(cmd[0] if cmd[0] != "sh" else cmd[2]):
+            log("bench: %s skipped (not built)" % cmd[0])
+            continue
+        log("bench: " + " ".join(cmd))
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True,
+                                 timeout=300).stdout
+        except subprocess.TimeoutExpired:
+            out = "timed out\n"
+        md += [title + ":", "", "```", out.rstrip(), "```", ""]
+    return md
 
 
 def targets(names, peers, med, works):
