@@ -18,15 +18,19 @@ static void *large_alloc(size_t size, size_t align)
     return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }
 
-/* Everything but the fast path: a new theap, a new pool, or no pool at all
- * (then the system allocator serves, with the alignment asked for). */
+/* Everything but the fast path: a checker to tell, a new theap, a new pool,
+ * or no pool at all (then the system allocator serves, with the alignment
+ * asked for). */
 static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req, size_t align)
 {
     struct theap *th = tls_heap;
+    struct pool *p;
     void *b;
     if (!th && !(th = theap_get()))
         return large_alloc(req, align);   /* no region */
-    if (!(b = theap_alloc_slow(th, cls)))
+    if ((p = th->cur[cls]) && pool_can_take(p))
+        b = pool_take_one(p);             /* here for the checker only */
+    else if (!(b = theap_alloc_slow(th, cls)))
         return large_alloc(req, align);   /* region exhausted, or no memory */
     if (unlikely(g.checker))
         chk_alloc(b, req);
@@ -41,12 +45,9 @@ static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, siz
 {
     struct theap *th = tls_heap;
     struct pool *p;
-    if (likely(th != NULL) && likely((p = th->cur[cls]) != NULL) && likely(pool_can_take(p))) {
-        void *b = pool_take_one(p);
-        if (unlikely(g.checker))
-            chk_alloc(b, req);
-        return b;
-    }
+    if (likely(th != NULL) && likely((p = th->cur[cls]) != NULL) && likely(pool_can_take(p)) &&
+        likely(!g.checker))
+        return pool_take_one(p);
     return alloc_slow(cls, req, align);
 }
 

@@ -5,48 +5,66 @@
 #include "shed_impl.h"
 #include "vg.h"
 
-void shed_free_impl(void *ptr, const char *call)
+/* A block the checkers have seen to: the owner's free, or the remote one.
+ * Every call here is a tail call, so the fast path needs no stack frame. */
+static inline void free_block(void *ptr, const char *call, struct pool *p, size_t idx,
+                              unsigned size, struct theap *owner)
 {
-    if (unlikely(!in_region(ptr))) {
-        if (ptr) {
-            heap_take_large(ptr);   /* a heap's large block leaves its set */
-            sys_free(ptr);       /* the system allocator's, or foreign */
-        }
-        return;
-    }
-    /* memcheck first: it reports a bad free at the caller's line. */
-    if (unlikely(g.checker))
-        chk_free_early(ptr);
-
-    struct pool *p;
-    size_t idx;
-    unsigned size;
-    struct theap *owner;
-    int err = block_locate(ptr, &p, &idx, &size, &owner);
-    if (unlikely(err >= 0)) {
-        shed_error(err, ptr, call);
-        return;
-    }
-    if (unlikely(g.checker))
-        chk_free(ptr, size);
     struct theap *th = tls_heap;
-    if (unlikely(th == NULL || owner != th)) {
-        free_remote(p, idx, size, ptr, call);
-        return;
-    }
+    if (unlikely(th == NULL || owner != th))
+        return free_remote(p, idx, size, ptr, call);
     /* The remote bitmap is not read here (another cache line): a block freed
      * by another thread and again by its owner is caught at the merge. */
     _Atomic uint64_t *f = &free_map(p)[idx / 64];
     uint64_t bit = 1ull << (idx % 64), word = LOAD(*f);
-    if (unlikely(word & bit)) {
-        shed_error(E_DOUBLE, ptr, call);
-        return;
-    }
+    if (unlikely(word & bit))
+        return shed_error(E_DOUBLE, ptr, call);
     STORE(*f, word | bit);
     if (idx / 64 < p->hint)
         p->hint = (uint16_t)(idx / 64);
     if (unlikely(++p->nfree == g.avail_min[p->cls] || p->nfree == p->nblocks))
         theap_free_slow(th, p);
+}
+
+/* A block of the system allocator, or a pointer that is not shed's. */
+static __attribute__((noinline)) void free_foreign(void *ptr)
+{
+    if (ptr) {
+        heap_take_large(ptr);       /* a heap's large block leaves its set */
+        sys_free(ptr);
+    }
+}
+
+/* Under valgrind or ASan: memcheck hears of the free first, so that it
+ * reports a bad one at the caller's line; ASan poisons the block after. */
+static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
+{
+    chk_free_early(ptr);
+    struct pool *p;
+    size_t idx;
+    unsigned size;
+    struct theap *owner;
+    int err = block_locate(ptr, &p, &idx, &size, &owner);
+    if (unlikely(err >= 0))
+        return shed_error(err, ptr, call);
+    chk_free(ptr, size);
+    free_block(ptr, call, p, idx, size, owner);
+}
+
+void shed_free_impl(void *ptr, const char *call)
+{
+    if (unlikely(!in_region(ptr)))
+        return free_foreign(ptr);
+    if (unlikely(g.checker))
+        return free_checked(ptr, call);
+    struct pool *p;
+    size_t idx;
+    unsigned size;
+    struct theap *owner;
+    int err = block_locate(ptr, &p, &idx, &size, &owner);
+    if (unlikely(err >= 0))
+        return shed_error(err, ptr, call);
+    free_block(ptr, call, p, idx, size, owner);
 }
 
 void chk_alloc(void *block, size_t size)
