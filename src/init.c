@@ -90,8 +90,10 @@ static bool setup(void)
     g.page_shift = log2_ceil(g.page_size);
     g.nwords = (unsigned)((g.page_size / SHED_CLASS_STEP + 63) / 64);
     g.desc_shift = log2_ceil(sizeof(struct pool) + g.nwords * sizeof(uint64_t));
-    if (sizeof(struct cold) + g.nwords * sizeof(uint64_t) > ((size_t)1 << g.desc_shift))
+    if (sizeof(struct cold) + g.nwords * sizeof(uint64_t) > ((size_t)1 << g.desc_shift) ||
+        g.desc_shift > g.page_shift)
         return false;             /* struct cold shares the stride */
+    g.desc_to_page = g.page_shift - g.desc_shift;
     pool_classes_init();
     for (int i = 0; i < NSTRIPES; i++)
         pthread_mutex_init(&g.stripes[i].m, NULL);

@@ -178,6 +178,7 @@ struct global {
     char *region;
     size_t region_size, page_size, npools;
     unsigned page_shift, desc_shift, nwords;
+    unsigned desc_to_page;       /* page_shift - desc_shift */
     char *descs;                 /* struct pool table */
     char *colds;                 /* struct cold table, same stride */
     struct arena *arenas;
@@ -226,7 +227,8 @@ static inline size_t pool_index(const struct pool *p)
 }
 static inline char *pool_addr(const struct pool *p)
 {
-    return g.region + (pool_index(p) << g.page_shift);
+    /* (p - descs) / desc size * page size, in one shift */
+    return g.region + ((size_t)((const char *)p - g.descs) << g.desc_to_page);
 }
 static inline bool in_region(const void *ptr)
 {
