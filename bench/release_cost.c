@@ -16,9 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
 
 static atomic_int stop;
 
@@ -40,9 +49,45 @@ static void *spinner(void *arg)
 
 struct result { double us_per_page, call_us_per_page; unsigned long calls, pages; };
 
+/* The kernel's share: the same pages advised by a bare loop of
+ * process_madvise calls of 1024 ranges, without shed. */
+static struct result bare_kernel(size_t pages)
+{
+    struct result r = { 0, 0, 0, 0 };
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *region = mmap(NULL, pages * page, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *mem = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (region == MAP_FAILED || mem == MAP_FAILED || pidfd < 0)
+        return r;
+    memset(region, 1, pages * page);
+    pthread_t t;
+    pthread_create(&t, NULL, spinner, mem);
+    static struct iovec iov[1024];
+    double t0 = now_us();
+    for (size_t p = 0; p < pages;) {
+        size_t n = 0;
+        for (; n < 1024 && p < pages; p += 2, n++)
+            iov[n] = (struct iovec){ region + p * page, page };
+        if (syscall(SYS_process_madvise, pidfd, iov, n, MADV_DONTNEED, 0) < 0)
+            break;
+        r.calls++;
+        r.pages += n;
+    }
+    double t1 = now_us();
+    atomic_store(&stop, 1);
+    pthread_join(t, NULL);
+    if (r.pages)
+        r.us_per_page = r.call_us_per_page = (t1 - t0) / (double)r.pages;
+    return r;
+}
+
 /* One measurement, in the calling (child) process. */
 static struct result measure(const char *conf, size_t pages)
 {
+    if (!conf)
+        return bare_kernel(pages);
     struct result r = { 0, 0, 0, 0 };
     if (shed_config(conf) != 0) {
         fprintf(stderr, "bad config %s\n", conf);
@@ -100,6 +145,7 @@ int main(int argc, char **argv)
         { "trim, process_madvise x1024", "release=manual,backend=process_madvise,batch=1024" },
         { "trim, process_madvise x64", "release=manual,backend=process_madvise,batch=64" },
         { "trim, io_uring", "release=manual,backend=io_uring" },
+        { "kernel alone, process_madvise", NULL },
     };
     printf("release cost: every other page of %zu pages freed, second thread running, "
            "median of %d\n", pages, reps);
