@@ -17,7 +17,7 @@
 
 #define MAX_RANGES 4096
 
-enum { R_NONE, R_RUNNING, R_FAILED };
+enum { R_NONE, R_RUNNING, R_FAILED, R_STOPPED };
 
 static struct {
     pthread_mutex_t pass;          /* one release pass at a time (buffers) */
@@ -144,7 +144,7 @@ static bool releaser_wake(void)
     if (unlikely(s != R_RUNNING)) {
         if (s == R_NONE)
             releaser_start();
-        return atomic_load(&rel.state) != R_FAILED;
+        return atomic_load(&rel.state) != R_FAILED;   /* stopped: exiting */
     }
     if (atomic_load(&rel.idle)) {
         pthread_mutex_lock(&rel.mx);
@@ -179,7 +179,7 @@ void releaser_stop(void)
     pthread_cond_signal(&rel.cv);
     pthread_mutex_unlock(&rel.mx);
     pthread_join(rel.thread, NULL);
-    atomic_store(&rel.state, R_NONE);
+    atomic_store(&rel.state, R_STOPPED);    /* no new thread while exiting */
 }
 
 /* fork(): the pass lock comes first in the lock order, the sleep lock last. */
