@@ -35,11 +35,11 @@ static __attribute__((noinline)) void free_foreign(void *ptr)
     }
 }
 
-/* Under valgrind or ASan: memcheck hears of the free first, so that it
- * reports a bad one at the caller's line; ASan poisons the block after. */
-static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
+/* A pointer inside the region: check it, then free the block.  checked:
+ * tell ASan, once the block is known good. */
+static inline __attribute__((always_inline)) void free_in_region(void *ptr, const char *call,
+                                                                 bool checked)
 {
-    chk_free_early(ptr);
     struct pool *p;
     size_t idx;
     unsigned size;
@@ -47,8 +47,17 @@ static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
     int err = block_locate(ptr, &p, &idx, &size, &owner);
     if (unlikely(err >= 0))
         return shed_error(err, ptr, call);
-    chk_free(ptr, size);
+    if (checked)
+        chk_free(ptr, size);
     free_block(ptr, call, p, idx, size, owner);
+}
+
+/* Under valgrind or ASan: memcheck hears of the free first, so that it
+ * reports a bad one at the caller's line; ASan poisons the block after. */
+static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
+{
+    chk_free_early(ptr);
+    free_in_region(ptr, call, true);
 }
 
 void shed_free_impl(void *ptr, const char *call)
@@ -57,14 +66,7 @@ void shed_free_impl(void *ptr, const char *call)
         return free_foreign(ptr);
     if (unlikely(g.checker))
         return free_checked(ptr, call);
-    struct pool *p;
-    size_t idx;
-    unsigned size;
-    struct theap *owner;
-    int err = block_locate(ptr, &p, &idx, &size, &owner);
-    if (unlikely(err >= 0))
-        return shed_error(err, ptr, call);
-    free_block(ptr, call, p, idx, size, owner);
+    free_in_region(ptr, call, false);
 }
 
 void chk_alloc(void *block, size_t size)
