@@ -23,7 +23,7 @@ static inline void free_block(void *ptr, const char *call, struct pool *p, size_
     if (idx / 64 < p->hint)
         p->hint = (uint16_t)(idx / 64);
     if (unlikely(++p->nfree == g.avail_min[p->cls] || p->nfree == p->nblocks))
-        theap_free_slow(th, p);
+        theap_settle(th, p);
 }
 
 /* A block of the system allocator, or a pointer that is not shed's. */

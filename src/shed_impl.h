@@ -371,7 +371,7 @@ void     pool_classes_init(void) HIDDEN;
 /* theap.c: thread heaps, ownership, remote frees */
 struct theap *theap_get(void) HIDDEN;
 void    *theap_alloc_slow(struct theap *th, unsigned cls) HIDDEN;
-void     theap_free_slow(struct theap *th, struct pool *p) HIDDEN;
+void     theap_settle(struct theap *th, struct pool *p) HIDDEN;
 void     theap_drain(struct theap *th) HIDDEN;
 void     theap_flush_empty(struct theap *th) HIDDEN;
 void     theap_abandon(struct theap *th) HIDDEN;

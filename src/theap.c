@@ -138,8 +138,8 @@ static void pool_retire(struct pool *p)
 }
 
 /* After p gained free blocks: retire it if empty (a current pool stays, but
- * for inline release), or move it off the full list. */
-static void pool_settle(struct theap *th, struct pool *p)
+ * for inline release), or put it back on the avail list. */
+void theap_settle(struct theap *th, struct pool *p)
 {
     if (p->nfree == p->nblocks) {
         if (p->where == IN_CUR && LOAD(g.opt.release) != REL_INLINE)
@@ -149,11 +149,6 @@ static void pool_settle(struct theap *th, struct pool *p)
     } else if (p->where == IN_FULL && p->nfree >= g.avail_min[p->cls] && !LOAD(p->sealed)) {
         list_push(th, p);
     }
-}
-
-void theap_free_slow(struct theap *th, struct pool *p)
-{
-    pool_settle(th, p);
 }
 
 /* Merge the remote frees of every pool on th's pending stack. */
@@ -166,7 +161,7 @@ void theap_drain(struct theap *th)
         pthread_mutex_lock(m);
         pool_merge_remote(p);
         pthread_mutex_unlock(m);
-        pool_settle(th, p);
+        theap_settle(th, p);
         p = next;
     }
 }
