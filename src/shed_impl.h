@@ -10,9 +10,12 @@
  *   arena   | pool 0 | pool 1 | ... | pool 63 |        64 pools, 64 pages
  *   pool    | block | block | block | ... | block | tail |   one page, one class
  *
- *   metadata table (beside the region, never inside a pool page):
+ *   metadata tables (beside the region, never inside a pool page):
  *     descs[i]   one struct pool per pool of the region, indexed by
- *                (address - region) >> page_shift; free-block bitmaps live here
+ *                (address - region) >> page_shift: the free-block bitmap and
+ *                all the owner touches, one cache line with 4 KiB pages
+ *     colds[i]   one struct cold per pool, same index: what only frees from
+ *                other threads touch (the remote bitmap)
  *     arenas[j]  one struct arena per arena: the 64-bit pool-state masks
  *
  * So "is this pointer ours" is one subtraction and one comparison, a free
@@ -37,7 +40,8 @@
  *       (a failed madvise puts the pool back into dirty)
  *
  * Fresh arenas start with every pool "released" (never touched, so not
- * resident).  The arena lock (g.lock) guards the masks; a pool in "releasing"
+ * resident).  Pools sealed by shed_freeze() are marked in a fifth mask; a
+ * sealed pool that empties is not reused until it is released or thawed.  The arena lock (g.lock) guards the masks; a pool in "releasing"
  * belongs to whoever claimed it, so no allocation can get it while the kernel
  * is advised, and no live block can be in a pool that is advised.
  */
