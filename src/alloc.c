@@ -24,13 +24,10 @@ static void *large_alloc(size_t size, size_t align)
 static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req, size_t align)
 {
     struct theap *th = tls_heap;
-    struct pool *p;
     void *b;
     if (!th && !(th = theap_get()))
         return large_alloc(req, align);   /* no region */
-    if ((p = th->cur[cls]) && pool_can_take(p))
-        b = pool_take_one(p);             /* here for the checker only */
-    else if (!(b = theap_alloc_slow(th, cls)))
+    if (!(b = theap_alloc_slow(th, cls)))
         return large_alloc(req, align);   /* region exhausted, or no memory */
     if (unlikely(g.checker))
         chk_alloc(b, req);
@@ -54,7 +51,7 @@ static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, siz
 void *shed_malloc_impl(size_t size)
 {
     if (likely(size <= SHED_MAX_BLOCK))
-        return alloc_class(size ? size_class(size) : 0, size, 0);
+        return alloc_class(size_class(size), size, 0);
     return large_alloc(size, 0);
 }
 

@@ -79,6 +79,14 @@ size_t release_pass(bool all, uint32_t *next_ms)
 
 __thread bool tls_is_releaser __attribute__((tls_model("initial-exec")));
 
+/* Merge the frees into pools no thread will come back for (exited threads',
+ * heaps'), so that those that emptied can be released. */
+static void collect_unowned(void)
+{
+    orphanage_collect();
+    heaps_collect();
+}
+
 static void *releaser_main(void *arg)
 {
     (void)arg;
@@ -89,8 +97,7 @@ static void *releaser_main(void *arg)
         pthread_mutex_unlock(&rel.mx);
         uint32_t wait = UINT32_MAX;   /* another mode: sleep until batched again */
         if (LOAD(g.opt.release) == REL_BATCHED) {
-            orphanage_collect();
-            heaps_collect();
+            collect_unowned();
             release_pass(false, &wait);
         }
         pthread_mutex_lock(&rel.mx);
@@ -213,7 +220,6 @@ EXPORT size_t shed_trim(void)
     struct theap *th = tls_heap;
     if (th)
         theap_flush_empty(th);
-    orphanage_collect();
-    heaps_collect();
+    collect_unowned();
     return release_pass(true, NULL);
 }

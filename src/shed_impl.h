@@ -238,9 +238,9 @@ static inline bool in_region(const void *ptr)
 {
     return (uintptr_t)ptr - (uintptr_t)g.region < g.region_size;
 }
-static inline unsigned size_class(size_t size)   /* size in 1..SHED_MAX_BLOCK */
+static inline unsigned size_class(size_t size)   /* size in 0..SHED_MAX_BLOCK */
 {
-    return (unsigned)((size - 1) >> 4);
+    return (unsigned)((size - (size != 0)) >> 4);  /* 0 counts as 1 */
 }
 static inline pthread_mutex_t *stripe_of(const struct pool *p)
 {

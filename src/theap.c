@@ -390,9 +390,9 @@ void orphanage_collect(void)
 
 /* ---- allocation slow path ---- */
 
-/* The current pool of class cls is exhausted or missing: find blocks in the
- * remote frees, the other owned pools, an orphan, then a pool from an arena.
- * NULL when the region is exhausted. */
+/* A block of class cls: from the current pool, else from the remote frees,
+ * the other owned pools, an orphan, then a pool from an arena.  NULL when the
+ * region is exhausted.  (The inline fast path tries the current pool first.) */
 void *theap_alloc_slow(struct theap *th, unsigned cls)
 {
     if (atomic_load_explicit(&th->pending, memory_order_relaxed))
@@ -434,10 +434,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
 /* A block from th, which the caller owns or has locked (a heap). */
 void *theap_alloc(struct theap *th, size_t size)
 {
-    unsigned cls = size ? size_class(size) : 0;
-    void *b = th->cur[cls] ? pool_take(th->cur[cls]) : NULL;
-    if (!b)
-        b = theap_alloc_slow(th, cls);
+    void *b = theap_alloc_slow(th, size_class(size));
     if (b && unlikely(g.checker))
         chk_alloc(b, size);
     return b;
