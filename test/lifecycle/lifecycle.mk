@@ -15,6 +15,7 @@ LC_HDRS   := test/lifecycle/lc.h test/shed_test.h include/shed.h src/shed_testin
 LC_VG_SCALE ?= 5
 LC_VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
                --errors-for-leak-kinds=definite \
+               --suppressions=test/lifecycle/fork-child.supp \
                --show-possibly-lost=no --quiet
 
 .PHONY: lc-deps check-lifecycle check-lifecycle-unit check-lifecycle-strace \
