@@ -36,15 +36,18 @@ static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req, size
 
 /* A block of class cls; req is the size the caller asked for (for memcheck),
  * align the alignment it needs.  The fast path: the thread's current pool of
- * the class has a free block. */
+ * the class has a free block in its hint word.  th->epoch == g.epoch says
+ * that no freeze or thaw came since the slow path last looked (so the pool
+ * is not sealed) and that no checker wants to see the block. */
 static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, size_t req,
                                                                size_t align)
 {
     struct theap *th = tls_heap;
     struct pool *p;
-    if (likely(th != NULL) && likely((p = th->cur[cls]) != NULL) && likely(pool_can_take(p)) &&
-        likely(!g.checker))
-        return pool_take_one(p);
+    uint64_t m;
+    if (likely(th != NULL) && likely(th->epoch == LOAD(g.epoch)) &&
+        likely((p = th->cur[cls]) != NULL) && likely((m = LOAD(free_map(p)[p->hint])) != 0))
+        return pool_take_bit(p, p->hint, m);
     return alloc_slow(cls, req, align);
 }
 

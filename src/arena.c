@@ -326,6 +326,11 @@ void arena_seal_all(bool seal)
         arena_reindex(a);
     }
     pthread_mutex_unlock(&g.lock);
+    if (!seal)
+        ADD(g.thaw_epoch, 1);       /* theaps relist their sealed pools */
+    /* Every thread's fast path stops once to look (theap_sync); after the
+     * thaw count, so that a thread that sees the new epoch sees it too. */
+    atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
 }
 
 /* Bytes of the carved arenas that are in memory now (mincore). */

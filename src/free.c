@@ -5,25 +5,33 @@
 #include "shed_impl.h"
 #include "vg.h"
 
-/* A block the checkers have seen to: the owner's free, or the remote one.
- * Every call here is a tail call, so the fast path needs no stack frame. */
+/* The owner frees block i of p: false, with nothing changed, when the block
+ * is free already.  The remote bitmap is not read here (another cache line):
+ * a block freed by another thread and again by its owner is caught at the
+ * merge. */
+static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
+{
+    _Atomic uint64_t *f = &free_map(p)[i / 64];
+    uint64_t bit = 1ull << (i % 64), word = LOAD(*f);
+    if (unlikely(word & bit))
+        return false;
+    STORE(*f, word | bit);
+    unsigned w = (unsigned)(i / 64), h = p->hint;
+    p->hint = (uint8_t)(w < h ? w : h);
+    if (unlikely(++p->nfree >= p->settle_at))
+        theap_settle(th, p);
+    return true;
+}
+
+/* A block the checkers have seen to: the owner's free, or the remote one. */
 static inline void free_block(void *ptr, const char *call, struct pool *p, size_t idx,
                               unsigned size, struct theap *owner)
 {
     struct theap *th = tls_heap;
     if (unlikely(th == NULL || owner != th))
         return free_remote(p, idx, size, ptr, call);
-    /* The remote bitmap is not read here (another cache line): a block freed
-     * by another thread and again by its owner is caught at the merge. */
-    _Atomic uint64_t *f = &free_map(p)[idx / 64];
-    uint64_t bit = 1ull << (idx % 64), word = LOAD(*f);
-    if (unlikely(word & bit))
-        return shed_error(E_DOUBLE, ptr, call);
-    STORE(*f, word | bit);
-    if (idx / 64 < p->hint)
-        p->hint = (uint16_t)(idx / 64);
-    if (unlikely(++p->nfree == g.avail_min[p->cls] || p->nfree == p->nblocks))
-        theap_settle(th, p);
+    if (unlikely(!owner_free(th, p, idx)))
+        shed_error(E_DOUBLE, ptr, call);
 }
 
 /* A block of the system allocator, or a pointer that is not shed's. */
@@ -60,13 +68,40 @@ static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
     free_in_region(ptr, call, true);
 }
 
+/* The careful path, for what the fast path did not take. */
+static __attribute__((noinline)) void free_slow(void *ptr, const char *call)
+{
+    free_in_region(ptr, call, false);
+}
+
+/* NULL, a pointer outside the region, or any pointer under a checker
+ * (g.fast_size is 0 then). */
+static __attribute__((noinline)) void free_other(void *ptr, const char *call)
+{
+    if (!in_region(ptr))
+        return free_foreign(ptr);
+    if (g.checker)
+        return free_checked(ptr, call);
+    free_slow(ptr, call);
+}
+
+/* The fast path: the calling thread owns the pool, ptr starts one of its
+ * blocks, and the block is allocated.  Anything else takes free_slow, which
+ * looks again, and reports or hands the block to its owner. */
 void shed_free_impl(void *ptr, const char *call)
 {
-    if (unlikely(!in_region(ptr)))
-        return free_foreign(ptr);
-    if (unlikely(g.checker))
-        return free_checked(ptr, call);
-    free_in_region(ptr, call, false);
+    size_t off = (size_t)((char *)ptr - g.region);
+    if (unlikely(off >= g.fast_size))
+        return free_other(ptr, call);
+    struct pool *p = desc_of(off >> g.page_shift);
+    struct theap *th = tls_heap;
+    size_t boff = off & (g.page_size - 1);
+    size_t i = (boff * p->magic) >> 32;        /* exact: see pool_classes_init */
+    if (likely(LOAD(p->owner) == th) && likely(th != NULL) &&
+        likely(i * LOAD(p->size) == boff) && likely(i < p->nblocks) &&
+        likely(owner_free(th, p, i)))
+        return;
+    free_slow(ptr, call);
 }
 
 void chk_alloc(void *block, size_t size)

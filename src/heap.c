@@ -285,8 +285,7 @@ EXPORT void shed_thaw(void)
 {
     if (!shed_ready())
         return;
-    arena_seal_all(false);
-    ADD(g.thaw_epoch, 1);          /* each theap relists its pools */
+    arena_seal_all(false);         /* each theap relists its pools */
     pthread_mutex_lock(&g.orphan_lock);
     theap_relist(g.orphanage);
     pthread_mutex_unlock(&g.orphan_lock);

@@ -115,6 +115,7 @@ static bool setup(void)
         g.region_size = 0;
         return false;
     }
+    g.fast_size = g.checker ? 0 : g.region_size;
     os_probe_backend();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     atexit(stats_at_exit);

@@ -20,9 +20,10 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     p->nfree = (uint16_t)n;
     p->hint = 0;
     p->cls = (uint8_t)cls;
-    p->pending = 0;
+    p->magic = g.magic[cls];
+    cold_of(p)->pending = 0;
     STORE(p->sealed, 0);
-    p->where = IN_NONE;
+    pool_place(p, IN_NONE);
     p->next = p->prev = 0;
     STORE(p->owner, owner);
     STORE(p->size, (uint16_t)size);
@@ -46,9 +47,9 @@ void pool_merge_remote(struct pool *p)
         STORE(free_map(p)[w], f | r);
         p->nfree = (uint16_t)(p->nfree + __builtin_popcountll(r));
         if (w < p->hint)
-            p->hint = (uint16_t)w;
+            p->hint = (uint8_t)w;
     }
-    p->pending = 0;
+    cold_of(p)->pending = 0;
 }
 
 /* Per-class constants for the running page size.  The block index is

@@ -94,35 +94,46 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  *     remote[] iff another thread freed it and the owner has not merged it;
  *     never in both; bits at or above nblocks are never set;
  *   - nfree == popcount(free[]); every word of free[] below hint is zero;
+ *   - magic and size are those of class cls;
  *   - a pool on an avail list has free blocks; a pool IN_FULL has fewer
  *     than avail_min[cls] of them, or is sealed (a pool re-enters the
  *     avail list only with avail_min free blocks, so that the owner does not
  *     hop between pools that have one free block each);
- *   - pending == 1 iff the pool is on its owner's pending stack.
- * While it is not in use, remote[] is all zero and size is the block size it
- * last held (to tell a double free from a wild pointer).
+ *   - settle_at is the free count at which the owner's free calls
+ *     theap_settle: avail_min[cls] for an unsealed pool IN_FULL, nblocks
+ *     otherwise (pool_place keeps it so; a pool sealed meanwhile is put
+ *     right by that call);
+ *   - pending (in struct cold) == 1 iff the pool is on its owner's pending
+ *     stack.
+ * While it is not in use, remote[] is all zero, size is the block size it
+ * last held (to tell a double free from a wild pointer), and dirty_ms takes
+ * the place of the list links.
  * owner and pending change only under the pool's stripe lock; nfree, hint,
  * the list links and free[] stores belong to the owner (free[] words are read
  * by other threads under the stripe lock, hence atomics).
  */
 struct pool {
     struct theap *_Atomic owner; /* NULL while the pool is not in use */
+    uint32_t magic;              /* block index = offset * magic >> 32 */
     _Atomic uint16_t size;       /* block size */
     uint16_t nblocks;
     uint16_t nfree;
-    uint16_t hint;               /* first word of free[] that may be non-zero */
+    uint16_t settle_at;          /* see above */
+    uint8_t hint;                /* first word of free[] that may be non-zero */
     uint8_t cls;
     uint8_t where;               /* enum pool_list */
-    uint8_t pending;
     _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
-    uint32_t dirty_ms;           /* when it became free-dirty (now_ms clock) */
-    uint32_t next, prev;         /* owner's avail list: pool index + 1, 0 = none */
+    union {
+        struct { uint32_t next, prev; };  /* owner's avail list: index + 1 */
+        uint32_t dirty_ms;       /* not in use: when it became free-dirty */
+    };
     _Atomic uint64_t free[];     /* nwords */
 };
 
 /* The part of a descriptor only cross-thread frees touch. */
 struct cold {
     struct pool *pnext;          /* pending stack */
+    uint8_t pending;             /* on the owner's pending stack */
     _Atomic uint64_t remote[];   /* nwords */
 };
 
@@ -151,6 +162,8 @@ struct theap {
     bool is_heap;                /* a shed_heap: never adopts orphans */
     bool live;
     unsigned thaw_seen;          /* g.thaw_epoch when it last relisted */
+    unsigned epoch;              /* g.epoch when the slow path last looked;
+                                    the fast path runs only while equal */
 };
 
 enum release_mode { REL_BATCHED, REL_INLINE, REL_MANUAL, REL_OFF };
@@ -181,6 +194,9 @@ struct global {
     _Atomic int state;           /* 0 new, 1 initialising, 2 ready, 3 no region */
     char *region;
     size_t region_size, page_size, npools;
+    size_t fast_size;            /* region_size, or 0 under a checker: the
+                                    free fast path's one range check */
+    _Atomic unsigned epoch;      /* even; +2 at each freeze and thaw */
     unsigned page_shift, desc_shift, nwords;
     unsigned desc_to_page;       /* page_shift - desc_shift */
     char *descs;                 /* struct pool table */
@@ -275,6 +291,15 @@ static inline bool pool_can_take(struct pool *p)
     return p->nfree != 0 && !LOAD(p->sealed);
 }
 
+/* Owner: take block ctz(m) of word w of p, where m is that word, non-zero. */
+static inline void *pool_take_bit(struct pool *p, unsigned w, uint64_t m)
+{
+    STORE(free_map(p)[w], m & (m - 1));
+    p->nfree--;
+    size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(m);
+    return pool_addr(p) + idx * LOAD(p->size);
+}
+
 /* Owner: hand out the lowest free block of a pool that pool_can_take. */
 static inline void *pool_take_one(struct pool *p)
 {
@@ -282,11 +307,16 @@ static inline void *pool_take_one(struct pool *p)
     uint64_t m;
     while ((m = LOAD(free_map(p)[w])) == 0)
         w++;                     /* nfree > 0: a later word has a bit */
-    p->hint = (uint16_t)w;
-    STORE(free_map(p)[w], m & (m - 1));
-    p->nfree--;
-    size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(m);
-    return pool_addr(p) + idx * LOAD(p->size);
+    p->hint = (uint8_t)w;
+    return pool_take_bit(p, w, m);
+}
+
+/* Owner: put p in place where (enum pool_list) and set the free count at
+ * which the owner's free calls theap_settle (see struct pool). */
+static inline void pool_place(struct pool *p, enum pool_list where)
+{
+    p->where = (uint8_t)where;
+    p->settle_at = where == IN_FULL && !LOAD(p->sealed) ? g.avail_min[p->cls] : p->nblocks;
 }
 
 static inline void *pool_take(struct pool *p)

@@ -22,7 +22,7 @@ __thread struct theap *tls_heap __attribute__((tls_model("initial-exec")));
 
 static void list_push(struct theap *th, struct pool *p)
 {
-    p->where = IN_AVAIL;
+    pool_place(p, IN_AVAIL);
     struct pool **head = &th->avail[p->cls];
     p->prev = 0;
     p->next = pool_ref(*head);
@@ -44,7 +44,7 @@ static void list_remove(struct theap *th, struct pool *p)
         if (p->next)
             pool_at(p->next)->prev = p->prev;
     }
-    p->where = IN_NONE;
+    pool_place(p, IN_NONE);
 }
 
 /* ---- theap life cycle ---- */
@@ -66,6 +66,7 @@ struct theap *theap_new(bool shared)
         th->shared = shared;
         th->live = true;
         th->thaw_seen = LOAD(g.thaw_epoch);
+        th->epoch = 1;               /* odd: never g.epoch, so not yet synced */
     }
     pthread_mutex_unlock(&g.theap_lock);
     return th;
@@ -146,8 +147,11 @@ void theap_settle(struct theap *th, struct pool *p)
             return;
         list_remove(th, p);
         pool_retire(p);
-    } else if (p->where == IN_FULL && p->nfree >= g.avail_min[p->cls] && !LOAD(p->sealed)) {
-        list_push(th, p);
+    } else if (p->where == IN_FULL) {
+        if (p->nfree >= g.avail_min[p->cls] && !LOAD(p->sealed))
+            list_push(th, p);
+        else
+            pool_place(p, IN_FULL);    /* sealed meanwhile: settle when empty */
     }
 }
 
@@ -192,7 +196,7 @@ static bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
 {
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);
-    bool ok = !p->pending;
+    bool ok = !cold_of(p)->pending;
     if (ok)
         STORE(p->owner, to);
     pthread_mutex_unlock(m);
@@ -234,6 +238,8 @@ static void relist_pool(struct theap *th, struct pool *p, void *arg)
     (void)arg;
     if (p->where == IN_FULL && p->nfree > 0 && !LOAD(p->sealed))
         list_push(th, p);
+    else if (p->where == IN_FULL)
+        pool_place(p, IN_FULL);          /* unsealed: settle at avail_min */
 }
 
 /* After shed_thaw(): pools that were sealed go back on the avail lists, so
@@ -255,7 +261,7 @@ static void abandon_pool(struct theap *th, struct pool *p, void *left)
         if (p->nfree && !LOAD(p->sealed))
             list_push(o, p);
         else
-            p->where = IN_FULL;
+            pool_place(p, IN_FULL);
         ADD(g.norphans, 1);
     } else {
         *(bool *)left = true;
@@ -334,7 +340,7 @@ void theap_reclaim_after_fork(void)
                 nfree += (unsigned)__builtin_popcountll(LOAD(free_map(p)[w]));
             p->nfree = (uint16_t)nfree;
             p->hint = 0;
-            p->where = IN_NONE;
+            pool_place(p, IN_NONE);
             if (nfree == p->nblocks) {
                 pool_retire(p);
                 continue;
@@ -344,7 +350,7 @@ void theap_reclaim_after_fork(void)
             if (nfree && !LOAD(p->sealed))
                 list_push(o, p);
             else
-                p->where = IN_FULL;
+                pool_place(p, IN_FULL);
         }
     }
     for (struct theap *th = g.theaps; th; th = th->all_next) {
@@ -370,7 +376,7 @@ static struct pool *orphan_adopt(struct theap *th, unsigned cls)
     struct pool *p;
     while ((p = o->avail[cls]) && !pool_transfer(o, p, th)) {
         list_remove(o, p);               /* remote frees raced in: later */
-        p->where = IN_FULL;
+        pool_place(p, IN_FULL);
     }
     if (p)
         ADD(g.norphans, (size_t)-1);
@@ -390,6 +396,24 @@ void orphanage_collect(void)
 
 /* ---- allocation slow path ---- */
 
+/* g.epoch moved (a freeze or a thaw), or th is new: no current pool may be
+ * sealed, a thaw relists the pools that were, and the fast path may run
+ * again (never under a checker, which must see every block). */
+static void theap_sync(struct theap *th, unsigned epoch)
+{
+    for (unsigned c = 0; c < NCLS; c++) {
+        struct pool *p = th->cur[c];
+        if (p && LOAD(p->sealed)) {
+            th->cur[c] = NULL;
+            pool_place(p, IN_FULL);
+        }
+    }
+    if (th->thaw_seen != LOAD(g.thaw_epoch))
+        theap_relist(th);
+    if (!g.checker)
+        th->epoch = epoch;
+}
+
 /* A block of class cls: from the current pool, else from the remote frees,
  * the other owned pools, an orphan, then a pool from an arena.  NULL when the
  * region is exhausted.  (The inline fast path tries the current pool first.) */
@@ -397,8 +421,9 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
 {
     if (atomic_load_explicit(&th->pending, memory_order_relaxed))
         theap_drain(th);
-    if (unlikely(th->thaw_seen != LOAD(g.thaw_epoch)))
-        theap_relist(th);
+    unsigned epoch = atomic_load_explicit(&g.epoch, memory_order_acquire);
+    if (unlikely(th->epoch != epoch))
+        theap_sync(th, epoch);
     for (;;) {
         struct pool *p = th->cur[cls];
         if (p) {
@@ -406,12 +431,12 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
             if (b)
                 return b;
             th->cur[cls] = NULL;
-            p->where = IN_FULL;
+            pool_place(p, IN_FULL);
         }
         if ((p = th->avail[cls])) {
             list_remove(th, p);
             if (LOAD(p->sealed)) {       /* frozen since it was listed */
-                p->where = IN_FULL;
+                pool_place(p, IN_FULL);
                 continue;
             }
         } else if (th->is_heap || !(p = orphan_adopt(th, cls))) {
@@ -426,7 +451,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
             p = run[0];
             pool_init(p, th, cls);
         }
-        p->where = IN_CUR;
+        pool_place(p, IN_CUR);
         th->cur[cls] = p;
     }
 }
@@ -456,10 +481,10 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
     _Atomic uint64_t *r = &remote_map(p)[idx / 64];
     STORE(*r, LOAD(*r) | bit);
     bool wake = false;
-    if (!p->pending) {
+    if (!cold_of(p)->pending) {
         struct theap *o = LOAD(p->owner);
         wake = o->shared;
-        p->pending = 1;
+        cold_of(p)->pending = 1;
         cold_of(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
         while (!atomic_compare_exchange_weak_explicit(&o->pending, &cold_of(p)->pnext, p,
                                                       memory_order_release,
