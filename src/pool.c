@@ -5,12 +5,13 @@
 #include "shed_impl.h"
 
 
-/* Make an acquired (empty) pool ready for blocks of class cls. */
+/* Make an acquired (empty) pool ready for blocks of class cls.  No lock: the
+ * pool is in no one's hands, and a free racing in from another thread (a
+ * stale pointer) reads the owner with acquire, so it sees either no owner or
+ * every field set. */
 void pool_init(struct pool *p, struct theap *owner, unsigned cls)
 {
     unsigned size = (cls + 1) * SHED_CLASS_STEP, n = g.nblocks[cls];
-    pthread_mutex_t *m = stripe_of(p);
-    pthread_mutex_lock(m);
     for (unsigned w = 0; w < g.nwords; w++) {   /* remote[] is zero already */
         unsigned lo = w * 64;
         uint64_t bits = n <= lo ? 0 : n - lo >= 64 ? ~0ull : (1ull << (n - lo)) - 1;
@@ -25,9 +26,8 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     STORE(p->sealed, 0);
     pool_place(p, IN_NONE);
     p->next = p->prev = 0;
-    STORE(p->owner, owner);
     STORE(p->size, (uint16_t)size);
-    pthread_mutex_unlock(m);
+    atomic_store_explicit(&p->owner, owner, memory_order_release);
 }
 
 /* Owner: merge the blocks other threads freed.  Caller holds the stripe lock.

@@ -473,7 +473,8 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);
     /* Re-check under the lock: the pool may have been retired meanwhile. */
-    if (!LOAD(p->owner) || LOAD(p->size) != size || block_is_free(p, idx)) {
+    if (!atomic_load_explicit(&p->owner, memory_order_acquire) || LOAD(p->size) != size ||
+        block_is_free(p, idx)) {
         pthread_mutex_unlock(m);
         shed_error(E_DOUBLE, ptr, call);
         return;
