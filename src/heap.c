@@ -285,6 +285,7 @@ EXPORT void shed_thaw(void)
 {
     if (!shed_ready())
         return;
+    theap_reclaim_inherited();     /* a child: the parent's pools, reusable */
     arena_seal_all(false);         /* each theap relists its pools */
     pthread_mutex_lock(&g.orphan_lock);
     theap_relist(g.orphanage);

@@ -69,7 +69,7 @@ static void fork_child(void)
     releaser_after_fork();
     heaps_fork(2);
     os_reset_after_fork();
-    theap_reclaim_after_fork();
+    theap_fork_child();
 }
 
 static unsigned log2_ceil(size_t v)

@@ -81,8 +81,9 @@ __thread bool tls_is_releaser __attribute__((tls_model("initial-exec")));
 
 /* Merge the frees into pools no thread will come back for (exited threads',
  * heaps'), so that those that emptied can be released. */
-static void collect_unowned(void)
+static void collect_unowned(bool force)
 {
+    inherited_collect(force);
     orphanage_collect();
     heaps_collect();
 }
@@ -97,7 +98,7 @@ static void *releaser_main(void *arg)
         pthread_mutex_unlock(&rel.mx);
         uint32_t wait = UINT32_MAX;   /* another mode: sleep until batched again */
         if (LOAD(g.opt.release) == REL_BATCHED) {
-            collect_unowned();
+            collect_unowned(false);
             release_pass(false, &wait);
         }
         pthread_mutex_lock(&rel.mx);
@@ -220,6 +221,6 @@ EXPORT size_t shed_trim(void)
     struct theap *th = tls_heap;
     if (th)
         theap_flush_empty(th);
-    collect_unowned();
+    collect_unowned(true);
     return release_pass(true, NULL);
 }

@@ -161,6 +161,8 @@ struct theap {
     bool shared;                 /* the orphanage or a heap: used under a lock */
     bool is_heap;                /* a shed_heap: never adopts orphans */
     bool live;
+    _Atomic bool inherited;      /* a fork()ed child's: the parent's pools,
+                                    freed into through the imap only */
     unsigned thaw_seen;          /* g.thaw_epoch when it last relisted */
     unsigned epoch;              /* g.epoch when the slow path last looked;
                                     the fast path runs only while equal */
@@ -222,6 +224,10 @@ struct global {
     struct theap *orphanage;
     _Atomic size_t norphans;
     _Atomic unsigned thaw_epoch; /* bumped by shed_thaw() */
+    _Atomic uint64_t *imap;      /* fork()ed child: blocks of inherited pools
+                                    freed here, nwords per pool (see theap.c) */
+    _Atomic size_t inherit_pools;/* pools of inherited theaps, 0 once reclaimed */
+    _Atomic size_t inherit_frees;
     bool in_fork_child;          /* the atfork child handler is running */
 
     struct stripe stripes[NSTRIPES];
@@ -349,11 +355,23 @@ static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
     return -1;
 }
 
-/* Is block idx of p free (in either bitmap)? */
+static inline _Atomic uint64_t *imap_of(const struct pool *p)
+{
+    return g.imap + pool_index(p) * g.nwords;
+}
+
+/* Word w of p's free blocks: the owner's, the remote ones and, in a fork()ed
+ * child, those freed into an inherited pool. */
+static inline uint64_t pool_free_word(struct pool *p, unsigned w)
+{
+    uint64_t f = LOAD(free_map(p)[w]) | LOAD(remote_map(p)[w]);
+    return unlikely(g.imap != NULL) ? f | LOAD(imap_of(p)[w]) : f;
+}
+
+/* Is block idx of p free (in any bitmap)? */
 static inline bool block_is_free(struct pool *p, size_t idx)
 {
-    uint64_t bit = 1ull << (idx % 64);
-    return ((LOAD(free_map(p)[idx / 64]) | LOAD(remote_map(p)[idx / 64])) & bit) != 0;
+    return (pool_free_word(p, (unsigned)(idx / 64)) >> (idx % 64) & 1) != 0;
 }
 
 /* init.c */
@@ -409,7 +427,9 @@ void     theap_settle(struct theap *th, struct pool *p) HIDDEN;
 void     theap_drain(struct theap *th) HIDDEN;
 void     theap_flush_empty(struct theap *th) HIDDEN;
 void     theap_abandon(struct theap *th) HIDDEN;
-void     theap_reclaim_after_fork(void) HIDDEN;
+void     theap_fork_child(void) HIDDEN;
+void     theap_reclaim_inherited(void) HIDDEN;
+void     inherited_collect(bool force) HIDDEN;
 struct theap *theap_new(bool shared) HIDDEN;
 void     theap_destroy_pools(struct theap *th) HIDDEN;
 void    *theap_alloc(struct theap *th, size_t size) HIDDEN;

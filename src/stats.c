@@ -28,8 +28,7 @@ EXPORT int shed_stats(struct shed_stats *st)
                 continue;
             size_t nfree = 0;
             for (unsigned w = 0; w < g.nwords; w++)
-                nfree += (size_t)__builtin_popcountll(LOAD(free_map(p)[w]) |
-                                                      LOAD(remote_map(p)[w]));
+                nfree += (size_t)__builtin_popcountll(pool_free_word(p, w));
             st->classes[size_class(size)].blocks_in_use += g.nblocks[size_class(size)] - nfree;
         }
     }

@@ -313,57 +313,154 @@ void theap_destroy_pools(struct theap *th)
     atomic_store(&th->pending, NULL);
 }
 
-/* The child of fork(): only the forking thread lives on.  Each other
- * thread's pools go to the orphanage.  Those threads may have stopped in the
- * middle of anything that needs no lock (a free, a list update, a drain that
- * took its pending stack), so their lists are not walked and their counts
- * are not trusted: every pool is found through the arenas and rebuilt from
- * its bitmaps.  A pool some thread was taking from an arena, not owned yet,
- * goes back.  Single-threaded, so no lock is needed against anyone. */
-void theap_reclaim_after_fork(void)
+/*
+ * The child of fork().  Every pool in use was the parent's, and its page of
+ * descriptors is still shared with the parent: writing one descriptor copies
+ * 4 KiB.  So the child takes no pool over at fork.  Each theap that was live
+ * (every thread's, the forking thread's too) becomes "inherited": it keeps
+ * its pools, nobody allocates from them, and a free into one of them sets a
+ * bit in the inherit map (imap, one bit per block, written only in the child)
+ * instead of the descriptor.  The forking thread starts a new theap.
+ * theap_reclaim_inherited later rebuilds each inherited pool from its
+ * bitmaps and hands it to the orphanage (or back to its arena when empty).
+ */
+
+/* Inherited frees per inherited pool, on average, that make the reclaim
+ * worth its copies of descriptor pages. */
+#define INHERIT_RECLAIM_PER_POOL 8
+
+/* In the atfork child handler, single-threaded.  The other threads may have
+ * stopped in the middle of anything that needs no lock (a free, a list
+ * update, a drain), so nothing of theirs is trusted until the reclaim
+ * rebuilds it from the bitmaps.  A pool some thread was taking from an
+ * arena, not owned yet, goes back now (read-only elsewhere: no copies). */
+void theap_fork_child(void)
 {
-    struct theap *o = g.orphanage;
     g.in_fork_child = true;
+    for (struct theap *th = g.theaps; th; th = th->all_next)
+        if (th->live && !th->shared)
+            STORE(th->inherited, true);
+    size_t n = 0;
     for (size_t a = 0; a < g.narenas; a++) {
         for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
             struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
             struct theap *th = LOAD(p->owner);
-            if (th && (th->shared || th == tls_heap))
-                continue;                 /* ours, a heap's or the orphanage's */
-            if (!th) {
+            if (!th)
                 arena_return_pool(p);     /* taken but never set up */
-                continue;
-            }
-            pool_merge_remote(p);
-            unsigned nfree = 0;
-            for (unsigned w = 0; w < g.nwords; w++)
-                nfree += (unsigned)__builtin_popcountll(LOAD(free_map(p)[w]));
-            p->nfree = (uint16_t)nfree;
-            p->hint = 0;
-            pool_place(p, IN_NONE);
-            if (nfree == p->nblocks) {
-                pool_retire(p);
-                continue;
-            }
-            STORE(p->owner, o);
-            ADD(g.norphans, 1);
-            if (nfree && !LOAD(p->sealed))
-                list_push(o, p);
-            else
-                pool_place(p, IN_FULL);
+            else if (LOAD(th->inherited))
+                n++;
         }
     }
+    STORE(g.inherit_pools, n);
+    STORE(g.inherit_frees, 0);
+    if (n && !g.imap && !(g.imap = os_map(g.npools * g.nwords * sizeof(uint64_t))))
+        theap_reclaim_inherited();        /* no map: take the pools over now */
+    tls_heap = NULL;                      /* the forking thread starts afresh */
+    pthread_setspecific(g.key, NULL);
+    g.in_fork_child = false;
+}
+
+/* A free into a pool of an inherited theap, under the pool's stripe lock,
+ * the block known allocated: mark it in the imap. */
+static void inherit_free(struct pool *p, size_t idx)
+{
+    _Atomic uint64_t *w = &imap_of(p)[idx / 64];
+    STORE(*w, LOAD(*w) | 1ull << (idx % 64));
+    size_t n = ADD(g.inherit_frees, 1) + 1;
+    if (n == LOAD(g.inherit_pools) * INHERIT_RECLAIM_PER_POOL)
+        releaser_collect_soon();          /* worth a reclaim now */
+}
+
+/* Take inherited pool p over (caller holds g.orphan_lock): merge its remote
+ * and inherited frees, recount, and give it to the orphanage, or back to
+ * its arena when empty. */
+static void reclaim_pool(struct pool *p)
+{
+    struct theap *o = g.orphanage;
+    pthread_mutex_t *m = stripe_of(p);
+    pthread_mutex_lock(m);
+    struct theap *th = LOAD(p->owner);
+    if (!th || !LOAD(th->inherited)) {
+        pthread_mutex_unlock(m);
+        return;
+    }
+    pool_merge_remote(p);
+    unsigned nfree = 0;
+    for (unsigned w = 0; w < g.nwords; w++) {
+        uint64_t f = LOAD(free_map(p)[w]) | LOAD(imap_of(p)[w]);
+        STORE(imap_of(p)[w], 0);
+        STORE(free_map(p)[w], f);
+        nfree += (unsigned)__builtin_popcountll(f);
+    }
+    p->nfree = (uint16_t)nfree;
+    p->hint = 0;
+    pool_place(p, IN_NONE);
+    bool empty = nfree == p->nblocks;
+    if (!empty)
+        STORE(p->owner, o);
+    pthread_mutex_unlock(m);
+    if (empty) {
+        pool_retire(p);
+        return;
+    }
+    ADD(g.norphans, 1);
+    if (nfree && !LOAD(p->sealed))
+        list_push(o, p);
+    else
+        pool_place(p, IN_FULL);
+}
+
+/* Hand every pool of the inherited theaps to the orphanage, then recycle
+ * those theaps.  Safe with other threads running: an inherited pool is only
+ * ever freed into (under its stripe lock), and a pool that is not inherited
+ * is left alone. */
+void theap_reclaim_inherited(void)
+{
+    pthread_mutex_lock(&g.orphan_lock);
+    if (LOAD(g.inherit_pools) == 0) {
+        pthread_mutex_unlock(&g.orphan_lock);
+        return;
+    }
+    pthread_mutex_lock(&g.lock);
+    size_t narenas = g.narenas;
+    pthread_mutex_unlock(&g.lock);
+    for (size_t a = 0; a < narenas; a++) {
+        pthread_mutex_lock(&g.lock);
+        uint64_t used = g.arenas[a].used;
+        pthread_mutex_unlock(&g.lock);
+        for (; used; used &= used - 1) {
+            struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
+            struct theap *th = LOAD(p->owner);
+            if (th && LOAD(th->inherited))
+                reclaim_pool(p);
+        }
+    }
+    pthread_mutex_lock(&g.theap_lock);
     for (struct theap *th = g.theaps; th; th = th->all_next) {
-        if (th->live && !th->shared && th != tls_heap) {
+        if (LOAD(th->inherited)) {
             memset(th->cur, 0, sizeof th->cur);
             memset(th->avail, 0, sizeof th->avail);
             atomic_store(&th->pending, NULL);
+            STORE(th->inherited, false);
             th->live = false;
             th->free_next = g.theap_free;
             g.theap_free = th;
         }
     }
-    g.in_fork_child = false;
+    pthread_mutex_unlock(&g.theap_lock);
+    STORE(g.inherit_pools, 0);
+    STORE(g.inherit_frees, 0);
+    pthread_mutex_unlock(&g.orphan_lock);
+}
+
+/* The release thread and shed_trim: reclaim once enough inherited blocks
+ * were freed (or always, for force: shed_trim, shed_thaw). */
+void inherited_collect(bool force)
+{
+    size_t n = LOAD(g.inherit_pools);
+    if (n && (force ? LOAD(g.inherit_frees) > 0
+                    : LOAD(g.inherit_frees) >= n * INHERIT_RECLAIM_PER_POOL))
+        theap_reclaim_inherited();
 }
 
 /* Take an orphaned pool with free blocks of class cls, if there is one. */
@@ -477,6 +574,11 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
         block_is_free(p, idx)) {
         pthread_mutex_unlock(m);
         shed_error(E_DOUBLE, ptr, call);
+        return;
+    }
+    if (unlikely(LOAD(LOAD(p->owner)->inherited))) {
+        inherit_free(p, idx);
+        pthread_mutex_unlock(m);
         return;
     }
     _Atomic uint64_t *r = &remote_map(p)[idx / 64];
