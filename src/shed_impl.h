@@ -31,6 +31,13 @@
  * pool's stripe lock, and pushes the pool once onto the owner's pending stack;
  * the owner merges remote bits into its free bitmap when it next needs blocks.
  *
+ * fork().  In the child, the theaps that were live (every thread's) become
+ * "inherited": their pools stay theirs, nobody allocates from them, and a
+ * free into one sets the block's bit in the inherit map g.imap (nwords per
+ * pool, the child's own memory) instead of writing the descriptor, whose page
+ * is still shared with the parent.  theap_reclaim_inherited later merges the
+ * map and hands the pools to the orphanage.
+ *
  * Pool life cycle (arena masks; exactly one bit per carved pool):
  *
  *   released --acquire--> used --last block freed--> dirty --delay--> releasing

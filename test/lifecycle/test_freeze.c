@@ -265,11 +265,14 @@ static void test_fork_reclaim(void **state)
         size_t freed = 0;
         for (size_t i = 0; i < p.n; i += 4, freed++)
             shed_free(p.b[i]);
-        shed_config("on_error=report");
-        shed_free(p.b[0]);                       /* a double free */
-        shed_config("on_error=abort");
+        int bad = !RUNNING_ON_VALGRIND;          /* memcheck reports it itself */
+        if (bad) {
+            shed_config("on_error=report");
+            shed_free(p.b[0]);                   /* a double free */
+            shed_config("on_error=abort");
+        }
         shed_stats(&s1);
-        r->errors += s1.errors != s0.errors + 1;
+        r->errors += s1.errors != s0.errors + (uint64_t)bad;
         r->errors += s1.blocks_in_use != s0.blocks_in_use - freed;
         shed_trim();
         shed_stats(&s2);
