@@ -21,8 +21,7 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     p->nfree = (uint16_t)n;
     p->hint = 0;
     p->cls = (uint8_t)cls;
-    p->magic = g.magic[cls];
-    cold_of(p)->pending = 0;
+    p->magic = g.magic[cls];     /* (pending is 0: struct cold is not touched) */
     STORE(p->sealed, 0);
     pool_place(p, IN_NONE);
     p->next = p->prev = 0;
@@ -49,7 +48,8 @@ void pool_merge_remote(struct pool *p)
         if (w < p->hint)
             p->hint = (uint8_t)w;
     }
-    cold_of(p)->pending = 0;
+    if (cold_of(p)->pending)      /* a read leaves an untouched page unmapped */
+        cold_of(p)->pending = 0;
 }
 
 /* Per-class constants for the running page size.  The block index is

@@ -112,7 +112,9 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  *     right by that call);
  *   - pending (in struct cold) == 1 iff the pool is on its owner's pending
  *     stack.
- * While it is not in use, remote[] is all zero, size is the block size it
+ * While it is not in use, remote[] is all zero and pending 0 (so that
+ * pool_init need not touch struct cold, whose pages stay unmapped in a
+ * program that frees where it allocates), size is the block size it
  * last held (to tell a double free from a wild pointer), and dirty_ms takes
  * the place of the list links.
  * owner and pending change only under the pool's stripe lock; nfree, hint,

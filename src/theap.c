@@ -296,8 +296,13 @@ static void destroy_pool(struct theap *th, struct pool *p, void *arg)
     (void)arg;
     if (unlikely(g.valgrind))
         vg_free_live(p);
-    for (unsigned w = 0; w < g.nwords; w++)   /* a retired pool has none */
-        STORE(remote_map(p)[w], 0);
+    /* A retired pool has no remote bits and is on no pending stack.  Only
+     * what is set is cleared: a page of struct cold never touched stays so. */
+    for (unsigned w = 0; w < g.nwords; w++)
+        if (LOAD(remote_map(p)[w]))
+            STORE(remote_map(p)[w], 0);
+    if (cold_of(p)->pending)
+        cold_of(p)->pending = 0;
     chk_noaccess(pool_addr(p), g.page_size);
     list_remove(th, p);
     pool_retire(p);
