@@ -205,6 +205,35 @@ static bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
     return ok;
 }
 
+/* Call fn on every pool in use, as the arenas' masks show it a mask at a
+ * time (the arena lock is not held while fn runs: fn may move the pool). */
+static void used_pools_each(void (*fn)(struct pool *, void *), void *arg)
+{
+    pthread_mutex_lock(&g.lock);
+    size_t narenas = g.narenas;
+    pthread_mutex_unlock(&g.lock);
+    for (size_t a = 0; a < narenas; a++) {
+        pthread_mutex_lock(&g.lock);
+        uint64_t used = g.arenas[a].used;
+        pthread_mutex_unlock(&g.lock);
+        for (; used; used &= used - 1)
+            fn(desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used)), arg);
+    }
+}
+
+struct full_walk {
+    struct theap *th;
+    void (*fn)(struct theap *, struct pool *, void *);
+    void *arg;
+};
+
+static void full_pool(struct pool *p, void *arg)
+{
+    struct full_walk *w = arg;
+    if (LOAD(p->owner) == w->th && p->where == IN_FULL)
+        w->fn(w->th, p, w->arg);
+}
+
 /* Call fn on every pool th owns: current, on an avail list, or on no list
  * (found by a walk over the arenas' in-use masks).  fn may move the pool. */
 static void theap_for_each_pool(struct theap *th,
@@ -218,19 +247,8 @@ static void theap_for_each_pool(struct theap *th,
             fn(th, p, arg);
         }
     }
-    pthread_mutex_lock(&g.lock);
-    size_t narenas = g.narenas;
-    pthread_mutex_unlock(&g.lock);
-    for (size_t a = 0; a < narenas; a++) {
-        pthread_mutex_lock(&g.lock);
-        uint64_t used = g.arenas[a].used;     /* th's own pools stay put */
-        pthread_mutex_unlock(&g.lock);
-        for (; used; used &= used - 1) {
-            struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
-            if (LOAD(p->owner) == th && p->where == IN_FULL)
-                fn(th, p, arg);
-        }
-    }
+    struct full_walk w = { th, fn, arg };
+    used_pools_each(full_pool, &w);
 }
 
 static void relist_pool(struct theap *th, struct pool *p, void *arg)
@@ -250,6 +268,17 @@ void theap_relist(struct theap *th)
     theap_for_each_pool(th, relist_pool, NULL);
 }
 
+/* p, just handed to the orphanage (caller holds g.orphan_lock): on its avail
+ * list when it has blocks to give, else on no list. */
+static void orphanage_place(struct pool *p)
+{
+    if (p->nfree && !LOAD(p->sealed))
+        list_push(g.orphanage, p);
+    else
+        pool_place(p, IN_FULL);
+    ADD(g.norphans, 1);
+}
+
 /* Move one pool of th to the orphanage, or back to its arena when empty. */
 static void abandon_pool(struct theap *th, struct pool *p, void *left)
 {
@@ -258,11 +287,7 @@ static void abandon_pool(struct theap *th, struct pool *p, void *left)
         list_remove(th, p);
         pool_retire(p);
     } else if (pool_transfer(th, p, o)) {
-        if (p->nfree && !LOAD(p->sealed))
-            list_push(o, p);
-        else
-            pool_place(p, IN_FULL);
-        ADD(g.norphans, 1);
+        orphanage_place(p);
     } else {
         *(bool *)left = true;
     }
@@ -376,19 +401,18 @@ static void inherit_free(struct pool *p, size_t idx)
         releaser_collect_soon();          /* worth a reclaim now */
 }
 
-/* Take inherited pool p over (caller holds g.orphan_lock): merge its remote
- * and inherited frees, recount, and give it to the orphanage, or back to
- * its arena when empty. */
-static void reclaim_pool(struct pool *p)
+/* If p is an inherited pool, take it over (caller holds g.orphan_lock, so
+ * nobody else changes its owner): merge its remote and inherited frees,
+ * recount, and give it to the orphanage, or back to its arena when empty. */
+static void reclaim_pool(struct pool *p, void *arg)
 {
+    (void)arg;
+    struct theap *th = LOAD(p->owner);
+    if (!th || !LOAD(th->inherited))
+        return;                           /* free, or the child's own */
     struct theap *o = g.orphanage;
     pthread_mutex_t *m = stripe_of(p);
-    pthread_mutex_lock(m);
-    struct theap *th = LOAD(p->owner);
-    if (!th || !LOAD(th->inherited)) {
-        pthread_mutex_unlock(m);
-        return;
-    }
+    pthread_mutex_lock(m);                /* against frees into it */
     pool_merge_remote(p);
     unsigned nfree = 0;
     for (unsigned w = 0; w < g.nwords; w++) {
@@ -404,15 +428,10 @@ static void reclaim_pool(struct pool *p)
     if (!empty)
         STORE(p->owner, o);
     pthread_mutex_unlock(m);
-    if (empty) {
+    if (empty)
         pool_retire(p);
-        return;
-    }
-    ADD(g.norphans, 1);
-    if (nfree && !LOAD(p->sealed))
-        list_push(o, p);
     else
-        pool_place(p, IN_FULL);
+        orphanage_place(p);
 }
 
 /* Hand every pool of the inherited theaps to the orphanage, then recycle
@@ -426,20 +445,7 @@ void theap_reclaim_inherited(void)
         pthread_mutex_unlock(&g.orphan_lock);
         return;
     }
-    pthread_mutex_lock(&g.lock);
-    size_t narenas = g.narenas;
-    pthread_mutex_unlock(&g.lock);
-    for (size_t a = 0; a < narenas; a++) {
-        pthread_mutex_lock(&g.lock);
-        uint64_t used = g.arenas[a].used;
-        pthread_mutex_unlock(&g.lock);
-        for (; used; used &= used - 1) {
-            struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
-            struct theap *th = LOAD(p->owner);
-            if (th && LOAD(th->inherited))
-                reclaim_pool(p);
-        }
-    }
+    used_pools_each(reclaim_pool, NULL);
     pthread_mutex_lock(&g.theap_lock);
     for (struct theap *th = g.theaps; th; th = th->all_next) {
         if (LOAD(th->inherited)) {

@@ -176,6 +176,17 @@ static void child_work(struct parent *p, struct result *r)
     r->pages = (long)k;
 }
 
+/* fork(), with a zeroed result both processes see. */
+static pid_t fork_with_result(struct result **r)
+{
+    *r = lc_shared(sizeof **r);
+    memset(*r, 0, sizeof **r);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    return pid;
+}
+
 enum mode { NO_FREEZE, FREEZE, FREEZE_ON_FORK };
 static const char *const names[] = { "no freeze", "shed_freeze", "freeze_on_fork=1" };
 static struct result last[3];
@@ -189,11 +200,8 @@ static void run_fork(enum mode mode)
         shed_freeze();
     if (mode == FREEZE_ON_FORK)
         assert_int_equal(shed_config("freeze_on_fork=1"), 0);
-    struct result *r = lc_shared(sizeof *r);
-    memset(r, 0, sizeof *r);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    struct result *r;
+    pid_t pid = fork_with_result(&r);
     if (pid == 0) {
         child_work(&p, r);
         _exit(0);
@@ -254,11 +262,8 @@ static void test_fork_reclaim(void **state)
     assert_int_equal(shed_config("release=batched,delay_ms=0,freeze_on_fork=0"), 0);
     struct parent p;
     parent_alloc(&p, (size_t)scaled(4 << 20));
-    struct result *r = lc_shared(sizeof *r);
-    memset(r, 0, sizeof *r);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    struct result *r;
+    pid_t pid = fork_with_result(&r);
     if (pid == 0) {
         struct shed_stats s0, s1, s2;
         shed_stats(&s0);
