@@ -25,7 +25,7 @@ static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req, size
 {
     struct theap *th = tls_heap;
     void *b;
-    if (!th && !(th = theap_get()))
+    if (th == NO_THEAP && !(th = theap_get()))
         return large_alloc(req, align);   /* no region */
     if (!(b = theap_alloc_slow(th, cls)))
         return large_alloc(req, align);   /* region exhausted, or no memory */
@@ -38,15 +38,15 @@ static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req, size
  * align the alignment it needs.  The fast path: the thread's current pool of
  * the class has a free block in its hint word.  th->epoch == g.epoch says
  * that no freeze or thaw came since the slow path last looked (so the pool
- * is not sealed) and that no checker wants to see the block. */
+ * is not sealed), that no checker wants to see the block, and that th is a
+ * theap (not NO_THEAP); a class with no pool has NO_POOL, with no block. */
 static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, size_t req,
                                                                size_t align)
 {
     struct theap *th = tls_heap;
-    struct pool *p;
+    struct pool *p = th->cur[cls];
     uint64_t m;
-    if (likely(th != NULL) && likely(th->epoch == LOAD(g.epoch)) &&
-        likely((p = th->cur[cls]) != NULL) && likely((m = LOAD(free_map(p)[p->hint])) != 0))
+    if (likely(th->epoch == LOAD(g.epoch)) && likely((m = LOAD(free_map(p)[p->hint])) != 0))
         return pool_take_bit(p, p->hint, m);
     return alloc_slow(cls, req, align);
 }

@@ -16,8 +16,6 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
     if (unlikely(word & bit))
         return false;
     STORE(*f, word | bit);
-    unsigned w = (unsigned)(i / 64), h = p->hint;
-    p->hint = (uint8_t)(w < h ? w : h);
     if (unlikely(++p->nfree >= p->settle_at))
         theap_settle(th, p);
     return true;
@@ -28,7 +26,7 @@ static inline void free_block(void *ptr, const char *call, struct pool *p, size_
                               unsigned size, struct theap *owner)
 {
     struct theap *th = tls_heap;
-    if (unlikely(th == NULL || owner != th))
+    if (unlikely(owner != th))           /* never NO_THEAP */
         return free_remote(p, idx, size, ptr, call);
     if (unlikely(!owner_free(th, p, idx)))
         shed_error(E_DOUBLE, ptr, call);
@@ -90,16 +88,13 @@ static __attribute__((noinline)) void free_other(void *ptr, const char *call)
  * looks again, and reports or hands the block to its owner. */
 void shed_free_impl(void *ptr, const char *call)
 {
-    size_t off = (size_t)((char *)ptr - g.region);
+    size_t off = (size_t)((char *)ptr - g.region), i;
     if (unlikely(off >= g.fast_size))
         return free_other(ptr, call);
-    struct pool *p = desc_of(off >> g.page_shift);
-    struct theap *th = tls_heap;
-    size_t boff = off & (g.page_size - 1);
-    size_t i = (boff * p->magic) >> 32;        /* exact: see pool_classes_init */
-    if (likely(LOAD(p->owner) == th) && likely(th != NULL) &&
-        likely(i * LOAD(p->size) == boff) && likely(i < p->nblocks) &&
-        likely(owner_free(th, p, i)))
+    struct pool *p = desc_at(off);
+    struct theap *th = tls_heap;                /* never a pool's owner if NO_THEAP */
+    if (likely(LOAD(p->owner) == th) && likely(block_index(off & g.page_mask, p->magic, &i)) &&
+        likely(i < p->nblocks) && likely(owner_free(th, p, i)))
         return;
     free_slow(ptr, call);
 }

@@ -16,6 +16,7 @@ struct global g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .theap_lock = PTHREAD_MUTEX_INITIALIZER,
     .orphan_lock = PTHREAD_MUTEX_INITIALIZER,
+    .no_theap = { .epoch = 1 },
 };
 
 static __thread bool in_init;
@@ -88,12 +89,14 @@ static bool setup(void)
     g.checker = g.valgrind || SHED_ASAN;
     g.page_size = (size_t)sysconf(_SC_PAGESIZE);
     g.page_shift = log2_ceil(g.page_size);
+    g.page_mask = g.page_size - 1;
     g.nwords = (unsigned)((g.page_size / SHED_CLASS_STEP + 63) / 64);
-    g.desc_shift = log2_ceil(sizeof(struct pool) + g.nwords * sizeof(uint64_t));
-    if (sizeof(struct cold) + g.nwords * sizeof(uint64_t) > ((size_t)1 << g.desc_shift) ||
-        g.desc_shift > g.page_shift)
-        return false;             /* struct cold shares the stride */
-    g.desc_to_page = g.page_shift - g.desc_shift;
+    g.desc_shift = g.page_shift - DESC_TO_PAGE;
+    size_t words = g.nwords * sizeof(uint64_t);
+    if (g.page_size < 4096 || g.page_size > MAX_PAGE ||
+        sizeof(struct pool) + words > ((size_t)1 << g.desc_shift) ||
+        sizeof(struct cold) + words > ((size_t)1 << g.desc_shift))
+        return false;             /* no page size Linux has */
     pool_classes_init();
     for (int i = 0; i < NSTRIPES; i++)
         pthread_mutex_init(&g.stripes[i].m, NULL);
@@ -115,6 +118,7 @@ static bool setup(void)
         g.region_size = 0;
         return false;
     }
+    g.pool_delta = (uintptr_t)g.region - ((uintptr_t)g.descs << DESC_TO_PAGE);
     g.fast_size = g.checker ? 0 : g.region_size;
     os_probe_backend();
     pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -53,14 +53,13 @@ void pool_merge_remote(struct pool *p)
 }
 
 /* Per-class constants for the running page size.  The block index is
- * offset * magic >> 32 with magic = ceil(2^32 / size): exact while
- * offset < 2^32 / size, so for any page up to 8 MiB. */
+ * offset * magic >> 32 with magic = ceil(2^32 / size) (see block_index). */
 void pool_classes_init(void)
 {
     for (unsigned c = 0; c < NCLS; c++) {
         uint32_t size = (c + 1) * SHED_CLASS_STEP;
         g.magic[c] = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
         g.nblocks[c] = (uint16_t)(g.page_size / size);
-        g.avail_min[c] = (uint16_t)(g.nblocks[c] / 4 > 2 ? g.nblocks[c] / 4 : 2);
+        g.avail_min[c] = (uint16_t)(g.nblocks[c] / 2 > 2 ? g.nblocks[c] / 2 : 2);
     }
 }

@@ -219,7 +219,7 @@ EXPORT size_t shed_trim(void)
     if (!shed_ready())
         return 0;
     struct theap *th = tls_heap;
-    if (th)
+    if (th != NO_THEAP)
         theap_flush_empty(th);
     collect_unowned(true);
     return release_pass(true, NULL);

@@ -70,6 +70,12 @@
 #define POOL_RUN        4            /* adjacent pools a thread takes at once */
 #define DEFAULT_REGION  ((size_t)32 << 30)
 #define MIN_REGION      ((size_t)16 << 20)
+/* A descriptor is 1/64 of a page (64 bytes with 4 KiB pages): room for the
+ * bitmap of the smallest class, page/128 bytes, and the 32-byte header for
+ * any page of 4 KiB or more, and a constant shift between the two tables. */
+#define DESC_TO_PAGE    6
+/* Largest page the block-index check (block_index) is exact for. */
+#define MAX_PAGE        ((size_t)128 << 10)
 
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -90,8 +96,8 @@ struct theap;
 enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
 
 /*
- * Pool descriptor, one per pool page, 2^desc_shift bytes apart in the table:
- * 64 bytes with 4 KiB pages, one cache line holding all that the owner's
+ * Pool descriptor, one per pool page, page_size >> DESC_TO_PAGE bytes apart in
+ * the table: 64 bytes with 4 KiB pages, one cache line holding all that the owner's
  * malloc and free touch.  What only cross-thread frees touch (the remote
  * bitmap and the pending-stack link) is in a second table, struct cold, at
  * the same index, so a program that frees where it allocates never brings
@@ -100,7 +106,9 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  *   - a block's bit is set in free[] iff the owner may hand it out, and in
  *     remote[] iff another thread freed it and the owner has not merged it;
  *     never in both; bits at or above nblocks are never set;
- *   - nfree == popcount(free[]); every word of free[] below hint is zero;
+ *   - nfree == popcount(free[]); hint < nwords is the word the fast path
+ *     takes blocks from (frees do not lower it: when that word is empty,
+ *     pool_take_one looks again from word 0);
  *   - magic and size are those of class cls;
  *   - a pool on an avail list has free blocks; a pool IN_FULL has fewer
  *     than avail_min[cls] of them, or is sealed (a pool re-enters the
@@ -128,7 +136,7 @@ struct pool {
     uint16_t nblocks;
     uint16_t nfree;
     uint16_t settle_at;          /* see above */
-    uint8_t hint;                /* first word of free[] that may be non-zero */
+    uint8_t hint;                /* word of free[] malloc looks at first */
     uint8_t cls;
     uint8_t where;               /* enum pool_list */
     _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
@@ -205,11 +213,12 @@ struct global {
     _Atomic int state;           /* 0 new, 1 initialising, 2 ready, 3 no region */
     char *region;
     size_t region_size, page_size, npools;
+    size_t page_mask;            /* page_size - 1 */
+    uintptr_t pool_delta;        /* pool_addr(p) == p << DESC_TO_PAGE + this */
     size_t fast_size;            /* region_size, or 0 under a checker: the
                                     free fast path's one range check */
     _Atomic unsigned epoch;      /* even; +2 at each freeze and thaw */
-    unsigned page_shift, desc_shift, nwords;
-    unsigned desc_to_page;       /* page_shift - desc_shift */
+    unsigned page_shift, desc_shift, nwords;   /* desc_shift: page_shift - 6 */
     char *descs;                 /* struct pool table */
     char *colds;                 /* struct cold table, same stride */
     struct arena *arenas;
@@ -245,7 +254,15 @@ struct global {
     struct counters c;
     bool valgrind;
     bool checker;                /* valgrind or ASan: announce blocks */
+
+    /* Stand-ins that keep NULL checks off the fast paths: the theap of a
+     * thread that has none yet (its epoch, odd, never matches g.epoch), and
+     * the current pool of a class that has none (no free block). */
+    struct theap no_theap;
+    union { struct pool p; char bytes[64]; } no_pool;
 };
+#define NO_THEAP (&g.no_theap)
+#define NO_POOL  (&g.no_pool.p)
 
 extern struct global g HIDDEN;
 extern __thread struct theap *tls_heap HIDDEN __attribute__((tls_model("initial-exec")));
@@ -256,14 +273,31 @@ static inline struct pool *desc_of(size_t pidx)
 {
     return (struct pool *)(g.descs + (pidx << g.desc_shift));
 }
+/* The descriptor of the pool at offset off of the region. */
+static inline struct pool *desc_at(size_t off)
+{
+    return (struct pool *)(g.descs + ((off & ~g.page_mask) >> DESC_TO_PAGE));
+}
 static inline size_t pool_index(const struct pool *p)
 {
     return (size_t)((const char *)p - g.descs) >> g.desc_shift;
 }
 static inline char *pool_addr(const struct pool *p)
 {
-    /* (p - descs) / desc size * page size, in one shift */
-    return g.region + ((size_t)((const char *)p - g.descs) << g.desc_to_page);
+    /* region + (p - descs) * 64, with the constant part added once */
+    return (char *)(((uintptr_t)p << DESC_TO_PAGE) + g.pool_delta);
+}
+/* Block index of byte boff of a pool of blocks with class magic magic, in
+ * *idx; true when boff starts that block.  boff * magic is
+ * idx * 2^32 + idx * e + r * magic for boff = idx * size + r, with
+ * e = size * magic - 2^32 < size: so its low half is below 2^23 (idx * e
+ * < page/16 * 512) iff r == 0 (r * magic >= 2^32 / 512 = 2^23), for pages up
+ * to MAX_PAGE. */
+static inline bool block_index(size_t boff, uint32_t magic, size_t *idx)
+{
+    uint64_t prod = (uint64_t)boff * magic;
+    *idx = (size_t)(prod >> 32);
+    return (uint32_t)prod < (1u << 23);
 }
 static inline bool in_region(const void *ptr)
 {
@@ -311,14 +345,14 @@ static inline void *pool_take_bit(struct pool *p, unsigned w, uint64_t m)
 {
     STORE(free_map(p)[w], m & (m - 1));
     p->nfree--;
-    size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(m);
-    return pool_addr(p) + idx * LOAD(p->size);
+    size_t idx = (size_t)w * 64 + (unsigned)__builtin_ctzll(m);
+    return pool_addr(p) + idx * (size_t)LOAD(p->size);
 }
 
 /* Owner: hand out the lowest free block of a pool that pool_can_take. */
 static inline void *pool_take_one(struct pool *p)
 {
-    unsigned w = p->hint;
+    unsigned w = 0;
     uint64_t m;
     while ((m = LOAD(free_map(p)[w])) == 0)
         w++;                     /* nfree > 0: a later word has a bit */
@@ -346,16 +380,16 @@ static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
                                unsigned *size, struct theap **owner)
 {
     size_t off = (size_t)((const char *)ptr - g.region);
-    struct pool *p = desc_of(off >> g.page_shift);
+    struct pool *p = desc_at(off);
     struct theap *o = LOAD(p->owner);
     unsigned sz = LOAD(p->size);
-    size_t boff = off & (g.page_size - 1);
+    size_t boff = off & g.page_mask, i;
     if (unlikely(o == NULL)) {
         /* A free pool: a block start of the class it held was freed twice. */
         return sz && boff % sz == 0 && boff / sz < g.page_size / sz ? E_DOUBLE : E_INVALID;
     }
-    size_t i = (boff * g.magic[size_class(sz)]) >> 32;
-    if (unlikely(i * sz != boff || i >= p->nblocks))
+    bool starts = block_index(boff, g.magic[size_class(sz)], &i);
+    if (unlikely(!starts || i >= p->nblocks))
         return i < p->nblocks ? E_INTERIOR : E_INVALID;
     *pp = p;
     *idx = i;

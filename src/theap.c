@@ -16,7 +16,7 @@
 #include "shed_impl.h"
 #include "vg.h"
 
-__thread struct theap *tls_heap __attribute__((tls_model("initial-exec")));
+__thread struct theap *tls_heap __attribute__((tls_model("initial-exec"))) = NO_THEAP;
 
 /* ---- owner's lists ---- */
 
@@ -35,7 +35,7 @@ static void list_push(struct theap *th, struct pool *p)
 static void list_remove(struct theap *th, struct pool *p)
 {
     if (p->where == IN_CUR) {
-        th->cur[p->cls] = NULL;
+        th->cur[p->cls] = NO_POOL;
     } else if (p->where == IN_AVAIL) {
         if (p->prev)
             pool_at(p->prev)->next = p->next;
@@ -48,6 +48,16 @@ static void list_remove(struct theap *th, struct pool *p)
 }
 
 /* ---- theap life cycle ---- */
+
+/* A theap that owns no pool: no current pool, empty lists. */
+static void theap_clear(struct theap *th)
+{
+    for (unsigned c = 0; c < NCLS; c++) {
+        th->cur[c] = NO_POOL;
+        th->avail[c] = NULL;
+    }
+    atomic_store(&th->pending, NULL);
+}
 
 struct theap *theap_new(bool shared)
 {
@@ -63,6 +73,7 @@ struct theap *theap_new(bool shared)
         }
     }
     if (th) {
+        theap_clear(th);
         th->shared = shared;
         th->live = true;
         th->thaw_seen = LOAD(g.thaw_epoch);
@@ -77,7 +88,7 @@ struct theap *theap_new(bool shared)
 struct theap *theap_get(void)
 {
     struct theap *th = tls_heap;
-    if (likely(th != NULL))
+    if (likely(th != NO_THEAP))
         return th;
     if (!shed_ready() || !(th = theap_new(false)))
         return NULL;
@@ -101,7 +112,7 @@ void theap_recycle(struct theap *th)
 static void theap_exit(void *arg)
 {
     struct theap *th = arg;
-    tls_heap = NULL;
+    tls_heap = NO_THEAP;
     theap_abandon(th);
     theap_recycle(th);
 }
@@ -176,7 +187,7 @@ void theap_flush_empty(struct theap *th)
     theap_drain(th);
     for (unsigned c = 0; c < NCLS; c++) {
         struct pool *p = th->cur[c], *next;
-        if (p && p->nfree == p->nblocks) {
+        if (p != NO_POOL && p->nfree == p->nblocks) {
             list_remove(th, p);
             pool_retire(p);
         }
@@ -240,7 +251,7 @@ static void theap_for_each_pool(struct theap *th,
                                 void (*fn)(struct theap *, struct pool *, void *), void *arg)
 {
     for (unsigned c = 0; c < NCLS; c++) {
-        if (th->cur[c])
+        if (th->cur[c] != NO_POOL)
             fn(th, th->cur[c], arg);
         for (struct pool *p = th->avail[c], *next; p; p = next) {
             next = pool_at(p->next);
@@ -385,7 +396,7 @@ void theap_fork_child(void)
     STORE(g.inherit_frees, 0);
     if (n && !g.imap && !(g.imap = os_map(g.npools * g.nwords * sizeof(uint64_t))))
         theap_reclaim_inherited();        /* no map: take the pools over now */
-    tls_heap = NULL;                      /* the forking thread starts afresh */
+    tls_heap = NO_THEAP;                  /* the forking thread starts afresh */
     pthread_setspecific(g.key, NULL);
     g.in_fork_child = false;
 }
@@ -449,9 +460,7 @@ void theap_reclaim_inherited(void)
     pthread_mutex_lock(&g.theap_lock);
     for (struct theap *th = g.theaps; th; th = th->all_next) {
         if (LOAD(th->inherited)) {
-            memset(th->cur, 0, sizeof th->cur);
-            memset(th->avail, 0, sizeof th->avail);
-            atomic_store(&th->pending, NULL);
+            theap_clear(th);
             STORE(th->inherited, false);
             th->live = false;
             th->free_next = g.theap_free;
@@ -511,8 +520,8 @@ static void theap_sync(struct theap *th, unsigned epoch)
 {
     for (unsigned c = 0; c < NCLS; c++) {
         struct pool *p = th->cur[c];
-        if (p && LOAD(p->sealed)) {
-            th->cur[c] = NULL;
+        if (p != NO_POOL && LOAD(p->sealed)) {
+            th->cur[c] = NO_POOL;
             pool_place(p, IN_FULL);
         }
     }
@@ -534,11 +543,11 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
         theap_sync(th, epoch);
     for (;;) {
         struct pool *p = th->cur[cls];
-        if (p) {
+        if (p != NO_POOL) {
             void *b = pool_take(p);
             if (b)
                 return b;
-            th->cur[cls] = NULL;
+            th->cur[cls] = NO_POOL;
             pool_place(p, IN_FULL);
         }
         if ((p = th->avail[cls])) {
