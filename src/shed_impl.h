@@ -141,7 +141,8 @@ struct pool {
     uint8_t where;               /* enum pool_list */
     _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
     union {
-        struct { uint32_t next, prev; };  /* owner's avail list: index + 1 */
+        struct { uint32_t next, prev; };  /* avail list: index + 1; the head's prev
+                                             is stale (see list_remove) */
         uint32_t dirty_ms;       /* not in use: when it became free-dirty */
     };
     _Atomic uint64_t free[];     /* nwords */

@@ -24,25 +24,28 @@ static void list_push(struct theap *th, struct pool *p)
 {
     pool_place(p, IN_AVAIL);
     struct pool **head = &th->avail[p->cls];
-    p->prev = 0;
     p->next = pool_ref(*head);
     if (*head)
         (*head)->prev = pool_ref(p);
     *head = p;
 }
 
-/* Take p out of whatever place it has in th (current pool or a list). */
+/* Take p out of whatever place it has in th (current pool or a list).  The
+ * head's prev link is never read, so taking the head leaves the next pool's
+ * descriptor alone (it may be a cache line the owner has not touched lately). */
 static void list_remove(struct theap *th, struct pool *p)
 {
     if (p->where == IN_CUR) {
         th->cur[p->cls] = NO_POOL;
     } else if (p->where == IN_AVAIL) {
-        if (p->prev)
+        struct pool **head = &th->avail[p->cls];
+        if (*head == p) {
+            *head = pool_at(p->next);
+        } else {
             pool_at(p->prev)->next = p->next;
-        else
-            th->avail[p->cls] = pool_at(p->next);
-        if (p->next)
-            pool_at(p->next)->prev = p->prev;
+            if (p->next)
+                pool_at(p->next)->prev = p->prev;
+        }
     }
     pool_place(p, IN_NONE);
 }
