@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "shed_impl.h"
 #include "vg.h"
@@ -373,6 +374,40 @@ void theap_destroy_pools(struct theap *th)
  * worth its copies of descriptor pages. */
 #define INHERIT_RECLAIM_PER_POOL 8
 
+/* Map and lay out the inherit map (struct imap) for the pools of the
+ * inherited theaps, words bitmap words in all; NULL when it cannot be
+ * mapped.  Every page of base and pos is written here, the words only as
+ * frees come. */
+static struct imap *imap_build(size_t words)
+{
+    size_t npools = g.narenas * POOLS_PER_ARENA;
+    size_t head = sizeof(struct imap) + g.narenas * sizeof(uint32_t) + npools * sizeof(uint16_t);
+    head = (head + 63) & ~(size_t)63;
+    struct imap *m = os_map(head + words * sizeof(uint64_t));
+    if (!m)
+        return NULL;
+    m->bytes = head + words * sizeof(uint64_t);
+    m->npools = npools;
+    m->base = (uint32_t *)(m + 1);
+    m->pos = (uint16_t *)(m->base + g.narenas);
+    m->words = (_Atomic uint64_t *)((char *)m + head);
+    uint32_t next = 0;
+    for (size_t a = 0; a < g.narenas; a++) {
+        unsigned off = 0;                 /* < 64 * nwords: fits pos */
+        m->base[a] = next;
+        for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
+            size_t i = a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used);
+            struct theap *th = LOAD(desc_of(i)->owner);
+            if (th && LOAD(th->inherited)) {
+                m->pos[i] = (uint16_t)(off + 1);
+                off += pool_words(desc_of(i));
+            }
+        }
+        next += off;
+    }
+    return m;
+}
+
 /* In the atfork child handler, single-threaded.  The other threads may have
  * stopped in the middle of anything that needs no lock (a free, a list
  * update, a drain), so nothing of theirs is trusted until the reclaim
@@ -381,23 +416,30 @@ void theap_destroy_pools(struct theap *th)
 void theap_fork_child(void)
 {
     g.in_fork_child = true;
+    if (g.imap) {                         /* a child's child: the last fork's */
+        theap_reclaim_inherited();        /* pools first, then its map goes */
+        munmap(g.imap, g.imap->bytes);
+        g.imap = NULL;
+    }
     for (struct theap *th = g.theaps; th; th = th->all_next)
         if (th->live && !th->shared)
             STORE(th->inherited, true);
-    size_t n = 0;
+    size_t n = 0, words = 0;
     for (size_t a = 0; a < g.narenas; a++) {
         for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
             struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
             struct theap *th = LOAD(p->owner);
-            if (!th)
+            if (!th) {
                 arena_return_pool(p);     /* taken but never set up */
-            else if (LOAD(th->inherited))
+            } else if (LOAD(th->inherited)) {
                 n++;
+                words += pool_words(p);
+            }
         }
     }
-    STORE(g.inherit_pools, n);
     STORE(g.inherit_frees, 0);
-    if (n && !g.imap && !(g.imap = os_map(g.npools * g.nwords * sizeof(uint64_t))))
+    STORE(g.inherit_pools, n);
+    if (n && !(g.imap = imap_build(words)))
         theap_reclaim_inherited();        /* no map: take the pools over now */
     tls_heap = NO_THEAP;                  /* the forking thread starts afresh */
     pthread_setspecific(g.key, NULL);
@@ -408,7 +450,7 @@ void theap_fork_child(void)
  * the block known allocated: mark it in the imap. */
 static void inherit_free(struct pool *p, size_t idx)
 {
-    _Atomic uint64_t *w = &imap_of(p)[idx / 64];
+    _Atomic uint64_t *w = &imap_of(p)[idx / 64];   /* inherited: it has words */
     STORE(*w, LOAD(*w) | 1ull << (idx % 64));
     size_t n = ADD(g.inherit_frees, 1) + 1;
     if (n == LOAD(g.inherit_pools) * INHERIT_RECLAIM_PER_POOL)
@@ -428,13 +470,15 @@ static void reclaim_pool(struct pool *p, void *arg)
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);                /* against frees into it */
     pool_merge_remote(p);
+    _Atomic uint64_t *im = g.imap ? imap_of(p) : NULL;
     unsigned nfree = 0;
-    for (unsigned w = 0; w < g.nwords; w++) {
-        uint64_t f = LOAD(free_map(p)[w]) | LOAD(imap_of(p)[w]);
-        STORE(imap_of(p)[w], 0);
+    for (unsigned w = 0; w < pool_words(p); w++) {
+        uint64_t f = LOAD(free_map(p)[w]) | (im ? LOAD(im[w]) : 0);
         STORE(free_map(p)[w], f);
         nfree += (unsigned)__builtin_popcountll(f);
     }
+    if (im)                               /* its bits are in free[] now */
+        g.imap->pos[pool_index(p)] = 0;
     p->nfree = (uint16_t)nfree;
     p->hint = 0;
     pool_place(p, IN_NONE);

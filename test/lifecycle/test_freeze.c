@@ -310,6 +310,62 @@ static void test_fork_reclaim(void **state)
     parent_free(&p);
 }
 
+/* fork() in a fork()ed child: the grandchild takes over what the child freed
+ * into the parent's pools (it is free there at once: freeing it again is a
+ * double free), keeps its own record of what it frees, and every block still
+ * live keeps its content. */
+static void test_fork_twice(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=batched,delay_ms=0,freeze_on_fork=0"), 0);
+    struct parent p;
+    parent_alloc(&p, (size_t)scaled(1 << 20));
+    struct result *r;
+    pid_t pid = fork_with_result(&r);
+    if (pid == 0) {
+        for (size_t i = 0; i < p.n; i += 4)
+            shed_free(p.b[i]);
+        struct result *r2;
+        pid_t gpid = fork_with_result(&r2);
+        if (gpid == 0) {
+            struct shed_stats s0, s1, s2;
+            shed_stats(&s0);
+            size_t freed = 0;
+            for (size_t i = 1; i < p.n; i += 4, freed++)
+                shed_free(p.b[i]);
+            int bad = !RUNNING_ON_VALGRIND;      /* memcheck reports it itself */
+            if (bad) {
+                shed_config("on_error=report");
+                shed_free(p.b[0]);               /* freed by the child */
+                shed_free(p.b[1]);               /* freed here */
+                shed_config("on_error=abort");
+            }
+            shed_stats(&s1);
+            r2->errors += s1.errors != s0.errors + 2 * (uint64_t)bad;
+            r2->errors += s1.blocks_in_use != s0.blocks_in_use - freed;
+            shed_trim();
+            shed_stats(&s2);
+            r2->errors += s2.blocks_in_use != s1.blocks_in_use;
+            for (size_t i = 0; i < p.n; i++)
+                if (i % 4 >= 2)
+                    r2->errors += check_fill(p.b[i], p.sz[i], 1) != -1;
+            _exit(0);
+        }
+        int gstatus = lc_wait_child(gpid, 30000);
+        r->errors += !(gstatus >= 0 && WIFEXITED(gstatus) && WEXITSTATUS(gstatus) == 0);
+        r->errors += r2->errors;
+        for (size_t i = 0; i < p.n; i++)
+            if (i % 4)
+                r->errors += check_fill(p.b[i], p.sz[i], 1) != -1;
+        _exit(0);
+    }
+    int status = lc_wait_child(pid, 30000);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(r->errors, 0);
+    munmap(r, sizeof *r);
+    parent_free(&p);
+}
+
 /* In one process: sealed pools get no new blocks; an emptied sealed pool is
  * not reused before it is released; after shed_thaw() the holes are used
  * again.  A second thread's sealed pools too. */
@@ -390,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_fork_freeze),
         cmocka_unit_test(test_fork_freeze_on_fork),
         cmocka_unit_test(test_fork_reclaim),
+        cmocka_unit_test(test_fork_twice),
         cmocka_unit_test(test_thaw),
     };
     return cmocka_run_group_tests_name("lifecycle/freeze", tests, NULL, NULL);
