@@ -21,8 +21,9 @@ static void *large_alloc(size_t size, size_t align)
 /* Everything but the fast path: a checker to tell, a new theap, a new pool,
  * or no pool at all (then the system allocator serves, with the alignment
  * asked for). */
-static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req, size_t align)
+static __attribute__((noinline)) void *alloc_slow(size_t slot, size_t req, size_t align)
 {
+    unsigned cls = slot ? (unsigned)slot - 1 : 0;
     struct theap *th = tls_heap;
     void *b;
     if (th == NO_THEAP && !(th = theap_get()))
@@ -34,27 +35,30 @@ static __attribute__((noinline)) void *alloc_slow(unsigned cls, size_t req, size
     return b;
 }
 
-/* A block of class cls; req is the size the caller asked for (for memcheck),
- * align the alignment it needs.  The fast path: the thread's current pool of
- * the class has a free block in its hint word.  th->epoch == g.epoch says
- * that no freeze or thaw came since the slow path last looked (so the pool
- * is not sealed), that no checker wants to see the block, and that th is a
- * theap (not NO_THEAP); a class with no pool has NO_POOL, with no block. */
-static inline __attribute__((always_inline)) void *alloc_class(unsigned cls, size_t req,
-                                                               size_t align)
+/* A block of size slot slot (size_slot); req is the size the caller asked
+ * for (for memcheck), align the alignment it needs.  The fast path: the word
+ * of the thread's current pool that th->fast[slot] points at has a free block.
+ * th->epoch == g.epoch says that no freeze or thaw came since the slow path
+ * last looked (so the pool is not sealed), that no checker wants to see the
+ * block, and that th is a theap (not NO_THEAP). */
+static inline __attribute__((always_inline)) void *alloc_slot(size_t slot, size_t req,
+                                                              size_t align)
 {
     struct theap *th = tls_heap;
-    struct pool *p = th->cur[cls];
+    struct cur_word *c = &th->fast[slot];
     uint64_t m;
-    if (likely(th->epoch == LOAD(g.epoch)) && likely((m = LOAD(free_map(p)[p->hint])) != 0))
-        return pool_take_bit(p, p->hint, m);
-    return alloc_slow(cls, req, align);
+    if (likely(th->epoch == LOAD(g.epoch)) && likely((m = LOAD(*c->word)) != 0)) {
+        STORE(*c->word, m & (m - 1));
+        c->pool->nfree--;
+        return c->base + (size_t)__builtin_ctzll(m) * slot * SHED_CLASS_STEP;
+    }
+    return alloc_slow(slot, req, align);
 }
 
 void *shed_malloc_impl(size_t size)
 {
     if (likely(size <= SHED_MAX_BLOCK))
-        return alloc_class(size_class(size), size, 0);
+        return alloc_slot(size_slot(size), size, 0);
     return large_alloc(size, 0);
 }
 
@@ -92,7 +96,7 @@ void *shed_aligned_impl(size_t align, size_t size)
     if (align <= SHED_MAX_BLOCK && size <= SHED_MAX_BLOCK) {
         size_t rounded = (size + align - 1) & ~(align - 1);
         if (rounded <= SHED_MAX_BLOCK)
-            return alloc_class(size_class(rounded ? rounded : align), size, align);
+            return alloc_slot(size_slot(rounded ? rounded : align), size, align);
     }
     return large_alloc(size, align);
 }

@@ -184,8 +184,22 @@ struct imap {
     _Atomic uint64_t *words;
 };
 
+/* malloc's view of a class's current pool: the word of its free bitmap that
+ * blocks come from, and the address of that word's first block.  Any word of
+ * the current pool will do (frees go on setting bits in it); when the
+ * current pool changes, so does this (theap_set_cur).  With no current pool,
+ * word is NO_POOL's first word, which is zero. */
+struct cur_word {
+    _Atomic uint64_t *word;
+    char *base;
+    struct pool *pool;
+};
+
 /* A thread heap: the pools one thread (or one shared heap) owns. */
 struct theap {
+    struct cur_word fast[NCLS + 1];  /* by size slot, (size + 15) / 16: slot 0
+                                    (malloc(0)) is never set, slot c + 1 is
+                                    class c's current pool */
     struct pool *cur[NCLS];      /* pool blocks come from, per class */
     struct pool *avail[NCLS];    /* other owned pools with free blocks */
     struct pool *_Atomic pending;/* pools with remote frees to merge */
@@ -354,6 +368,12 @@ static inline uint32_t pool_ref(const struct pool *p)
 static inline bool pool_can_take(struct pool *p)
 {
     return p->nfree != 0 && !LOAD(p->sealed);
+}
+
+/* The size slot of a block size, 0..SHED_MAX_BLOCK: class + 1, but 0 for 0. */
+static inline size_t size_slot(size_t size)
+{
+    return (size + SHED_CLASS_STEP - 1) / SHED_CLASS_STEP;
 }
 
 /* Owner: take block ctz(m) of word w of p, where m is that word, non-zero. */

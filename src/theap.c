@@ -21,6 +21,22 @@ __thread struct theap *tls_heap __attribute__((tls_model("initial-exec"))) = NO_
 
 /* ---- owner's lists ---- */
 
+/* Point malloc's fast path at word w of p, the current pool of class cls. */
+static void cur_word_set(struct theap *th, unsigned cls, struct pool *p, unsigned w)
+{
+    struct cur_word *c = &th->fast[cls + 1];
+    c->word = &free_map(p)[w];
+    c->base = p == NO_POOL ? NULL : pool_addr(p) + (size_t)w * 64 * LOAD(p->size);
+    c->pool = p;
+}
+
+/* Make p (or NO_POOL) the current pool of class cls. */
+static void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
+{
+    th->cur[cls] = p;
+    cur_word_set(th, cls, p, p == NO_POOL ? 0 : p->hint);
+}
+
 static void list_push(struct theap *th, struct pool *p)
 {
     pool_place(p, IN_AVAIL);
@@ -37,7 +53,7 @@ static void list_push(struct theap *th, struct pool *p)
 static void list_remove(struct theap *th, struct pool *p)
 {
     if (p->where == IN_CUR) {
-        th->cur[p->cls] = NO_POOL;
+        theap_set_cur(th, p->cls, NO_POOL);
     } else if (p->where == IN_AVAIL) {
         struct pool **head = &th->avail[p->cls];
         if (*head == p) {
@@ -57,9 +73,10 @@ static void list_remove(struct theap *th, struct pool *p)
 static void theap_clear(struct theap *th)
 {
     for (unsigned c = 0; c < NCLS; c++) {
-        th->cur[c] = NO_POOL;
+        theap_set_cur(th, c, NO_POOL);
         th->avail[c] = NULL;
     }
+    th->fast[0] = (struct cur_word){ free_map(NO_POOL), NULL, NO_POOL };
     atomic_store(&th->pending, NULL);
 }
 
@@ -568,7 +585,7 @@ static void theap_sync(struct theap *th, unsigned epoch)
     for (unsigned c = 0; c < NCLS; c++) {
         struct pool *p = th->cur[c];
         if (p != NO_POOL && LOAD(p->sealed)) {
-            th->cur[c] = NO_POOL;
+            theap_set_cur(th, c, NO_POOL);
             pool_place(p, IN_FULL);
         }
     }
@@ -592,9 +609,11 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
         struct pool *p = th->cur[cls];
         if (p != NO_POOL) {
             void *b = pool_take(p);
-            if (b)
+            if (b) {
+                cur_word_set(th, cls, p, p->hint);   /* the word it came from */
                 return b;
-            th->cur[cls] = NO_POOL;
+            }
+            theap_set_cur(th, cls, NO_POOL);
             pool_place(p, IN_FULL);
         }
         if ((p = th->avail[cls])) {
@@ -616,7 +635,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
             pool_init(p, th, cls);
         }
         pool_place(p, IN_CUR);
-        th->cur[cls] = p;
+        theap_set_cur(th, cls, p);
     }
 }
 
