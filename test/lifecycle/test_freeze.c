@@ -252,6 +252,32 @@ static void test_fork_freeze_on_fork(void **state)
     run_fork(FREEZE_ON_FORK);
 }
 
+/* In a fork()ed child: free every fourth of the parent's blocks from block
+ * first on, free the blocks again[0..nagain) once more (each one reported,
+ * but under memcheck, which reports them itself), and check the stats before
+ * and after shed_trim.  What is wrong is counted in r. */
+static void child_free_quarter(struct parent *p, size_t first, const size_t *again,
+                               size_t nagain, struct result *r)
+{
+    struct shed_stats s0, s1, s2;
+    shed_stats(&s0);
+    size_t freed = 0;
+    for (size_t i = first; i < p->n; i += 4, freed++)
+        shed_free(p->b[i]);
+    uint64_t bad = RUNNING_ON_VALGRIND ? 0 : nagain;
+    if (bad) {
+        shed_config("on_error=report");
+        for (size_t k = 0; k < nagain; k++)
+            shed_free(p->b[again[k]]);
+        shed_config("on_error=abort");
+    }
+    shed_stats(&s1);
+    r->errors += s1.errors != s0.errors + bad;
+    r->errors += s1.blocks_in_use != s0.blocks_in_use - freed;
+    shed_trim();
+    shed_stats(&s2);
+    r->errors += s2.blocks_in_use != s1.blocks_in_use;
+}
 /* A fork()ed child frees a quarter of the parent's blocks (one twice: the
  * error is reported at once and changes nothing), then shed_trim() takes the
  * parent's pools over: the stats count the frees before and after, and the
@@ -265,23 +291,7 @@ static void test_fork_reclaim(void **state)
     struct result *r;
     pid_t pid = fork_with_result(&r);
     if (pid == 0) {
-        struct shed_stats s0, s1, s2;
-        shed_stats(&s0);
-        size_t freed = 0;
-        for (size_t i = 0; i < p.n; i += 4, freed++)
-            shed_free(p.b[i]);
-        int bad = !RUNNING_ON_VALGRIND;          /* memcheck reports it itself */
-        if (bad) {
-            shed_config("on_error=report");
-            shed_free(p.b[0]);                   /* a double free */
-            shed_config("on_error=abort");
-        }
-        shed_stats(&s1);
-        r->errors += s1.errors != s0.errors + (uint64_t)bad;
-        r->errors += s1.blocks_in_use != s0.blocks_in_use - freed;
-        shed_trim();
-        shed_stats(&s2);
-        r->errors += s2.blocks_in_use != s1.blocks_in_use;
+        child_free_quarter(&p, 0, (const size_t[]){ 0 }, 1, r);
         size_t m = p.n / 4 + 1;
         void **nb = lc_scratch(m * sizeof(void *));
         uint64_t rnd = 99;
@@ -328,24 +338,8 @@ static void test_fork_twice(void **state)
         struct result *r2;
         pid_t gpid = fork_with_result(&r2);
         if (gpid == 0) {
-            struct shed_stats s0, s1, s2;
-            shed_stats(&s0);
-            size_t freed = 0;
-            for (size_t i = 1; i < p.n; i += 4, freed++)
-                shed_free(p.b[i]);
-            int bad = !RUNNING_ON_VALGRIND;      /* memcheck reports it itself */
-            if (bad) {
-                shed_config("on_error=report");
-                shed_free(p.b[0]);               /* freed by the child */
-                shed_free(p.b[1]);               /* freed here */
-                shed_config("on_error=abort");
-            }
-            shed_stats(&s1);
-            r2->errors += s1.errors != s0.errors + 2 * (uint64_t)bad;
-            r2->errors += s1.blocks_in_use != s0.blocks_in_use - freed;
-            shed_trim();
-            shed_stats(&s2);
-            r2->errors += s2.blocks_in_use != s1.blocks_in_use;
+            /* Block 0 was freed by the child, block 1 here. */
+            child_free_quarter(&p, 1, (const size_t[]){ 0, 1 }, 2, r2);
             for (size_t i = 0; i < p.n; i++)
                 if (i % 4 >= 2)
                     r2->errors += check_fill(p.b[i], p.sz[i], 1) != -1;
