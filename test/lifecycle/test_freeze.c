@@ -278,6 +278,7 @@ static void child_free_quarter(struct parent *p, size_t first, const size_t *aga
     shed_stats(&s2);
     r->errors += s2.blocks_in_use != s1.blocks_in_use;
 }
+
 /* A fork()ed child frees a quarter of the parent's blocks (one twice: the
  * error is reported at once and changes nothing), then shed_trim() takes the
  * parent's pools over: the stats count the frees before and after, and the
