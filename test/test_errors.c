@@ -211,6 +211,72 @@ static void test_report_continues(void **state)
     assert_int_equal(shed_config("on_error=abort"), 0);
 }
 
+/*
+ * Every byte of the first two and the last two block slots of a pool of
+ * each class, and of the page's tail beyond the last block: the live block's
+ * start is its block, the start of a free slot a freed block ("double free"),
+ * any other byte of a slot an interior pointer, any byte of the tail an
+ * invalid pointer.  (The block index is found by a multiply and
+ * a look at the product's low half, exact for every offset of a page: this
+ * walks the offsets where an inexact one would show first.)
+ */
+static void test_every_offset(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("on_error=report"), 0);
+    struct shed_stats s0, s1;
+    shed_stats(&s0);
+    size_t page = page_size(), interior = 0, invalid = 0, freed = 0, starts = 0;
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    int saved = dup(2);
+    dup2(fileno(log), 2);
+    VALGRIND_DISABLE_ERROR_REPORTING;
+    for (size_t size = 16; size <= 512; size += 16) {
+        char *b = shed_malloc(size), *base = page_of(b);
+        size_t n = page / size;
+        for (size_t off = 0; off < page; off++) {
+            if (off == 2 * size && n > 4)
+                off = (n - 2) * size;      /* skip to the last two slots */
+            size_t got = shed_usable_size(base + off);
+            if (base + off == b) {
+                starts += got == size;
+            } else if (off >= n * size) {
+                invalid++;
+                starts += got != 0;        /* counted wrong below */
+            } else if (off % size) {
+                interior++;
+                starts += got != 0;
+            } else {
+                freed++;                   /* another slot's start: free */
+                starts += got != 0;
+            }
+        }
+        shed_free(b);
+    }
+    VALGRIND_ENABLE_ERROR_REPORTING;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    size_t nint = 0, ninv = 0, nfreed = 0;
+    char line[256];
+    rewind(log);
+    while (fgets(line, sizeof line, log)) {
+        nint += strncmp(line, "shed: interior pointer ", 23) == 0;
+        ninv += strncmp(line, "shed: invalid pointer ", 22) == 0;
+        nfreed += strncmp(line, "shed: double free of ", 21) == 0;
+    }
+    fclose(log);
+    shed_stats(&s1);
+    assert_int_equal(starts, 32);          /* each live block found, no other */
+    assert_int_equal(nint, interior);
+    assert_int_equal(ninv, invalid);
+    assert_int_equal(nfreed, freed);
+    assert_int_equal(s1.errors, s0.errors + interior + invalid + freed);
+    assert_true(interior > 0 && invalid > 0);
+    assert_int_equal(shed_config("on_error=abort"), 0);
+}
+
 int main(int argc, char **argv)
 {
     self = argv[0];
@@ -224,6 +290,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_freed_block_calls),
         cmocka_unit_test(test_report_continues),
+        cmocka_unit_test(test_every_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
