@@ -47,11 +47,8 @@ static inline __attribute__((always_inline)) void *alloc_slot(size_t slot, size_
     struct theap *th = tls_heap;
     struct cur_word *c = &th->fast[slot];
     uint64_t m;
-    if (likely(th->epoch == LOAD(g.epoch)) && likely((m = LOAD(*c->word)) != 0)) {
-        STORE(*c->word, m & (m - 1));
-        c->pool->nfree--;
-        return c->base + (size_t)__builtin_ctzll(m) * slot * SHED_CLASS_STEP;
-    }
+    if (likely(th->epoch == LOAD(g.epoch)) && likely((m = LOAD(*c->word)) != 0))
+        return cur_word_take(c, m, slot * SHED_CLASS_STEP);
     return alloc_slow(slot, req, align);
 }
 

@@ -19,7 +19,6 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     }
     p->nblocks = (uint16_t)n;
     p->nfree = (uint16_t)n;
-    p->hint = 0;
     p->cls = (uint8_t)cls;
     p->magic = g.magic[cls];     /* (pending is 0: struct cold is not touched) */
     STORE(p->sealed, 0);
@@ -45,8 +44,6 @@ void pool_merge_remote(struct pool *p)
         STORE(remote_map(p)[w], 0);
         STORE(free_map(p)[w], f | r);
         p->nfree = (uint16_t)(p->nfree + __builtin_popcountll(r));
-        if (w < p->hint)
-            p->hint = (uint8_t)w;
     }
     if (cold_of(p)->pending)      /* a read leaves an untouched page unmapped */
         cold_of(p)->pending = 0;

@@ -106,9 +106,7 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  *   - a block's bit is set in free[] iff the owner may hand it out, and in
  *     remote[] iff another thread freed it and the owner has not merged it;
  *     never in both; bits at or above nblocks are never set;
- *   - nfree == popcount(free[]); hint < nwords is the word the fast path
- *     takes blocks from (frees do not lower it: when that word is empty,
- *     pool_take_one looks again from word 0);
+ *   - nfree == popcount(free[]);
  *   - magic and size are those of class cls;
  *   - a pool on an avail list has free blocks; a pool IN_FULL has fewer
  *     than avail_min[cls] of them, or is sealed (a pool re-enters the
@@ -125,7 +123,7 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  * program that frees where it allocates), size is the block size it
  * last held (to tell a double free from a wild pointer), and dirty_ms takes
  * the place of the list links.
- * owner and pending change only under the pool's stripe lock; nfree, hint,
+ * owner and pending change only under the pool's stripe lock; nfree,
  * the list links and free[] stores belong to the owner (free[] words are read
  * by other threads under the stripe lock, hence atomics).
  */
@@ -136,7 +134,6 @@ struct pool {
     uint16_t nblocks;
     uint16_t nfree;
     uint16_t settle_at;          /* see above */
-    uint8_t hint;                /* word of free[] malloc looks at first */
     uint8_t cls;
     uint8_t where;               /* enum pool_list */
     _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
@@ -289,7 +286,7 @@ struct global {
      * thread that has none yet (its epoch, odd, never matches g.epoch), and
      * the current pool of a class that has none (no free block). */
     struct theap no_theap;
-    union { struct pool p; char bytes[64]; } no_pool;
+    union { struct pool p; char bytes[sizeof(struct pool) + sizeof(uint64_t)]; } no_pool;
 };
 #define NO_THEAP (&g.no_theap)
 #define NO_POOL  (&g.no_pool.p)
@@ -376,24 +373,22 @@ static inline size_t size_slot(size_t size)
     return (size + SHED_CLASS_STEP - 1) / SHED_CLASS_STEP;
 }
 
-/* Owner: take block ctz(m) of word w of p, where m is that word, non-zero. */
-static inline void *pool_take_bit(struct pool *p, unsigned w, uint64_t m)
-{
-    STORE(free_map(p)[w], m & (m - 1));
-    p->nfree--;
-    size_t idx = (size_t)w * 64 + (unsigned)__builtin_ctzll(m);
-    return pool_addr(p) + idx * (size_t)LOAD(p->size);
-}
-
-/* Owner: hand out the lowest free block of a pool that pool_can_take. */
-static inline void *pool_take_one(struct pool *p)
+/* The first word of p's bitmap with a free block (its last word if none). */
+static inline unsigned pool_first_word(struct pool *p)
 {
     unsigned w = 0;
-    uint64_t m;
-    while ((m = LOAD(free_map(p)[w])) == 0)
-        w++;                     /* nfree > 0: a later word has a bit */
-    p->hint = (uint8_t)w;
-    return pool_take_bit(p, w, m);
+    while (w + 1 < g.nwords && LOAD(free_map(p)[w]) == 0)
+        w++;
+    return w;
+}
+
+/* Owner: take block ctz(m) of c's word, m being that word, non-zero, of
+ * blocks of size bytes: malloc's fast path, and the slow path's. */
+static inline void *cur_word_take(struct cur_word *c, uint64_t m, size_t size)
+{
+    STORE(*c->word, m & (m - 1));
+    c->pool->nfree--;
+    return c->base + (size_t)__builtin_ctzll(m) * size;
 }
 
 /* Owner: put p in place where (enum pool_list) and set the free count at
@@ -402,11 +397,6 @@ static inline void pool_place(struct pool *p, enum pool_list where)
 {
     p->where = (uint8_t)where;
     p->settle_at = where == IN_FULL && !LOAD(p->sealed) ? g.avail_min[p->cls] : p->nblocks;
-}
-
-static inline void *pool_take(struct pool *p)
-{
-    return pool_can_take(p) ? pool_take_one(p) : NULL;
 }
 
 /* Find the block that ptr, an address inside the region, starts.  Returns -1

@@ -34,7 +34,7 @@ static void cur_word_set(struct theap *th, unsigned cls, struct pool *p, unsigne
 static void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
 {
     th->cur[cls] = p;
-    cur_word_set(th, cls, p, p == NO_POOL ? 0 : p->hint);
+    cur_word_set(th, cls, p, p == NO_POOL ? 0 : pool_first_word(p));
 }
 
 static void list_push(struct theap *th, struct pool *p)
@@ -392,18 +392,20 @@ void theap_destroy_pools(struct theap *th)
 #define INHERIT_RECLAIM_PER_POOL 8
 
 /* Map and lay out the inherit map (struct imap) for the pools of the
- * inherited theaps, words bitmap words in all; NULL when it cannot be
- * mapped.  Every page of base and pos is written here, the words only as
- * frees come. */
-static struct imap *imap_build(size_t words)
+ * inherited theaps; NULL when it cannot be mapped.  The mapping has room for
+ * nwords words per pool, but only the pages of base and pos are written
+ * here, and those of the words as frees come: packed, they take a bit per
+ * block. */
+static struct imap *imap_build(void)
 {
     size_t npools = g.narenas * POOLS_PER_ARENA;
     size_t head = sizeof(struct imap) + g.narenas * sizeof(uint32_t) + npools * sizeof(uint16_t);
     head = (head + 63) & ~(size_t)63;
-    struct imap *m = os_map(head + words * sizeof(uint64_t));
+    size_t bytes = head + npools * g.nwords * sizeof(uint64_t);
+    struct imap *m = os_map(bytes);
     if (!m)
         return NULL;
-    m->bytes = head + words * sizeof(uint64_t);
+    m->bytes = bytes;
     m->npools = npools;
     m->base = (uint32_t *)(m + 1);
     m->pos = (uint16_t *)(m->base + g.narenas);
@@ -414,10 +416,11 @@ static struct imap *imap_build(size_t words)
         m->base[a] = next;
         for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
             size_t i = a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used);
-            struct theap *th = LOAD(desc_of(i)->owner);
+            struct pool *p = desc_of(i);
+            struct theap *th = LOAD(p->owner);
             if (th && LOAD(th->inherited)) {
                 m->pos[i] = (uint16_t)(off + 1);
-                off += pool_words(desc_of(i));
+                off += pool_words(p);
             }
         }
         next += off;
@@ -441,22 +444,20 @@ void theap_fork_child(void)
     for (struct theap *th = g.theaps; th; th = th->all_next)
         if (th->live && !th->shared)
             STORE(th->inherited, true);
-    size_t n = 0, words = 0;
+    size_t n = 0;
     for (size_t a = 0; a < g.narenas; a++) {
         for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
             struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
             struct theap *th = LOAD(p->owner);
-            if (!th) {
+            if (!th)
                 arena_return_pool(p);     /* taken but never set up */
-            } else if (LOAD(th->inherited)) {
+            else if (LOAD(th->inherited))
                 n++;
-                words += pool_words(p);
-            }
         }
     }
     STORE(g.inherit_frees, 0);
     STORE(g.inherit_pools, n);
-    if (n && !(g.imap = imap_build(words)))
+    if (n && !(g.imap = imap_build()))
         theap_reclaim_inherited();        /* no map: take the pools over now */
     tls_heap = NO_THEAP;                  /* the forking thread starts afresh */
     pthread_setspecific(g.key, NULL);
@@ -497,7 +498,6 @@ static void reclaim_pool(struct pool *p, void *arg)
     if (im)                               /* its bits are in free[] now */
         g.imap->pos[pool_index(p)] = 0;
     p->nfree = (uint16_t)nfree;
-    p->hint = 0;
     pool_place(p, IN_NONE);
     bool empty = nfree == p->nblocks;
     if (!empty)
@@ -608,10 +608,10 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
     for (;;) {
         struct pool *p = th->cur[cls];
         if (p != NO_POOL) {
-            void *b = pool_take(p);
-            if (b) {
-                cur_word_set(th, cls, p, p->hint);   /* the word it came from */
-                return b;
+            if (pool_can_take(p)) {     /* its free blocks are in another word */
+                struct cur_word *c = &th->fast[cls + 1];
+                cur_word_set(th, cls, p, pool_first_word(p));
+                return cur_word_take(c, LOAD(*c->word), LOAD(p->size));
             }
             theap_set_cur(th, cls, NO_POOL);
             pool_place(p, IN_FULL);
