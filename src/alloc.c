@@ -1,67 +1,48 @@
 /*
- * Allocation entry points.  The fast path: the thread's current pool for the
- * class has a free block (a load, a count-trailing-zeros, a store).
+ * Allocation entry points, and what their fast path (fast.h: the thread's
+ * current pool for the class has a free block) leaves to the slow one.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <string.h>
 
-#include "shed_impl.h"
+#include "fast.h"
 #include "vg.h"
 
 /* A block from the system allocator, aligned to align when it is more than
  * malloc's 16 bytes.  Sets errno on failure. */
-static void *large_alloc(size_t size, size_t align)
+void *alloc_large(size_t size, size_t align)
 {
     ADD(g.c.large, 1);
     return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }
 
-/* Everything but the fast path: a checker to tell, a new theap, a new pool,
- * or no pool at all (then the system allocator serves, with the alignment
- * asked for). */
-static __attribute__((noinline)) void *alloc_slow(size_t slot, size_t req, size_t align)
+/* Everything but the fast path (fast.h): a checker to tell, a new theap, a
+ * new pool, or no pool at all (then the system allocator serves, with the
+ * alignment asked for). */
+void *alloc_slow(size_t req, size_t rounded, size_t align)
 {
-    unsigned cls = slot ? (unsigned)slot - 1 : 0;
+    unsigned cls = size_class(rounded);
     struct theap *th = tls_heap;
     void *b;
     if (th == NO_THEAP && !(th = theap_get()))
-        return large_alloc(req, align);   /* no region */
+        return alloc_large(req, align);   /* no region */
     if (!(b = theap_alloc_slow(th, cls)))
-        return large_alloc(req, align);   /* region exhausted, or no memory */
+        return alloc_large(req, align);   /* region exhausted, or no memory */
     if (unlikely(g.checker))
         chk_alloc(b, req);
     return b;
 }
 
-/* A block of size slot slot (size_slot); req is the size the caller asked
- * for (for memcheck), align the alignment it needs.  The fast path: the word
- * of the thread's current pool that th->fast[slot] points at has a free block.
- * th->epoch == g.epoch says that no freeze or thaw came since the slow path
- * last looked (so the pool is not sealed), that no checker wants to see the
- * block, and that th is a theap (not NO_THEAP). */
-static inline __attribute__((always_inline)) void *alloc_slot(size_t slot, size_t req,
-                                                              size_t align)
-{
-    struct theap *th = tls_heap;
-    struct cur_word *c = &th->fast[slot];
-    uint64_t m;
-    if (likely(th->epoch == LOAD(g.epoch)) && likely((m = LOAD(*c->word)) != 0))
-        return cur_word_take(c, m, slot * SHED_CLASS_STEP);
-    return alloc_slow(slot, req, align);
-}
-
 void *shed_malloc_impl(size_t size)
 {
-    if (likely(size <= SHED_MAX_BLOCK))
-        return alloc_slot(size_slot(size), size, 0);
-    return large_alloc(size, 0);
+    return malloc_fast(size);
 }
 
 EXPORT void *shed_malloc(size_t size)
 {
-    return shed_malloc_impl(size);
+    return malloc_fast(size);
 }
 
 EXPORT void *shed_calloc(size_t nmemb, size_t size)
@@ -93,9 +74,9 @@ void *shed_aligned_impl(size_t align, size_t size)
     if (align <= SHED_MAX_BLOCK && size <= SHED_MAX_BLOCK) {
         size_t rounded = (size + align - 1) & ~(align - 1);
         if (rounded <= SHED_MAX_BLOCK)
-            return alloc_slot(size_slot(rounded ? rounded : align), size, align);
+            return alloc_fast(size, rounded ? rounded : align, align);
     }
-    return large_alloc(size, align);
+    return alloc_large(size, align);
 }
 
 EXPORT void *shed_aligned_alloc(size_t alignment, size_t size)

@@ -1,25 +1,10 @@
 /*
- * shed_free: the owner's free is a few bit operations on the pool's metadata;
- * the freed block itself is never written.
+ * shed_free, and what its fast path (fast.h: the owner's free, a few bit
+ * operations on the pool's descriptor) leaves to the slow one.  The freed
+ * block itself is never written.
  */
-#include "shed_impl.h"
+#include "fast.h"
 #include "vg.h"
-
-/* The owner frees block i of p: false, with nothing changed, when the block
- * is free already.  The remote bitmap is not read here (another cache line):
- * a block freed by another thread and again by its owner is caught at the
- * merge. */
-static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
-{
-    _Atomic uint64_t *f = &free_map(p)[i / 64];
-    uint64_t bit = 1ull << (i % 64), word = LOAD(*f);
-    if (unlikely(word & bit))
-        return false;
-    STORE(*f, word | bit);
-    if (unlikely(++p->nfree >= p->settle_at))
-        theap_settle(th, p);
-    return true;
-}
 
 /* A block the checkers have seen to: the owner's free, or the remote one. */
 static inline void free_block(void *ptr, const char *call, struct pool *p, size_t idx,
@@ -66,37 +51,21 @@ static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
     free_in_region(ptr, call, true);
 }
 
-/* The careful path, for what the fast path did not take. */
-static __attribute__((noinline)) void free_slow(void *ptr, const char *call)
-{
-    free_in_region(ptr, call, false);
-}
-
-/* NULL, a pointer outside the region, or any pointer under a checker
- * (g.fast_size is 0 then). */
-static __attribute__((noinline)) void free_other(void *ptr, const char *call)
+/* What the fast path (fast.h) did not take: NULL, a pointer outside the
+ * region, any pointer under a checker, a block another thread owns, and
+ * every bad pointer. */
+void free_slow(void *ptr, const char *call)
 {
     if (!in_region(ptr))
         return free_foreign(ptr);
     if (g.checker)
         return free_checked(ptr, call);
-    free_slow(ptr, call);
+    free_in_region(ptr, call, false);
 }
 
-/* The fast path: the calling thread owns the pool, ptr starts one of its
- * blocks, and the block is allocated.  Anything else takes free_slow, which
- * looks again, and reports or hands the block to its owner. */
 void shed_free_impl(void *ptr, const char *call)
 {
-    size_t off = (size_t)((char *)ptr - g.region), i;
-    if (unlikely(off >= g.fast_size))
-        return free_other(ptr, call);
-    struct pool *p = desc_at(off);
-    struct theap *th = tls_heap;                /* never a pool's owner if NO_THEAP */
-    if (likely(LOAD(p->owner) == th) && likely(block_index(off & g.page_mask, p->magic, &i)) &&
-        likely(i < p->nblocks) && likely(owner_free(th, p, i)))
-        return;
-    free_slow(ptr, call);
+    free_fast(ptr, call);
 }
 
 void chk_alloc(void *block, size_t size)
@@ -124,5 +93,5 @@ void chk_noaccess(void *addr, size_t len)
 
 EXPORT void shed_free(void *ptr)
 {
-    shed_free_impl(ptr, "shed_free");
+    free_fast(ptr, "shed_free");
 }

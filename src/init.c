@@ -90,6 +90,7 @@ static bool setup(void)
     g.page_size = (size_t)sysconf(_SC_PAGESIZE);
     g.page_shift = log2_ceil(g.page_size);
     g.page_mask = g.page_size - 1;
+    g.desc_mask = ~((g.page_size >> DESC_TO_PAGE) - 1);
     g.nwords = (unsigned)((g.page_size / SHED_CLASS_STEP + 63) / 64);
     g.desc_shift = g.page_shift - DESC_TO_PAGE;
     size_t words = g.nwords * sizeof(uint64_t);

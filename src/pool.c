@@ -18,7 +18,8 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
         STORE(free_map(p)[w], bits);
     }
     p->nblocks = (uint16_t)n;
-    p->nfree = (uint16_t)n;
+    p->settle_at = (uint16_t)n;
+    pool_set_nfree(p, n);
     p->cls = (uint8_t)cls;
     p->magic = g.magic[cls];     /* (pending is 0: struct cold is not touched) */
     STORE(p->sealed, 0);
@@ -43,7 +44,7 @@ void pool_merge_remote(struct pool *p)
         }
         STORE(remote_map(p)[w], 0);
         STORE(free_map(p)[w], f | r);
-        p->nfree = (uint16_t)(p->nfree + __builtin_popcountll(r));
+        pool_set_nfree(p, pool_nfree(p) + (unsigned)__builtin_popcountll(r));
     }
     if (cold_of(p)->pending)      /* a read leaves an untouched page unmapped */
         cold_of(p)->pending = 0;

@@ -8,16 +8,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "shed_impl.h"
+#include "fast.h"
 
 EXPORT void *malloc(size_t size)
 {
-    return shed_malloc_impl(size);
+    return malloc_fast(size);
 }
 
 EXPORT void free(void *ptr)
 {
-    shed_free_impl(ptr, "free");
+    free_fast(ptr, "free");
 }
 
 EXPORT void cfree(void *ptr)

@@ -76,7 +76,7 @@ static void theap_clear(struct theap *th)
         theap_set_cur(th, c, NO_POOL);
         th->avail[c] = NULL;
     }
-    th->fast[0] = (struct cur_word){ free_map(NO_POOL), NULL, NO_POOL };
+    th->fast[0] = (struct cur_word){ .word = free_map(NO_POOL), .pool = NO_POOL };
     atomic_store(&th->pending, NULL);
 }
 
@@ -174,13 +174,13 @@ static void pool_retire(struct pool *p)
  * for inline release), or put it back on the avail list. */
 void theap_settle(struct theap *th, struct pool *p)
 {
-    if (p->nfree == p->nblocks) {
+    if (pool_nfree(p) == p->nblocks) {
         if (p->where == IN_CUR && LOAD(g.opt.release) != REL_INLINE)
             return;
         list_remove(th, p);
         pool_retire(p);
     } else if (p->where == IN_FULL) {
-        if (p->nfree >= g.avail_min[p->cls] && !LOAD(p->sealed))
+        if (pool_nfree(p) >= g.avail_min[p->cls] && !LOAD(p->sealed))
             list_push(th, p);
         else
             pool_place(p, IN_FULL);    /* sealed meanwhile: settle when empty */
@@ -208,13 +208,13 @@ void theap_flush_empty(struct theap *th)
     theap_drain(th);
     for (unsigned c = 0; c < NCLS; c++) {
         struct pool *p = th->cur[c], *next;
-        if (p != NO_POOL && p->nfree == p->nblocks) {
+        if (p != NO_POOL && pool_nfree(p) == p->nblocks) {
             list_remove(th, p);
             pool_retire(p);
         }
         for (p = th->avail[c]; p; p = next) {
             next = pool_at(p->next);
-            if (p->nfree == p->nblocks) {
+            if (pool_nfree(p) == p->nblocks) {
                 list_remove(th, p);
                 pool_retire(p);
             }
@@ -286,7 +286,7 @@ static void theap_for_each_pool(struct theap *th,
 static void relist_pool(struct theap *th, struct pool *p, void *arg)
 {
     (void)arg;
-    if (p->where == IN_FULL && p->nfree > 0 && !LOAD(p->sealed))
+    if (p->where == IN_FULL && pool_nfree(p) > 0 && !LOAD(p->sealed))
         list_push(th, p);
     else if (p->where == IN_FULL)
         pool_place(p, IN_FULL);          /* unsealed: settle at avail_min */
@@ -304,7 +304,7 @@ void theap_relist(struct theap *th)
  * list when it has blocks to give, else on no list. */
 static void orphanage_place(struct pool *p)
 {
-    if (p->nfree && !LOAD(p->sealed))
+    if (pool_nfree(p) && !LOAD(p->sealed))
         list_push(g.orphanage, p);
     else
         pool_place(p, IN_FULL);
@@ -315,7 +315,7 @@ static void orphanage_place(struct pool *p)
 static void abandon_pool(struct theap *th, struct pool *p, void *left)
 {
     struct theap *o = g.orphanage;
-    if (p->nfree == p->nblocks) {
+    if (pool_nfree(p) == p->nblocks) {
         list_remove(th, p);
         pool_retire(p);
     } else if (pool_transfer(th, p, o)) {
@@ -497,7 +497,7 @@ static void reclaim_pool(struct pool *p, void *arg)
     }
     if (im)                               /* its bits are in free[] now */
         g.imap->pos[pool_index(p)] = 0;
-    p->nfree = (uint16_t)nfree;
+    pool_set_nfree(p, nfree);
     pool_place(p, IN_NONE);
     bool empty = nfree == p->nblocks;
     if (!empty)
@@ -577,6 +577,13 @@ void orphanage_collect(void)
 
 /* ---- allocation slow path ---- */
 
+/* A block of th's current pool p of class cls, which has one. */
+static void *cur_take(struct theap *th, unsigned cls, struct pool *p)
+{
+    struct cur_word *c = &th->fast[cls + 1];
+    return cur_word_take(c, LOAD(*c->word), LOAD(p->size));
+}
+
 /* g.epoch moved (a freeze or a thaw), or th is new: no current pool may be
  * sealed, a thaw relists the pools that were, and the fast path may run
  * again (never under a checker, which must see every block). */
@@ -605,23 +612,18 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
     unsigned epoch = atomic_load_explicit(&g.epoch, memory_order_acquire);
     if (unlikely(th->epoch != epoch))
         theap_sync(th, epoch);
-    for (;;) {
-        struct pool *p = th->cur[cls];
-        if (p != NO_POOL) {
-            if (pool_can_take(p)) {     /* its free blocks are in another word */
-                struct cur_word *c = &th->fast[cls + 1];
-                cur_word_set(th, cls, p, pool_first_word(p));
-                return cur_word_take(c, LOAD(*c->word), LOAD(p->size));
-            }
-            theap_set_cur(th, cls, NO_POOL);
-            pool_place(p, IN_FULL);
+    struct pool *p = th->cur[cls];
+    if (p != NO_POOL) {
+        if (pool_can_take(p)) {         /* its free blocks are in another word */
+            cur_word_set(th, cls, p, pool_first_word(p));
+            return cur_take(th, cls, p);
         }
+        theap_set_cur(th, cls, NO_POOL);
+        pool_place(p, IN_FULL);
+    }
+    for (;;) {
         if ((p = th->avail[cls])) {
             list_remove(th, p);
-            if (LOAD(p->sealed)) {       /* frozen since it was listed */
-                pool_place(p, IN_FULL);
-                continue;
-            }
         } else if (th->is_heap || !(p = orphan_adopt(th, cls))) {
             struct pool *run[POOL_RUN];
             size_t n = arena_acquire_pools(cls, run, POOL_RUN);
@@ -634,8 +636,13 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
             p = run[0];
             pool_init(p, th, cls);
         }
+        if (!pool_can_take(p)) {         /* frozen since it was listed */
+            pool_place(p, IN_FULL);
+            continue;
+        }
         pool_place(p, IN_CUR);
         theap_set_cur(th, cls, p);
+        return cur_take(th, cls, p);
     }
 }
 
