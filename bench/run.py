@@ -47,6 +47,7 @@ SIZES = {
     "threads": (["2M", "100k", "1M"], ["500k", "100k", "300k"]),
     "frag": (["2M", "1000"], ["500k", "1000"]),
     "python": (["500k", "1000"], ["100k", "1000"]),
+    "reuse": (["2M", "100k"], ["500k", "100k"]),
 }
 
 # Timing metrics: (key, label) in table order.
@@ -275,7 +276,7 @@ def main():
     timed = ["churn", "burst", "threads"]
     frags = list(FRAGS)
     works = args.workloads.split(",") if args.workloads else \
-        timed + frags + ["python"]
+        timed + frags + ["python", "reuse"]
     # frag figures are RSS, not timings: one run each in QUICK mode.
     frag_repeats = 1 if args.quick else repeats
     py_allocs = allocs + [Alloc("pymalloc")]
@@ -286,6 +287,8 @@ def main():
             if w in frags and rep >= frag_repeats:
                 continue
             if w == "python" and rep >= frag_repeats:
+                continue
+            if w == "reuse" and rep > 0:      # no timing: one run says it all
                 continue
             al = py_allocs if w == "python" else allocs
             k = rep % len(al)
@@ -317,8 +320,8 @@ def main():
         if series and (w, a.name) not in rss:
             rss[(w, a.name)] = series
         key = {"churn": "churn_ns", "burst": "burst_lifo_ns",
-               "threads": "threads_churn2_ns", "python": "py_build_ns"}.get(
-                   w, "frag_ratio1000")
+               "threads": "threads_churn2_ns", "python": "py_build_ns",
+               "reuse": "reuse_median_below"}.get(w, "frag_ratio1000")
         log("[%3d/%d] %-11s %-12s rep %d  %s=%s  (%.1f s)" %
             (step, total, w, a.name, rep + 1, key, fmt(metrics.get(key)),
              time.time() - t0))
@@ -397,6 +400,24 @@ def main():
                    SIZES["python"][1 if args.quick else 0][0]), "",
                table(["python", "build ns/obj", "drop ns/obj", "peak",
                       "+0 ms", "+1000 ms"], prow), ""]
+
+    if "reuse" in works:
+        rrow = []
+        for n in names:
+            g = lambda k: med("reuse", n, k)
+            rrow.append([n, fmt(g("reuse_median_below"))] +
+                        ["%.0f%%" % (100 * g("reuse_within_1e%d" % k))
+                         if g("reuse_within_1e%d" % k) is not None else "-"
+                         for k in range(1, 6)])
+        md += ["Reuse distance under churn (bench/reuse, %s steps, %s live "
+               "blocks): how many steps after its free a block is handed out "
+               "again; the median (as the power of ten it is below) and the "
+               "share of new blocks that had been freed fewer than 10, 100, "
+               "... steps before.  The sooner, the likelier its cache lines are "
+               "still cached when the caller writes it:" %
+               tuple(SIZES["reuse"][1 if args.quick else 0]), "",
+               table(["allocator", "median below", "10", "100", "1000",
+                      "10^4", "10^5"], rrow), ""]
 
     if sysc:
         srow = []
