@@ -1,5 +1,6 @@
 # Benchmarks: shed against glibc, jemalloc, mimalloc and tcmalloc.
-#   make bench           every workload, every allocator, 3 repeats (< 5 min)
+#   make bench           every workload, every allocator, 3 repeats (11 for
+#                        churn and burst, which are short) (< 5 min)
 #   make bench QUICK=1   smaller sizes (< 1 min), results in bench/results/quick
 #   make bench-smoke     every workload once under shed, tiny sizes (in check)
 # The workloads call plain malloc/free; each allocator is LD_PRELOADed.

@@ -31,6 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = ["glibc", "jemalloc", "mimalloc", "tcmalloc"]
 SHED_MODES = ["off", "inline", "batched"]
+QUICK_TIMED = ["churn", "burst"]    # run 4 * repeats - 1 times (see main)
 
 # Shared-library names of the peers, best first; found by a path search.
 PEER_LIBS = {
@@ -279,11 +280,16 @@ def main():
         timed + frags + ["python", "reuse"]
     # frag figures are RSS, not timings: one run each in QUICK mode.
     frag_repeats = 1 if args.quick else repeats
+    # churn and burst take a fraction of a second a run: many more runs make
+    # their medians hold on a shared machine.
+    quick_repeats = 4 * repeats - 1
     py_allocs = allocs + [Alloc("pymalloc")]
 
     plan = []
-    for rep in range(repeats):
+    for rep in range(max(repeats, quick_repeats)):
         for w in works:
+            if rep >= (quick_repeats if w in QUICK_TIMED else repeats):
+                continue
             if w in frags and rep >= frag_repeats:
                 continue
             if w == "python" and rep >= frag_repeats:
@@ -338,12 +344,17 @@ def main():
         v = [x[4] for x in raw if x[0] == w and x[1] == a and x[3] == k]
         return statistics.median(v) if v else None
 
+    def fastest(w, a, k):
+        v = [x[4] for x in raw if x[0] == w and x[1] == a and x[3] == k]
+        return min(v) if v else None
+
     # ---- tables
     date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    md = ["Made by `%s` on %s (%s, %s, Linux %s, %d CPUs); %d repeats, "
-          "medians." % (cmdline, date, platform.node() or "host",
-                        platform.machine(), platform.release(),
-                        os.cpu_count() or 0, repeats), ""]
+    md = ["Made by `%s` on %s (%s, %s, Linux %s, %d CPUs); %d repeats "
+          "(%d of %s), medians." % (
+              cmdline, date, platform.node() or "host", platform.machine(),
+              platform.release(), os.cpu_count() or 0, repeats,
+              quick_repeats, " and ".join(QUICK_TIMED)), ""]
     wl_of = {"churn_ns": "churn", "burst_lifo_ns": "burst",
              "burst_fifo_ns": "burst", "threads_churn2_ns": "threads",
              "threads_prodcons_ns": "threads", "frag_alloc_ns": "frag-random"}
@@ -434,7 +445,7 @@ def main():
                "",
                table(["allocator"] + tws, srow), ""]
 
-    md += targets(names, peers, med, works)
+    md += targets(names, peers, med, fastest, works)
     md += extras(args)
     md.append("![RSS through the frag workloads](rss.svg)")
     md.append("![time per operation](time.svg)")
@@ -499,8 +510,11 @@ def extras(args):
     return md
 
 
-def targets(names, peers, med, works):
-    """The issue's targets, checked against this run's numbers."""
+def targets(names, peers, med, fastest, works):
+    """The issue's targets, checked against this run's numbers.  A speed
+    target is met when shed is at or below the best peer both in the median
+    and in the fastest run: on a shared machine a peer's median can be
+    inflated by neighbours that the fastest run escaped."""
     s = "shed-batched"
     if s not in names or not peers:
         return []
@@ -527,9 +541,11 @@ def targets(names, peers, med, works):
             continue
         bp = min(vals, key=vals.get)
         best = vals[bp]
-        out.append("- %s: shed %.1f ns, best peer %s %.1f ns (target: at or "
-                   "below): %s." % (label, v, bp, best,
-                                    "met" if v <= best else "MISSED"))
+        fs, fp = fastest(w, s, k), fastest(w, bp, k)
+        out.append("- %s: shed %.1f ns, best peer %s %.1f ns; fastest runs "
+                   "%.1f and %.1f ns (target: at or below, in both): %s." %
+                   (label, v, bp, best, fs, fp,
+                    "met" if v <= best and fs <= fp else "MISSED"))
     return out + [""]
 
 
