@@ -618,17 +618,19 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
             cur_word_set(th, cls, p, pool_first_word(p));
             return cur_take(th, cls, p);
         }
-        theap_set_cur(th, cls, NO_POOL);
+        th->cur[cls] = NO_POOL;         /* fast[] follows below */
         pool_place(p, IN_FULL);
     }
     for (;;) {
-        if ((p = th->avail[cls])) {
-            list_remove(th, p);
+        if ((p = th->avail[cls])) {      /* the head: its settle_at stays */
+            th->avail[cls] = pool_at(p->next);
         } else if (th->is_heap || !(p = orphan_adopt(th, cls))) {
             struct pool *run[POOL_RUN];
             size_t n = arena_acquire_pools(cls, run, POOL_RUN);
-            if (!n)
+            if (!n) {
+                theap_set_cur(th, cls, NO_POOL);
                 return NULL;
+            }
             while (--n > 0) {            /* spares: the next one pops first */
                 pool_init(run[n], th, cls);
                 list_push(th, run[n]);
