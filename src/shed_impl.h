@@ -554,7 +554,7 @@ void     fork_parent_release(void) HIDDEN;
 void     releaser_after_fork(void) HIDDEN;
 void     releaser_stop(void) HIDDEN;
 
-/* alloc.c / free.c entry points shared with preload.c */
+/* alloc.c / free.c entry points shared with preload.c (fast paths: fast.h) */
 void    *shed_malloc_impl(size_t size) HIDDEN;
 void     shed_free_impl(void *ptr, const char *call) HIDDEN;
 void    *shed_realloc_impl(void *ptr, size_t size, const char *call,
