@@ -9,6 +9,8 @@
  * come from mmap, so that under the preloaded library they do not share
  * pools with the blocks under test.
  */
+#include <pthread.h>
+
 #include "shed_test.h"
 
 enum { BS = 256, MAXB = 4096 };
@@ -141,6 +143,63 @@ static void test_inline(void **state)
     assert_int_equal(s1.release_failures, s0.release_failures);
     reuse_target(&s, BS);
     free_all(&s);
+}
+
+/* Free the target's blocks (every other one, or all that are left), after
+ * checking each; returns the first bad one, or NULL. */
+struct target_job { struct set *s; bool all; };
+
+static void *free_target_part(void *arg)
+{
+    struct target_job *j = arg;
+    size_t k = 0;
+    for (size_t i = 0; i < j->s->n; i++) {
+        void *b = j->s->p[i];
+        if (!b || page_of(b) != j->s->target || (!j->all && k++ % 2))
+            continue;
+        if (check_fill(b, BS, 1) != -1)
+            return b;
+        shed_free(b);
+        j->s->p[i] = NULL;
+    }
+    return NULL;
+}
+
+/* inline, with the target emptied by another thread's frees (all of them,
+ * or the half its owner left): the owner takes those frees in at its next
+ * slow path, and the page leaves then, as at the owner's own last free. */
+static void test_inline_remote(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=inline,advice=dontneed,backend=auto"), 0);
+    for (int owner_half = 0; owner_half <= 1; owner_half++) {
+        struct set s;
+        make_pools(&s, 4);
+        struct shed_stats s0, s1;
+        shed_stats(&s0);
+        if (owner_half)
+            assert_null(free_target_part(&(struct target_job){ &s, false }));
+        struct target_job job = { &s, true };
+        pthread_t t;
+        void *bad;
+        assert_int_equal(pthread_create(&t, NULL, free_target_part, &job), 0);
+        assert_int_equal(pthread_join(t, &bad), 0);
+        assert_null(bad);
+        assert_int_equal(in_page(s.p, s.n, s.target), 0);
+        assert_int_equal(resident(s.target), 1);   /* not yet taken in */
+        /* Slow paths of another class: the first merges what was freed. */
+        void *q[64];
+        for (int i = 0; i < 64; i++)
+            assert_non_null(q[i] = shed_malloc(512));
+        for (int i = 0; i < 64; i++)
+            shed_free(q[i]);
+        shed_stats(&s1);
+        assert_int_equal(resident(s.target), 0);
+        assert_true(s1.pages_released >= s0.pages_released + 1);
+        assert_int_equal(s1.release_failures, s0.release_failures);
+        reuse_target(&s, BS);
+        free_all(&s);
+    }
 }
 
 /* manual: the page stays until shed_trim(), which also releases the thread's
@@ -294,6 +353,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inline),
+        cmocka_unit_test(test_inline_remote),
         cmocka_unit_test(test_manual_trim),
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_advice_free),
