@@ -10,7 +10,7 @@
  */
 #include "common.h"
 
-#define TABLE_BITS 22                /* 4M slots: room for WS + STEPS/8 */
+#define TABLE_BITS 22                /* 4M slots */
 
 /* Open addressing, address -> step freed (0: not freed, or reused since). */
 static uintptr_t keys[1u << TABLE_BITS];
@@ -30,8 +30,11 @@ int main(int argc, char **argv)
 {
     size_t steps = argc > 1 ? parse_count(argv[1]) : 2000000;
     size_t ws = argc > 2 ? parse_count(argv[2]) : 100000;
-    if (ws + steps / 8 > (1u << TABLE_BITS) / 2) {
-        fprintf(stderr, "reuse: at most %u blocks\n", (1u << TABLE_BITS) / 2);
+    /* Every address handed out takes a slot (at most WS + STEPS of them);
+     * keep the table under 3/4 full, so that a probe always ends. */
+    size_t room = (size_t)(1u << TABLE_BITS) / 4 * 3;
+    if (ws + steps > room) {
+        fprintf(stderr, "reuse: WS + STEPS at most %zu\n", room);
         return 2;
     }
     uint64_t seed = 0x9E3779B97F4A7C15ULL;

@@ -31,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = ["glibc", "jemalloc", "mimalloc", "tcmalloc"]
 SHED_MODES = ["off", "inline", "batched"]
-QUICK_TIMED = ["churn", "burst"]    # run 4 * repeats - 1 times (see main)
+SHORT_RUNS = ["churn", "burst"]     # run 4 * repeats - 1 times (see main)
 
 # Shared-library names of the peers, best first; found by a path search.
 PEER_LIBS = {
@@ -282,13 +282,13 @@ def main():
     frag_repeats = 1 if args.quick else repeats
     # churn and burst take a fraction of a second a run: many more runs make
     # their medians hold on a shared machine.
-    quick_repeats = 4 * repeats - 1
+    short_repeats = 4 * repeats - 1
     py_allocs = allocs + [Alloc("pymalloc")]
 
     plan = []
-    for rep in range(max(repeats, quick_repeats)):
+    for rep in range(max(repeats, short_repeats)):
         for w in works:
-            if rep >= (quick_repeats if w in QUICK_TIMED else repeats):
+            if rep >= (short_repeats if w in SHORT_RUNS else repeats):
                 continue
             if w in frags and rep >= frag_repeats:
                 continue
@@ -354,7 +354,7 @@ def main():
           "(%d of %s), medians." % (
               cmdline, date, platform.node() or "host", platform.machine(),
               platform.release(), os.cpu_count() or 0, repeats,
-              quick_repeats, " and ".join(QUICK_TIMED)), ""]
+              short_repeats, " and ".join(SHORT_RUNS)), ""]
     wl_of = {"churn_ns": "churn", "burst_lifo_ns": "burst",
              "burst_fifo_ns": "burst", "threads_churn2_ns": "threads",
              "threads_prodcons_ns": "threads", "frag_alloc_ns": "frag-random"}

@@ -245,7 +245,7 @@ struct global {
     char *region;
     size_t region_size, page_size, npools;
     size_t page_mask;            /* page_size - 1 */
-    size_t desc_mask;            /* ~(page_size >> DESC_TO_PAGE) + 1: desc_at */
+    size_t desc_mask;            /* ~(page_size / 64 - 1): desc_at */
     uintptr_t pool_delta;        /* pool_addr(p) == p << DESC_TO_PAGE + this */
     size_t fast_size;            /* region_size, or 0 under a checker: the
                                     free fast path's one range check */

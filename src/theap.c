@@ -615,7 +615,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
     struct pool *p = th->cur[cls];
     if (p != NO_POOL) {
         if (pool_can_take(p)) {         /* its free blocks are in another word */
-            cur_word_set(th, cls, p, pool_first_word(p));
+            theap_set_cur(th, cls, p);
             return cur_take(th, cls, p);
         }
         th->cur[cls] = NO_POOL;         /* fast[] follows below */
