@@ -81,6 +81,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define HIDDEN      __attribute__((visibility("hidden")))
 #define EXPORT      __attribute__((visibility("default")))
+#define NOINLINE    __attribute__((noinline, cold))
 
 /* Relaxed atomics: plain loads and stores on x86-64 and arm64, but they keep
  * the deliberate cross-thread reads (double-free checks, stats) well defined. */

@@ -21,20 +21,20 @@ __thread struct theap *tls_heap __attribute__((tls_model("initial-exec"))) = NO_
 
 /* ---- owner's lists ---- */
 
-/* Point malloc's fast path at word w of p, the current pool of class cls. */
-static void cur_word_set(struct theap *th, unsigned cls, struct pool *p, unsigned w)
+/* Make p (or NO_POOL) the current pool of class cls, and point malloc's
+ * fast path at p's first word with a free block. */
+static inline void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
 {
     struct cur_word *c = &th->fast[cls + 1];
-    c->word = &free_map(p)[w];
-    c->base = p == NO_POOL ? NULL : pool_addr(p) + (size_t)w * 64 * LOAD(p->size);
-    c->pool = p;
-}
-
-/* Make p (or NO_POOL) the current pool of class cls. */
-static void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
-{
     th->cur[cls] = p;
-    cur_word_set(th, cls, p, p == NO_POOL ? 0 : pool_first_word(p));
+    if (p == NO_POOL) {
+        *c = (struct cur_word){ .word = free_map(NO_POOL), .pool = NO_POOL };
+    } else {
+        unsigned w = pool_first_word(p);
+        c->word = &free_map(p)[w];
+        c->base = pool_addr(p) + (size_t)w * 64 * LOAD(p->size);
+        c->pool = p;
+    }
 }
 
 static void list_push(struct theap *th, struct pool *p)
@@ -578,7 +578,7 @@ void orphanage_collect(void)
 /* ---- allocation slow path ---- */
 
 /* A block of th's current pool p of class cls, which has one. */
-static void *cur_take(struct theap *th, unsigned cls, struct pool *p)
+static inline void *cur_take(struct theap *th, unsigned cls, struct pool *p)
 {
     struct cur_word *c = &th->fast[cls + 1];
     return cur_word_take(c, LOAD(*c->word), LOAD(p->size));
@@ -602,16 +602,46 @@ static void theap_sync(struct theap *th, unsigned epoch)
         th->epoch = epoch;
 }
 
-/* A block of class cls: from the current pool, else from the remote frees,
- * the other owned pools, an orphan, then a pool from an arena.  NULL when the
- * region is exhausted.  (The inline fast path tries the current pool first.) */
-void *theap_alloc_slow(struct theap *th, unsigned cls)
+/* Before the slow path picks a pool: merge remote frees, and catch up with a
+ * freeze or thaw (out of line: the pool switch below stays a leaf). */
+static NOINLINE void theap_catch_up(struct theap *th)
 {
     if (atomic_load_explicit(&th->pending, memory_order_relaxed))
         theap_drain(th);
     unsigned epoch = atomic_load_explicit(&g.epoch, memory_order_acquire);
-    if (unlikely(th->epoch != epoch))
+    if (th->epoch != epoch)
         theap_sync(th, epoch);
+}
+
+/* A pool of class cls from outside th's lists: an orphan, else a run of
+ * pools from an arena (the first is returned, the others become spares).
+ * NULL when the region is exhausted. */
+static NOINLINE struct pool *pool_fetch(struct theap *th, unsigned cls)
+{
+    struct pool *p, *run[POOL_RUN];
+    if (!th->is_heap && (p = orphan_adopt(th, cls)))
+        return p;
+    size_t n = arena_acquire_pools(cls, run, POOL_RUN);
+    if (!n)
+        return NULL;
+    while (--n > 0) {                    /* spares: the next one pops first */
+        pool_init(run[n], th, cls);
+        list_push(th, run[n]);
+    }
+    pool_init(run[0], th, cls);
+    return run[0];
+}
+
+/* A block of class cls: from the current pool, else from the remote frees,
+ * the other owned pools, an orphan, then a pool from an arena.  NULL when the
+ * region is exhausted.  (The inline fast path tries the current pool's word
+ * first.)  The common case, the current pool full and the avail head taking
+ * its place, calls nothing. */
+void *theap_alloc_slow(struct theap *th, unsigned cls)
+{
+    if (unlikely(atomic_load_explicit(&th->pending, memory_order_relaxed) != NULL) ||
+        unlikely(th->epoch != atomic_load_explicit(&g.epoch, memory_order_acquire)))
+        theap_catch_up(th);
     struct pool *p = th->cur[cls];
     if (p != NO_POOL) {
         if (pool_can_take(p)) {         /* its free blocks are in another word */
@@ -624,25 +654,15 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
     for (;;) {
         if ((p = th->avail[cls])) {      /* the head: its settle_at stays */
             th->avail[cls] = pool_at(p->next);
-        } else if (th->is_heap || !(p = orphan_adopt(th, cls))) {
-            struct pool *run[POOL_RUN];
-            size_t n = arena_acquire_pools(cls, run, POOL_RUN);
-            if (!n) {
-                theap_set_cur(th, cls, NO_POOL);
-                return NULL;
-            }
-            while (--n > 0) {            /* spares: the next one pops first */
-                pool_init(run[n], th, cls);
-                list_push(th, run[n]);
-            }
-            p = run[0];
-            pool_init(p, th, cls);
+        } else if (!(p = pool_fetch(th, cls))) {
+            theap_set_cur(th, cls, NO_POOL);
+            return NULL;
         }
-        if (!pool_can_take(p)) {         /* frozen since it was listed */
+        if (unlikely(LOAD(p->sealed))) {  /* frozen since it was listed */
             pool_place(p, IN_FULL);
             continue;
         }
-        pool_place(p, IN_CUR);
+        p->where = IN_CUR;               /* from a list or none: settle_at stays */
         theap_set_cur(th, cls, p);
         return cur_take(th, cls, p);
     }
