@@ -33,6 +33,7 @@
 #include <valgrind/valgrind.h>
 
 #include "shed.h"
+#include "child.h"
 
 #ifdef shed_malloc
 #define SHED_TEST_PRELOAD 1
@@ -171,88 +172,18 @@ static inline void stats_headline(char *buf, size_t len)
     fclose(f);
 }
 
-static inline void read_all(int fd, char *buf, size_t len)
-{
-    size_t got = 0;
-    ssize_t n;
-    while (got < len - 1 &&
-           ((n = read(fd, buf + got, len - 1 - got)) > 0 || (n < 0 && errno == EINTR)))
-        got += n > 0 ? (size_t)n : 0;
-    buf[got] = 0;
-}
-
 /*
  * Run a program (argv[0], usually this test itself with "--child ...") with
  * SHED_CONF and SHED_STATS set to conf and stats (unset when NULL); out and
  * err get its stdout and stderr (NUL-terminated, truncated to len).  Returns
  * the wait status.  The child is exec'ed, not just forked: under valgrind it
  * then runs natively (no --trace-children), so deliberate bad calls and
- * aborts in it are about shed, not about memcheck.  Children write a few
- * hundred bytes: the pipes cannot fill up before the wait.
+ * aborts in it are about shed, not about memcheck.
  */
 static inline int run_exec(char *const argv[], const char *conf, const char *stats,
                            char *out, char *err, size_t len)
 {
-    int po[2], pe[2];
-    if (pipe(po) != 0 || pipe(pe) != 0)
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        close(po[0]);
-        close(pe[0]);
-        if (conf)
-            setenv("SHED_CONF", conf, 1);
-        else
-            unsetenv("SHED_CONF");
-        if (stats)
-            setenv("SHED_STATS", stats, 1);
-        else
-            unsetenv("SHED_STATS");
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    read_all(po[0], out, len);
-    read_all(pe[0], err, len);
-    close(po[0]);
-    close(pe[0]);
-    return status;
-}
-
-/* The first line of text that starts with prefix, copied to line; false if
- * there is none. */
-static inline bool find_line(const char *text, const char *prefix, char *line, size_t len)
-{
-    for (const char *s = text; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL) {
-        if (strncmp(s, prefix, strlen(prefix)) == 0) {
-            size_t n = strcspn(s, "\n");
-            if (n >= len)
-                n = len - 1;
-            memcpy(line, s, n);
-            line[n] = 0;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Lines of text that start with prefix. */
-static inline int count_lines(const char *text, const char *prefix)
-{
-    int n = 0;
-    for (const char *s = text; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL)
-        n += strncmp(s, prefix, strlen(prefix)) == 0;
-    return n;
+    return child_run(NULL, NULL, argv[0], argv, conf, stats, out, err, len);
 }
 
 #endif

@@ -20,7 +20,7 @@ VALGRIND    := valgrind --error-exitcode=99 --leak-check=full \
 test-deps:
 	@$(NEED) libcmocka-dev pkg-config valgrind
 
-$(BUILD)/test/%: test/%.c test/shed_test.h include/shed.h $(LIB_A) | test-deps
+$(BUILD)/test/%: test/%.c test/shed_test.h test/child.h include/shed.h $(LIB_A) | test-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(LIB_A) \
 	    $$(pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(LDLIBS)

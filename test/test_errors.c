@@ -89,7 +89,7 @@ static int child_case(const char *name)
 static void expect_abort(const char *name, const char *what)
 {
     char *argv[] = { (char *)self, "--child", (char *)name, NULL };
-    char out[1024], err[8192], line[256], want[256];
+    char out[8192], err[8192], line[256], want[256];
     int status = run_exec(argv, NULL, NULL, out, err, sizeof err);
     void *addr = NULL;
     if (!find_line(err, "addr ", line, sizeof line) || sscanf(line, "addr %p", &addr) != 1)
@@ -173,7 +173,7 @@ static void test_report_continues(void **state)
     dup2(saved, 2);
     close(saved);
     char err[4096], want[128], line[256];
-    read_all(fd[0], err, sizeof err);
+    read_to_end(fd[0], err, sizeof err);
     close(fd[0]);
 
     shed_stats(&s1);

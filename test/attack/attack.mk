@@ -23,7 +23,7 @@ CMOCKA_LIBS  = $$(pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 attack-deps:
 	@$(NEED) libcmocka-dev pkg-config valgrind
 
-$(ATTACK_OUT)/test_%: test/attack/test_%.c test/attack/attack.h include/shed.h src/shed_testing.h $(LIB_A) | attack-deps
+$(ATTACK_OUT)/test_%: test/attack/test_%.c test/attack/attack.h test/child.h include/shed.h src/shed_testing.h $(LIB_A) | attack-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ATTACK_CFLAGS) -o $@ $< $(LIB_A) $(CMOCKA_LIBS) $(LIB_A_LIBS)
 
@@ -125,7 +125,7 @@ CHECK_TARGETS += check-fuzz-regress
 
 SECONDS ?= 30
 
-$(ATTACK_OUT)/soak: test/attack/soak.c test/attack/attack.h include/shed.h $(LIB_A)
+$(ATTACK_OUT)/soak: test/attack/soak.c test/attack/attack.h test/child.h include/shed.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(ATTACK_CFLAGS) -o $@ $< $(LIB_A) $(LIB_A_LIBS)
 

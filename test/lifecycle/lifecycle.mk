@@ -11,7 +11,7 @@
 LC_SRC    := $(wildcard test/lifecycle/test_*.c)
 LC_BIN    := $(LC_SRC:test/lifecycle/%.c=$(BUILD)/lifecycle/%)
 LC_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude -Isrc -D_GNU_SOURCE $(CFLAGS)
-LC_HDRS   := test/lifecycle/lc.h test/shed_test.h include/shed.h src/shed_testing.h
+LC_HDRS   := test/lifecycle/lc.h test/shed_test.h test/child.h include/shed.h src/shed_testing.h
 LC_VG_SCALE ?= 5
 LC_VALGRIND := valgrind --error-exitcode=99 --leak-check=full \
                --errors-for-leak-kinds=definite \

@@ -26,7 +26,7 @@ PRELOAD_PYTHON   ?= /usr/bin/python3
 
 .PHONY: check-preload check-preload-unit check-preload-semantics check-preload-programs
 
-$(PRELOAD_OUT)/test_%: test/test_%.c test/shed_test.h test/preload/names.h include/shed.h $(LIB_SO)
+$(PRELOAD_OUT)/test_%: test/test_%.c test/shed_test.h test/child.h test/preload/names.h include/shed.h $(LIB_SO)
 	@$(NEED) libcmocka-dev valgrind
 	@mkdir -p $(dir $@)
 	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_UNIT_CFLAGS) -include test/preload/names.h -o $@ $< $(PRELOAD_SO_LINK) \
