@@ -434,6 +434,65 @@ static void test_thaw(void **state)
     assert_int_equal(shed_config("release=batched"), 0);
 }
 
+/* Pools that were on the owner's list of pools with free blocks when
+ * shed_freeze() came (their holes made before it) give no new blocks: the
+ * slow path that takes one off the list sees it sealed and passes it by.
+ * After shed_thaw() their holes are used again, all of them before eight
+ * pools' worth of new blocks (the other pools with free blocks, relisted
+ * with them, hold fewer than that). */
+static void test_freeze_listed(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=manual"), 0);
+    shed_trim();
+    struct lc_set s;
+    lc_fill_pools(&s, 64, 4, 9);
+    void *pages[2] = { s.full[0], s.full[1] };
+    qsort(pages, 2, sizeof *pages, lc_cmp_ptr);
+    size_t holes = 0;
+    for (size_t i = 0; i < s.n; i++) {     /* every other block of two pools */
+        if (i % 2 == 0 && lc_in_pages(pages, 2, page_of(s.b[i]))) {
+            assert_int_equal(check_fill(s.b[i], 64, 9), -1);
+            shed_free(s.b[i]);
+            s.b[i] = NULL;
+            holes++;
+        }
+    }
+    assert_true(holes >= 2 * (page_size() / 64 / 2 - 1));   /* half of each */
+
+    shed_freeze();
+    size_t m = 8 * (page_size() / 64), in_listed = 0;
+    void **nb = lc_scratch(m * sizeof(void *));
+    for (size_t i = 0; i < m; i++) {
+        nb[i] = shed_malloc(64);
+        assert_non_null(nb[i]);
+        fill(nb[i], 64, 10);
+        in_listed += lc_in_pages(pages, 2, page_of(nb[i]));
+    }
+    assert_int_equal(in_listed, 0);
+    for (size_t i = 0; i < m; i++) {
+        assert_int_equal(check_fill(nb[i], 64, 10), -1);
+        shed_free(nb[i]);
+    }
+
+    shed_thaw();
+    in_listed = 0;
+    for (size_t i = 0; i < m; i++) {
+        nb[i] = shed_malloc(64);
+        assert_non_null(nb[i]);
+        fill(nb[i], 64, 11);
+        in_listed += lc_in_pages(pages, 2, page_of(nb[i]));
+    }
+    assert_int_equal(in_listed, holes);
+    for (size_t i = 0; i < m; i++) {
+        assert_int_equal(check_fill(nb[i], 64, 11), -1);
+        shed_free(nb[i]);
+    }
+    lc_free_all(&s);
+    munmap(nb, m * sizeof(void *));
+    assert_int_equal(shed_config("release=batched"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_fork_reclaim),
         cmocka_unit_test(test_fork_twice),
         cmocka_unit_test(test_thaw),
+        cmocka_unit_test(test_freeze_listed),
     };
     return cmocka_run_group_tests_name("lifecycle/freeze", tests, NULL, NULL);
 }
