@@ -35,8 +35,9 @@
  * "inherited": their pools stay theirs, nobody allocates from them, and a
  * free into one sets the block's bit in the inherit map g.imap (struct imap:
  * a bit per block of each inherited pool, the child's own memory) instead of
- * writing the descriptor, whose page is still shared with the parent.  theap_reclaim_inherited later merges the
- * map and hands the pools to the orphanage.
+ * writing the descriptor, whose page is still shared with the parent.
+ * theap_reclaim_inherited later merges the map and hands the pools to the
+ * orphanage.
  *
  * Pool life cycle (arena masks; exactly one bit per carved pool):
  *
@@ -48,7 +49,8 @@
  *
  * Fresh arenas start with every pool "released" (never touched, so not
  * resident).  Pools sealed by shed_freeze() are marked in a fifth mask; a
- * sealed pool that empties is not reused until it is released or thawed.  The arena lock (g.lock) guards the masks; a pool in "releasing"
+ * sealed pool that empties is not reused until it is released or thawed.
+ * The arena lock (g.lock) guards the masks; a pool in "releasing"
  * belongs to whoever claimed it, so no allocation can get it while the kernel
  * is advised, and no live block can be in a pool that is advised.
  */
@@ -81,7 +83,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define HIDDEN      __attribute__((visibility("hidden")))
 #define EXPORT      __attribute__((visibility("default")))
-#define NOINLINE    __attribute__((noinline, cold))
+#define COLD        __attribute__((noinline, cold))   /* off the hot path */
 
 /* Relaxed atomics: plain loads and stores on x86-64 and arm64, but they keep
  * the deliberate cross-thread reads (double-free checks, stats) well defined. */
@@ -97,9 +99,9 @@ struct theap;
 enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
 
 /*
- * Pool descriptor, one per pool page, page_size >> DESC_TO_PAGE bytes apart in
- * the table: 64 bytes with 4 KiB pages, one cache line holding all that the owner's
- * malloc and free touch.  What only cross-thread frees touch (the remote
+ * Pool descriptor, one per pool page, page_size >> DESC_TO_PAGE bytes apart
+ * in the table: 64 bytes with 4 KiB pages, one cache line holding all that
+ * the owner's malloc and free touch.  What only cross-thread frees touch (the remote
  * bitmap and the pending-stack link) is in a second table, struct cold, at
  * the same index, so a program that frees where it allocates never brings
  * those pages in.
@@ -126,8 +128,8 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  * program that frees where it allocates), size is the block size it
  * last held (to tell a double free from a wild pointer), and dirty_ms takes
  * the place of the list links.
- * owner and pending change only under the pool's stripe lock; nfree,
- * the list links and free[] stores belong to the owner (free[] words are read
+ * owner and pending change only under the pool's stripe lock; to_settle,
+ * settle_at, the list links and free[] stores belong to the owner (free[] words are read
  * by other threads under the stripe lock, hence atomics).
  */
 struct pool {

@@ -21,6 +21,12 @@ __thread struct theap *tls_heap __attribute__((tls_model("initial-exec"))) = NO_
 
 /* ---- owner's lists ---- */
 
+/* A fast[] slot with no pool behind it: its word (NO_POOL's) is zero. */
+static void cur_word_clear(struct cur_word *c)
+{
+    *c = (struct cur_word){ .word = free_map(NO_POOL), .pool = NO_POOL };
+}
+
 /* Make p (or NO_POOL) the current pool of class cls, and point malloc's
  * fast path at p's first word with a free block. */
 static inline void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
@@ -28,7 +34,7 @@ static inline void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
     struct cur_word *c = &th->fast[cls + 1];
     th->cur[cls] = p;
     if (p == NO_POOL) {
-        *c = (struct cur_word){ .word = free_map(NO_POOL), .pool = NO_POOL };
+        cur_word_clear(c);
     } else {
         unsigned w = pool_first_word(p);
         c->word = &free_map(p)[w];
@@ -76,7 +82,7 @@ static void theap_clear(struct theap *th)
         theap_set_cur(th, c, NO_POOL);
         th->avail[c] = NULL;
     }
-    th->fast[0] = (struct cur_word){ .word = free_map(NO_POOL), .pool = NO_POOL };
+    cur_word_clear(&th->fast[0]);    /* malloc(0)'s slot: always the slow path */
     atomic_store(&th->pending, NULL);
 }
 
@@ -604,7 +610,7 @@ static void theap_sync(struct theap *th, unsigned epoch)
 
 /* Before the slow path picks a pool: merge remote frees, and catch up with a
  * freeze or thaw (out of line: the pool switch below stays a leaf). */
-static NOINLINE void theap_catch_up(struct theap *th)
+static COLD void theap_catch_up(struct theap *th)
 {
     if (atomic_load_explicit(&th->pending, memory_order_relaxed))
         theap_drain(th);
@@ -616,7 +622,7 @@ static NOINLINE void theap_catch_up(struct theap *th)
 /* A pool of class cls from outside th's lists: an orphan, else a run of
  * pools from an arena (the first is returned, the others become spares).
  * NULL when the region is exhausted. */
-static NOINLINE struct pool *pool_fetch(struct theap *th, unsigned cls)
+static COLD struct pool *pool_fetch(struct theap *th, unsigned cls)
 {
     struct pool *p, *run[POOL_RUN];
     if (!th->is_heap && (p = orphan_adopt(th, cls)))

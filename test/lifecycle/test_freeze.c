@@ -361,6 +361,30 @@ static void test_fork_twice(void **state)
     parent_free(&p);
 }
 
+/* m new blocks of 64 bytes in nb, filled with seed; returns how many are in
+ * the sorted pages[np] (the page skip not counted). */
+static size_t alloc_counting(void **nb, size_t m, unsigned seed, void *const *pages, size_t np,
+                             const void *skip)
+{
+    size_t in = 0;
+    for (size_t i = 0; i < m; i++) {
+        nb[i] = shed_malloc(64);
+        assert_non_null(nb[i]);
+        fill(nb[i], 64, seed);
+        in += lc_in_pages(pages, np, page_of(nb[i])) && page_of(nb[i]) != skip;
+    }
+    return in;
+}
+
+/* Check that alloc_counting's blocks kept their contents, and free them. */
+static void check_free_blocks(void **nb, size_t m, unsigned seed)
+{
+    for (size_t i = 0; i < m; i++) {
+        assert_int_equal(check_fill(nb[i], 64, seed), -1);
+        shed_free(nb[i]);
+    }
+}
+
 /* In one process: sealed pools get no new blocks; an emptied sealed pool is
  * not reused before it is released; after shed_thaw() the holes are used
  * again.  A second thread's sealed pools too. */
@@ -397,37 +421,18 @@ static void test_thaw(void **state)
     assert_int_equal(lc_stats().pools_dirty, 1);
     size_t m = holes * 2;
     void **nb = lc_scratch(m * sizeof(void *));
-    size_t in_sealed = 0;
-    for (size_t i = 0; i < m; i++) {
-        nb[i] = shed_malloc(64);
-        assert_non_null(nb[i]);
-        fill(nb[i], 64, 7);
-        in_sealed += lc_in_pages(pages, np, page_of(nb[i]));
-    }
-    assert_int_equal(in_sealed, 0);
+    assert_int_equal(alloc_counting(nb, m, 7, pages, np, NULL), 0);
     /* released, the emptied page is a fresh page and may be used again */
     assert_true(shed_trim() >= page_size());
     assert_int_equal(resident(empty), 0);
-    for (size_t i = 0; i < m; i++) {
-        assert_int_equal(check_fill(nb[i], 64, 7), -1);
-        shed_free(nb[i]);
-    }
+    check_free_blocks(nb, m, 7);
 
     shed_thaw();
-    in_sealed = 0;
-    for (size_t i = 0; i < m; i++) {
-        nb[i] = shed_malloc(64);
-        assert_non_null(nb[i]);
-        fill(nb[i], 64, 8);
-        in_sealed += lc_in_pages(pages, np, page_of(nb[i])) && page_of(nb[i]) != empty;
-    }
+    size_t in_sealed = alloc_counting(nb, m, 8, pages, np, empty);
     print_message("      after thaw: %zu of %zu new blocks in the %zu holes of the "
                   "formerly sealed pages\n", in_sealed, m, holes);
     assert_true(in_sealed >= holes / 2);
-    for (size_t i = 0; i < m; i++) {
-        assert_int_equal(check_fill(nb[i], 64, 8), -1);
-        shed_free(nb[i]);
-    }
+    check_free_blocks(nb, m, 8);
     lc_free_all(&s);
     munmap(nb, m * sizeof(void *));
     munmap(pages, s.cap * sizeof(void *));
@@ -461,33 +466,14 @@ static void test_freeze_listed(void **state)
     assert_true(holes >= 2 * (page_size() / 64 / 2 - 1));   /* half of each */
 
     shed_freeze();
-    size_t m = 8 * (page_size() / 64), in_listed = 0;
+    size_t m = 8 * (page_size() / 64);
     void **nb = lc_scratch(m * sizeof(void *));
-    for (size_t i = 0; i < m; i++) {
-        nb[i] = shed_malloc(64);
-        assert_non_null(nb[i]);
-        fill(nb[i], 64, 10);
-        in_listed += lc_in_pages(pages, 2, page_of(nb[i]));
-    }
-    assert_int_equal(in_listed, 0);
-    for (size_t i = 0; i < m; i++) {
-        assert_int_equal(check_fill(nb[i], 64, 10), -1);
-        shed_free(nb[i]);
-    }
+    assert_int_equal(alloc_counting(nb, m, 10, pages, 2, NULL), 0);
+    check_free_blocks(nb, m, 10);
 
     shed_thaw();
-    in_listed = 0;
-    for (size_t i = 0; i < m; i++) {
-        nb[i] = shed_malloc(64);
-        assert_non_null(nb[i]);
-        fill(nb[i], 64, 11);
-        in_listed += lc_in_pages(pages, 2, page_of(nb[i]));
-    }
-    assert_int_equal(in_listed, holes);
-    for (size_t i = 0; i < m; i++) {
-        assert_int_equal(check_fill(nb[i], 64, 11), -1);
-        shed_free(nb[i]);
-    }
+    assert_int_equal(alloc_counting(nb, m, 11, pages, 2, NULL), holes);
+    check_free_blocks(nb, m, 11);
     lc_free_all(&s);
     munmap(nb, m * sizeof(void *));
     assert_int_equal(shed_config("release=batched"), 0);
