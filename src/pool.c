@@ -42,8 +42,10 @@ void pool_merge_remote(struct pool *p)
             shed_error(E_DOUBLE, pool_addr(p) + idx * LOAD(p->size), "free");
             r &= ~f;
         }
-        STORE(remote_map(p)[w], 0);
+        /* free first: a reader without the stripe lock (pool_free_word)
+         * then sees each block in one of the two at least */
         STORE(free_map(p)[w], f | r);
+        atomic_store_explicit(&remote_map(p)[w], 0, memory_order_release);
         pool_set_nfree(p, pool_nfree(p) + (unsigned)__builtin_popcountll(r));
     }
     if (cold_of(p)->pending)      /* a read leaves an untouched page unmapped */

@@ -2,11 +2,12 @@
  * Giving free pools back to the kernel.
  *
  * batched (default): pool_retire only marks the pool dirty and stamps the
- * time; a background thread, started the first time a pool is retired,
- * claims the pools that stayed free delay_ms, merges adjacent ones into
- * ranges, and advises them IOV_MAX ranges a call.  The program's own threads
- * make no release calls.  inline: the freeing thread advises the pool at
- * once.  manual: only shed_trim().  off: never (trim still works on request).
+ * time; a background thread, started when a pool is retired and none runs
+ * (it ends when idle), claims the pools that stayed free delay_ms, merges
+ * adjacent ones into ranges, and advises them IOV_MAX ranges a call.  The
+ * program's own threads make no release calls.  inline: the freeing thread
+ * advises the pool at once.  manual: only shed_trim().  off: never (trim
+ * still works on request).
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,23 +17,31 @@
 #include "shed_impl.h"
 
 #define MAX_RANGES 4096
+/* The thread ends after this long with nothing dirty, and starts again at
+ * the next retired pool.  glibc ends a process when its last thread ends, and
+ * ours counts: a thread of ours that slept on would keep a program alive
+ * after its last thread called pthread_exit (and, with every signal blocked
+ * here, deaf to SIGTERM). */
+#define IDLE_EXIT_MS 500
 
-enum { R_NONE, R_RUNNING, R_FAILED, R_STOPPED };
+/* NONE: no thread; STARTING: a waker is creating it; DONE: it ended idle;
+ * FAILED: it could not start (release inline); STOPPED: the process exits. */
+enum { R_NONE, R_STARTING, R_RUNNING, R_DONE, R_FAILED, R_STOPPED };
 
 static struct {
     pthread_mutex_t pass;          /* one release pass at a time (buffers) */
     struct iovec ranges[MAX_RANGES];
     bool ok[MAX_RANGES];
 
-    pthread_mutex_t mx;            /* the thread's sleep */
-    pthread_cond_t cv;
+    pthread_mutex_t mx;            /* the thread's sleep, and state changes */
+    pthread_cond_t cv;             /* wakes the thread */
+    pthread_cond_t gone;           /* the thread has stopped (releaser_stop) */
     _Atomic int state;             /* R_* */
     _Atomic int idle;              /* asleep with nothing due */
     _Atomic uint64_t gen;          /* bumped by every retired pool */
     bool stop;
-    pthread_t thread;
 } rel = { .pass = PTHREAD_MUTEX_INITIALIZER, .mx = PTHREAD_MUTEX_INITIALIZER,
-          .cv = PTHREAD_COND_INITIALIZER };
+          .cv = PTHREAD_COND_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER };
 
 static size_t advise_and_settle(struct iovec *iov, size_t n, bool *ok)
 {
@@ -88,6 +97,18 @@ static void collect_unowned(bool force)
     heaps_collect();
 }
 
+/* Wait on rel.cv (rel.mx held) for ms milliseconds at the most; true when
+ * the time ran out. */
+static bool releaser_sleep(uint32_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return pthread_cond_timedwait(&rel.cv, &rel.mx, &ts) == ETIMEDOUT;
+}
+
 static void *releaser_main(void *arg)
 {
     (void)arg;
@@ -105,42 +126,51 @@ static void *releaser_main(void *arg)
         if (rel.stop)
             break;
         if (wait == UINT32_MAX) {
-            /* Nothing dirty: sleep until a retired pool kicks us.  The
-             * seq_cst pair idle/gen makes sure a kick is never missed. */
+            /* Nothing dirty: sleep until a retired pool kicks us, or end
+             * after IDLE_EXIT_MS.  The seq_cst pair idle/gen makes sure a
+             * kick is never missed: a kicker that comes after our last look
+             * at gen sees idle set, takes rel.mx and finds us DONE (idle
+             * stays set), or still asleep. */
             atomic_store(&rel.idle, 1);
-            if (atomic_load(&rel.gen) == gen)
-                pthread_cond_wait(&rel.cv, &rel.mx);
+            if (atomic_load(&rel.gen) == gen && releaser_sleep(IDLE_EXIT_MS) &&
+                atomic_load(&rel.gen) == gen && !rel.stop &&
+                atomic_load(&rel.state) == R_RUNNING)
+                break;
             atomic_store(&rel.idle, 0);
         } else if (wait > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)wait * 1000000u;
-            ts.tv_sec += (time_t)(ns / 1000000000u);
-            ts.tv_nsec = (long)(ns % 1000000000u);
-            pthread_cond_timedwait(&rel.cv, &rel.mx, &ts);
+            releaser_sleep(wait);
         }
     }
+    atomic_store(&rel.state, R_DONE);
+    pthread_cond_broadcast(&rel.gone);
     pthread_mutex_unlock(&rel.mx);
     return NULL;
 }
 
-/* Start the thread; on failure, release inline from now on. */
+/* Start the thread (the caller has set R_STARTING); on failure, release
+ * inline from now on.  No lock is held: pthread_create may call malloc.  The
+ * thread is detached, so that one which ends idle needs nobody to join it. */
 static void releaser_start(void)
 {
-    int expect = R_NONE;
-    if (!atomic_compare_exchange_strong(&rel.state, &expect, R_RUNNING))
-        return;
+    pthread_attr_t attr;
+    pthread_t t;
     sigset_t all, old;
+    int err = pthread_attr_init(&attr);
+    if (!err)
+        err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals are the program's */
-    rel.stop = false;
-    int err = fault_hit(F_THREAD) ? EAGAIN
-                                  : pthread_create(&rel.thread, NULL, releaser_main, NULL);
+    if (!err)
+        err = fault_hit(F_THREAD) ? EAGAIN : pthread_create(&t, &attr, releaser_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err) {
-        atomic_store(&rel.state, R_FAILED);
+    pthread_attr_destroy(&attr);
+    pthread_mutex_lock(&rel.mx);
+    if (atomic_load(&rel.state) == R_STARTING)  /* not STOPPED meanwhile */
+        atomic_store(&rel.state, err ? R_FAILED : R_RUNNING);
+    pthread_cond_broadcast(&rel.gone);          /* releaser_stop may wait */
+    pthread_mutex_unlock(&rel.mx);
+    if (err)
         shed_warn("cannot start the release thread, releasing inline", strerror(err));
-    }
 }
 
 /* Wake the thread (starting it if need be) for new work; false when it
@@ -148,18 +178,21 @@ static void releaser_start(void)
 static bool releaser_wake(void)
 {
     atomic_fetch_add(&rel.gen, 1);
-    int s = atomic_load_explicit(&rel.state, memory_order_relaxed);
-    if (unlikely(s != R_RUNNING)) {
-        if (s == R_NONE)
-            releaser_start();
-        return atomic_load(&rel.state) != R_FAILED;   /* stopped: exiting */
-    }
-    if (atomic_load(&rel.idle)) {
-        pthread_mutex_lock(&rel.mx);
+    if (likely(atomic_load(&rel.state) == R_RUNNING) && !atomic_load(&rel.idle))
+        return true;              /* awake: it looks at gen before it sleeps */
+    pthread_mutex_lock(&rel.mx);
+    int s = atomic_load(&rel.state);
+    if (s == R_RUNNING) {
         pthread_cond_signal(&rel.cv);
-        pthread_mutex_unlock(&rel.mx);
+    } else if (s == R_NONE || s == R_DONE) {
+        atomic_store(&rel.state, R_STARTING);
+        atomic_store(&rel.idle, 0);
+        rel.stop = false;
     }
-    return true;
+    pthread_mutex_unlock(&rel.mx);
+    if (s == R_NONE || s == R_DONE)
+        releaser_start();
+    return atomic_load(&rel.state) != R_FAILED;    /* stopped: exiting */
 }
 
 /* A pool was retired in batched mode. */
@@ -177,17 +210,22 @@ void releaser_collect_soon(void)
         releaser_wake();
 }
 
-/* At exit: stop the thread so that nothing runs during the exit handlers. */
+/* At exit: stop the thread so that nothing runs during the exit handlers,
+ * and start none after.  On the thread itself (it was the process's last and
+ * ended idle, so glibc called exit there) there is nothing to wait for. */
 void releaser_stop(void)
 {
-    if (atomic_load(&rel.state) != R_RUNNING)
+    if (tls_is_releaser)
         return;
     pthread_mutex_lock(&rel.mx);
     rel.stop = true;
     pthread_cond_signal(&rel.cv);
+    int s;
+    while ((s = atomic_load(&rel.state)) == R_RUNNING || s == R_STARTING)
+        pthread_cond_wait(&rel.gone, &rel.mx);
+    if (s != R_FAILED)
+        atomic_store(&rel.state, R_STOPPED);
     pthread_mutex_unlock(&rel.mx);
-    pthread_join(rel.thread, NULL);
-    atomic_store(&rel.state, R_STOPPED);    /* no new thread while exiting */
 }
 
 /* fork(): the pass lock comes first in the lock order, the sleep lock last. */
@@ -208,8 +246,10 @@ void releaser_after_fork(void)
     pthread_mutex_init(&rel.pass, NULL);
     pthread_mutex_init(&rel.mx, NULL);
     pthread_cond_init(&rel.cv, NULL);
+    pthread_cond_init(&rel.gone, NULL);
     atomic_store(&rel.idle, 0);
-    if (atomic_load(&rel.state) == R_RUNNING)
+    int s = atomic_load(&rel.state);
+    if (s == R_STARTING || s == R_RUNNING || s == R_DONE)
         atomic_store(&rel.state, R_NONE);
     rel.stop = false;
 }

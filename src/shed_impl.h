@@ -459,10 +459,13 @@ static inline _Atomic uint64_t *imap_of(const struct pool *p)
 }
 
 /* Word w of p's free blocks: the owner's, the remote ones and, in a fork()ed
- * child, those freed into an inherited pool. */
+ * child, those freed into an inherited pool.  Remote before free: a merge
+ * running meanwhile (shed_stats holds no stripe lock) moves bits from remote
+ * to free in the other order, so no block is missed. */
 static inline uint64_t pool_free_word(struct pool *p, unsigned w)
 {
-    uint64_t f = LOAD(free_map(p)[w]) | LOAD(remote_map(p)[w]);
+    uint64_t f = atomic_load_explicit(&remote_map(p)[w], memory_order_acquire);
+    f |= LOAD(free_map(p)[w]);
     _Atomic uint64_t *im;
     if (unlikely(g.imap != NULL) && (im = imap_of(p)) && w < pool_words(p))
         f |= LOAD(im[w]);

@@ -267,6 +267,83 @@ static void test_inline(void **state)
     assert_int_equal(shed_config("release=batched"), 0);
 }
 
+static long base_threads;      /* before any pool was freed: see main */
+
+/* Threads of this process (the Threads: line of /proc/self/status), -1 if
+ * unreadable. */
+static long thread_count(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "Threads:", 8) == 0)
+            n = atol(line + 8);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* The release thread ends once it has had nothing to do for a while (it
+ * must not keep a process alive, below), and the next retired pool starts it
+ * again: that pool is released too. */
+static void test_idle_thread_ends(void **state)
+{
+    (void)state;
+    assert_true(base_threads >= 1);
+    struct lc_set s;
+    lc_fill_pools(&s, BS, 4, 7);
+    uint64_t app0 = lc_stats().release_syscalls_app;
+    lc_free_pages(&s, 2);
+    assert_true(lc_wait_released(s.full, 2, 0, LC_WAIT_MS));
+    /* This program starts no thread: once the release thread has ended,
+     * the count is what it was before any pool was freed. */
+    uint64_t deadline = now_ms() + LC_WAIT_MS;
+    while (thread_count() != base_threads && now_ms() < deadline)
+        lc_sleep_ms(10);
+    assert_int_equal(thread_count(), base_threads);
+    lc_free_pages(&s, 4);
+    assert_true(lc_wait_released(s.full, 4, 0, LC_WAIT_MS));
+    assert_int_equal(lc_stats().release_syscalls_app, app0);
+    lc_free_all(&s);
+}
+
+static _Atomic int *exit_mark;
+
+static void mark_exit(void)
+{
+    *exit_mark = 1;
+}
+
+/* The program's last thread calls pthread_exit() while the release thread
+ * lives.  glibc ends a process when its last thread ends, and ours counts:
+ * the process must still end, soon after the release thread has nothing
+ * left to do, with status 0 and its exit handlers run.  (The child is the
+ * case of a pre-fork server or Python's os.fork() in a thread: its only
+ * thread is the one that forked, and it ends with pthread_exit.) */
+static void test_last_thread_exits(void **state)
+{
+    (void)state;
+    exit_mark = lc_shared(page_size());
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct lc_set s;
+        lc_fill_pools(&s, BS, 4, 8);
+        lc_free_pages(&s, 4);
+        /* The release thread has started in this child and run. */
+        if (!lc_wait_released(s.full, 4, 0, LC_WAIT_MS))
+            _exit(3);
+        atexit(mark_exit);
+        pthread_exit(NULL);
+    }
+    int status = lc_wait_child(pid, 4 * LC_WAIT_MS);
+    assert_int_not_equal(status, -1);            /* -1: it never ended */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(*exit_mark, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +354,9 @@ int main(void)
         cmocka_unit_test(test_stats_madvise),
         cmocka_unit_test(test_ranges_merge),
         cmocka_unit_test(test_inline),
+        cmocka_unit_test(test_idle_thread_ends),
+        cmocka_unit_test(test_last_thread_exits),
     };
+    base_threads = thread_count();
     return cmocka_run_group_tests_name("lifecycle/batched", tests, NULL, NULL);
 }

@@ -1,12 +1,16 @@
 # Run with PYTHONMALLOC=malloc so that every object goes through malloc:
 # builds a million small objects (tuples, strings, dicts, lists, ints,
 # floats, instances), keeps about one in a hundred, drops the rest, builds again,
-# and checks the results.  Prints a checksum that depends only on the
+# and checks the results; forks from a thread.  Prints a checksum that depends only on the
 # computation, so the output with and without LD_PRELOAD=libshed.so must be
 # identical.
 import gc
 import hashlib
+import os
+import signal
 import sys
+import threading
+import time
 
 N = 1_000_000
 
@@ -68,6 +72,44 @@ words = {}
 for i in range(200_000):
     words.setdefault("w%d" % (i % 5000), []).append(i)
 assert all(len(v) == 40 for v in words.values())
+
+
+# fork() from a thread: the child's only thread is that one, and it ends by
+# returning (pthread_exit), not by exit().  The child frees pools, so shed
+# starts a release thread there, which must not keep the child alive.
+def fork_from_thread(out):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        junk = build(50_000, 3)
+        del junk
+        gc.collect()
+        os.write(w, b"child built and dropped")
+        os.close(w)
+        return
+    os.close(w)
+    got = b""
+    while chunk := os.read(r, 100):
+        got += chunk
+    os.close(r)
+    # A child that never ends is killed (and the check fails), so that it
+    # cannot hold this program's stdout open for ever.
+    deadline = time.monotonic() + 30
+    while (st := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if st[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        st = (pid, "never ended")
+    out.append((got.decode(), st[1]))
+
+
+forked = []
+t = threading.Thread(target=fork_from_thread, args=(forked,))
+t.start()
+t.join()
+assert forked == [("child built and dropped", 0)], forked
 
 print("kept", len(kept), "sum", total, "digest", expect)
 print("words", len(words), hashlib.sha256(repr(sorted(words.items())[:50]).encode()).hexdigest())
