@@ -148,8 +148,10 @@ EXPORT int shed_config(const char *settings)
     if (LOAD(g.opt.backend) != old_backend || LOAD(g.opt.advice) != old_advice)
         os_probe_backend();
     if (LOAD(g.opt.release) == REL_BATCHED && old_release != REL_BATCHED &&
-        atomic_load(&g.state) == 2)
+        atomic_load(&g.state) == 2) {
+        releaser_ensure();
         releaser_collect_soon();      /* pools freed meanwhile are due */
+    }
     if (r)
         errno = EINVAL;
     return r;

@@ -2,29 +2,32 @@
  * Giving free pools back to the kernel.
  *
  * batched (default): pool_retire only marks the pool dirty and stamps the
- * time; a background thread, started when a pool is retired and none runs
- * (it ends when idle), claims the pools that stayed free delay_ms, merges
- * adjacent ones into ranges, and advises them IOV_MAX ranges a call.  The
+ * time; a background thread (started by malloc: see releaser_ensure) claims
+ * the pools that stayed free delay_ms, merges adjacent ones into ranges, and
+ * advises them IOV_MAX ranges a call.  The
  * program's own threads make no release calls.  inline: the freeing thread
  * advises the pool at once.  manual: only shed_trim().  off: never (trim
  * still works on request).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shed_impl.h"
 
 #define MAX_RANGES 4096
-/* The thread ends after this long with nothing dirty, and starts again at
- * the next retired pool.  glibc ends a process when its last thread ends, and
- * ours counts: a thread of ours that slept on would keep a program alive
- * after its last thread called pthread_exit (and, with every signal blocked
- * here, deaf to SIGTERM). */
-#define IDLE_EXIT_MS 500
+/* With nothing dirty, the thread looks this often whether it is the last
+ * thread of the process, and then ends.  glibc ends a process when its last
+ * thread ends, and ours counts: a thread of ours that slept on would keep a
+ * program alive for ever after its last thread called pthread_exit (and,
+ * with every signal blocked here, deaf to SIGTERM). */
+#define ALONE_CHECK_MS 1000
 
-/* NONE: no thread; STARTING: a waker is creating it; DONE: it ended idle;
+/* NONE: no thread; STARTING: being created; DONE: it ended, alone;
  * FAILED: it could not start (release inline); STOPPED: the process exits. */
 enum { R_NONE, R_STARTING, R_RUNNING, R_DONE, R_FAILED, R_STOPPED };
 
@@ -109,6 +112,32 @@ static bool releaser_sleep(uint32_t ms)
     return pthread_cond_timedwait(&rel.cv, &rel.mx, &ts) == ETIMEDOUT;
 }
 
+/* Is the calling thread (never the main one) the only one of the process
+ * left?  /proc/self/stat gives the main thread's state (field 3) and the
+ * number of threads (field 20).  A main thread that called pthread_exit is
+ * a zombie, and still counted, until the last thread ends.  False when the
+ * file cannot be read.  Plain system calls: no allocation. */
+static bool releaser_alone(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');      /* the end of field 2, the command name */
+    if (!p || p[1] != ' ')
+        return false;
+    bool main_ended = p[2] == 'Z' || p[2] == 'X';
+    for (int field = 2; *p && field < 20; p++)
+        field += *p == ' ';
+    long threads = strtol(p, NULL, 10);
+    return threads == 1 || (threads == 2 && main_ended);
+}
+
 static void *releaser_main(void *arg)
 {
     (void)arg;
@@ -126,17 +155,16 @@ static void *releaser_main(void *arg)
         if (rel.stop)
             break;
         if (wait == UINT32_MAX) {
-            /* Nothing dirty: sleep until a retired pool kicks us, or end
-             * after IDLE_EXIT_MS.  The seq_cst pair idle/gen makes sure a
-             * kick is never missed: a kicker that comes after our last look
-             * at gen sees idle set, takes rel.mx and finds us DONE (idle
-             * stays set), or still asleep. */
+            /* Nothing dirty: sleep until a retired pool kicks us, and end if
+             * the program's threads have all ended meanwhile.  The seq_cst
+             * pair idle/gen makes sure a kick is never missed. */
+            bool alone = false;
             atomic_store(&rel.idle, 1);
-            if (atomic_load(&rel.gen) == gen && releaser_sleep(IDLE_EXIT_MS) &&
-                atomic_load(&rel.gen) == gen && !rel.stop &&
-                atomic_load(&rel.state) == R_RUNNING)
-                break;
+            while (atomic_load(&rel.gen) == gen && !rel.stop && !alone)
+                alone = releaser_sleep(ALONE_CHECK_MS) && releaser_alone();
             atomic_store(&rel.idle, 0);
+            if (alone)
+                break;
         } else if (wait > 0) {
             releaser_sleep(wait);
         }
@@ -149,7 +177,7 @@ static void *releaser_main(void *arg)
 
 /* Start the thread (the caller has set R_STARTING); on failure, release
  * inline from now on.  No lock is held: pthread_create may call malloc.  The
- * thread is detached, so that one which ends idle needs nobody to join it. */
+ * thread is detached: nobody needs to join it. */
 static void releaser_start(void)
 {
     pthread_attr_t attr;
@@ -173,26 +201,41 @@ static void releaser_start(void)
         shed_warn("cannot start the release thread, releasing inline", strerror(err));
 }
 
-/* Wake the thread (starting it if need be) for new work; false when it
- * cannot run, so the caller must release by itself. */
-static bool releaser_wake(void)
+/* Start the thread in batched mode if none runs.  Called where malloc takes
+ * new pools, and from shed_config: never from free, which glibc calls with
+ * its own locks held (its stack cache, as a thread's TLS is freed), locks
+ * that pthread_create takes too.  So a fork()ed child that only frees keeps
+ * its pools dirty until it next takes pools. */
+void releaser_ensure(void)
 {
-    atomic_fetch_add(&rel.gen, 1);
-    if (likely(atomic_load(&rel.state) == R_RUNNING) && !atomic_load(&rel.idle))
-        return true;              /* awake: it looks at gen before it sleeps */
+    int s = atomic_load_explicit(&rel.state, memory_order_relaxed);
+    if (likely(s != R_NONE && s != R_DONE) || LOAD(g.opt.release) != REL_BATCHED ||
+        g.in_fork_child)
+        return;
     pthread_mutex_lock(&rel.mx);
-    int s = atomic_load(&rel.state);
-    if (s == R_RUNNING) {
-        pthread_cond_signal(&rel.cv);
-    } else if (s == R_NONE || s == R_DONE) {
+    s = atomic_load(&rel.state);
+    bool start = s == R_NONE || s == R_DONE;
+    if (start) {
         atomic_store(&rel.state, R_STARTING);
         atomic_store(&rel.idle, 0);
         rel.stop = false;
     }
     pthread_mutex_unlock(&rel.mx);
-    if (s == R_NONE || s == R_DONE)
+    if (start)
         releaser_start();
-    return atomic_load(&rel.state) != R_FAILED;    /* stopped: exiting */
+}
+
+/* Wake the thread for new work; false when it could not be started, so the
+ * caller must release by itself. */
+static bool releaser_wake(void)
+{
+    atomic_fetch_add(&rel.gen, 1);
+    if (atomic_load(&rel.idle)) {
+        pthread_mutex_lock(&rel.mx);
+        pthread_cond_signal(&rel.cv);
+        pthread_mutex_unlock(&rel.mx);
+    }
+    return atomic_load(&rel.state) != R_FAILED;    /* no thread yet: it waits */
 }
 
 /* A pool was retired in batched mode. */
@@ -211,8 +254,8 @@ void releaser_collect_soon(void)
 }
 
 /* At exit: stop the thread so that nothing runs during the exit handlers,
- * and start none after.  On the thread itself (it was the process's last and
- * ended idle, so glibc called exit there) there is nothing to wait for. */
+ * and start none after.  On the thread itself (it was the process's last, so
+ * glibc called exit there) there is nothing to wait for. */
 void releaser_stop(void)
 {
     if (tls_is_releaser)

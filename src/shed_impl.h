@@ -553,6 +553,7 @@ int      theap_setup(void) HIDDEN;
 /* release.c: giving pools back */
 void     release_pool_now(struct pool *p) HIDDEN;
 size_t   release_pass(bool all, uint32_t *next_ms) HIDDEN;
+void     releaser_ensure(void) HIDDEN;
 void     releaser_kick(struct pool *p) HIDDEN;
 void     releaser_collect_soon(void) HIDDEN;
 void     fork_prepare_release(bool first) HIDDEN;

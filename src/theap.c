@@ -626,6 +626,7 @@ static COLD void theap_catch_up(struct theap *th)
 static COLD struct pool *pool_fetch(struct theap *th, unsigned cls)
 {
     struct pool *p, *run[POOL_RUN];
+    releaser_ensure();                   /* where a thread may start: see there */
     if (!th->is_heap && (p = orphan_adopt(th, cls)))
         return p;
     size_t n = arena_acquire_pools(cls, run, POOL_RUN);
