@@ -4,10 +4,9 @@
  * batched (default): pool_retire only marks the pool dirty and stamps the
  * time; a background thread (started by malloc: see releaser_ensure) claims
  * the pools that stayed free delay_ms, merges adjacent ones into ranges, and
- * advises them IOV_MAX ranges a call.  The
- * program's own threads make no release calls.  inline: the freeing thread
- * advises the pool at once.  manual: only shed_trim().  off: never (trim
- * still works on request).
+ * advises them IOV_MAX ranges a call.  The program's own threads make no
+ * release calls.  inline: the freeing thread advises the pool at once.
+ * manual: only shed_trim().  off: never (trim still works on request).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -205,21 +204,17 @@ static void releaser_start(void)
  * new pools, and from shed_config: never from free, which glibc calls with
  * its own locks held (its stack cache, as a thread's TLS is freed), locks
  * that pthread_create takes too.  So a fork()ed child that only frees keeps
- * its pools dirty until it next takes pools. */
+ * its pools dirty until it next takes pools.  Once started, the thread runs
+ * until the process ends (DONE), so only NONE starts one. */
 void releaser_ensure(void)
 {
-    int s = atomic_load_explicit(&rel.state, memory_order_relaxed);
-    if (likely(s != R_NONE && s != R_DONE) || LOAD(g.opt.release) != REL_BATCHED ||
-        g.in_fork_child)
+    if (likely(atomic_load_explicit(&rel.state, memory_order_relaxed) != R_NONE) ||
+        LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child)
         return;
     pthread_mutex_lock(&rel.mx);
-    s = atomic_load(&rel.state);
-    bool start = s == R_NONE || s == R_DONE;
-    if (start) {
+    bool start = atomic_load(&rel.state) == R_NONE;
+    if (start)
         atomic_store(&rel.state, R_STARTING);
-        atomic_store(&rel.idle, 0);
-        rel.stop = false;
-    }
     pthread_mutex_unlock(&rel.mx);
     if (start)
         releaser_start();

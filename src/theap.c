@@ -471,15 +471,14 @@ void theap_fork_child(void)
 }
 
 /* A free into a pool of an inherited theap, under the pool's stripe lock,
- * the block known allocated: mark it in the imap.  True when a reclaim is
- * now worth it (the caller wakes the release thread, after the unlock: that
- * may start a thread, which may call malloc). */
-static bool inherit_free(struct pool *p, size_t idx)
+ * the block known allocated: mark it in the imap. */
+static void inherit_free(struct pool *p, size_t idx)
 {
     _Atomic uint64_t *w = &imap_of(p)[idx / 64];   /* inherited: it has words */
     STORE(*w, LOAD(*w) | 1ull << (idx % 64));
     size_t n = ADD(g.inherit_frees, 1) + 1;
-    return n == LOAD(g.inherit_pools) * INHERIT_RECLAIM_PER_POOL;
+    if (n == LOAD(g.inherit_pools) * INHERIT_RECLAIM_PER_POOL)
+        releaser_collect_soon();          /* worth a reclaim now */
 }
 
 /* If p is an inherited pool, take it over (caller holds g.orphan_lock, so
@@ -700,10 +699,8 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
         return;
     }
     if (unlikely(LOAD(LOAD(p->owner)->inherited))) {
-        bool reclaim = inherit_free(p, idx);
+        inherit_free(p, idx);
         pthread_mutex_unlock(m);
-        if (reclaim)
-            releaser_collect_soon();
         return;
     }
     _Atomic uint64_t *r = &remote_map(p)[idx / 64];

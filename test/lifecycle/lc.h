@@ -191,10 +191,11 @@ static inline void lc_free_all(struct lc_set *s)
 /* The first n pages of a set are kept sorted for lc_in_pages: full[] is
  * built in address order, so any prefix is sorted. */
 
-/* A field of /proc/self/smaps_rollup, in kB; -1 when unreadable. */
-static inline long lc_rollup_kb(const char *field)
+/* The number in a "Field:" line of a /proc file, -1 when unreadable.  Plain
+ * system calls: it allocates nothing. */
+static inline long lc_proc_field(const char *path, const char *field)
 {
-    int fd = open("/proc/self/smaps_rollup", O_RDONLY);
+    int fd = open(path, O_RDONLY);
     if (fd < 0)
         return -1;
     char buf[4096];
@@ -208,6 +209,12 @@ static inline long lc_rollup_kb(const char *field)
         if (strncmp(s, field, fl) == 0 && s[fl] == ':')
             return atol(s + fl + 1);
     return -1;
+}
+
+/* A field of /proc/self/smaps_rollup, in kB. */
+static inline long lc_rollup_kb(const char *field)
+{
+    return lc_proc_field("/proc/self/smaps_rollup", field);
 }
 
 /* /proc/self/pagemap: is the page present and mapped by this process only

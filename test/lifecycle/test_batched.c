@@ -267,20 +267,11 @@ static void test_inline(void **state)
     assert_int_equal(shed_config("release=batched"), 0);
 }
 
-/* Threads of this process (the Threads: line of /proc/self/status), -1 if
- * unreadable.  No stdio: it must not allocate (see below). */
+/* Threads of this process, -1 if unreadable.  It must not allocate (see
+ * below). */
 static long thread_count(void)
 {
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
-    if (fd >= 0)
-        close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    char *t = strstr(buf, "\nThreads:");
-    return t ? atol(t + 9) : -1;
+    return lc_proc_field("/proc/self/status", "Threads");
 }
 
 /* free() never starts the release thread: glibc calls free with its own
