@@ -11,10 +11,15 @@
 
 #include <inttypes.h>
 
-static pthread_barrier_t start, done;
+static pthread_barrier_t start, held, done;
 static _Atomic int fails;
 
-static void churn(unsigned seed, long rounds)
+/* Allocate and free 6 pools' worth of blocks, ROUNDS times.  With HELD, the
+ * last round's frees wait until every thread holds its blocks: then no thread
+ * is still allocating to reuse another's emptied pools, and at least 3 * 5
+ * pools (each thread keeps its current one) are left for the release
+ * thread. */
+static void churn(unsigned seed, long rounds, pthread_barrier_t *hold)
 {
     void *b[1024];
     size_t per = page_size() / 256;
@@ -22,11 +27,13 @@ static void churn(unsigned seed, long rounds)
         size_t n = per * 6;
         for (size_t i = 0; i < n; i++) {
             if (!(b[i] = shed_malloc(256))) {
-                atomic_fetch_add(&fails, 1);
-                return;
+                printf("FAIL shed_malloc: %s\n", strerror(errno));
+                _exit(1);        /* not return: the others wait at HELD */
             }
             fill(b[i], 256, seed + (unsigned)r);
         }
+        if (hold && r == rounds - 1)
+            pthread_barrier_wait(hold);
         for (size_t i = 0; i < n; i++) {
             if (check_fill(b[i], 256, seed + (unsigned)r) != -1)
                 atomic_fetch_add(&fails, 1);
@@ -40,7 +47,7 @@ static void *app(void *arg)
     printf("APP %d\n", (int)lc_gettid());
     fflush(stdout);
     pthread_barrier_wait(&start);
-    churn((unsigned)(uintptr_t)arg, 200);
+    churn((unsigned)(uintptr_t)arg, 200, &held);
     pthread_barrier_wait(&done);
     for (;;)
         pause();                 /* until the process exits */
@@ -65,7 +72,7 @@ static int child(void)
     fflush(stdout);
     struct shed_stats s0, s1;
     shed_stats(&s0);
-    churn(11, 50);
+    churn(11, 50, NULL);
     settle(&s1, s0.pages_released + 4);
     printf("CHILD pages_released=%" PRIu64 " release_syscalls_app=%" PRIu64 "\n",
            s1.pages_released - s0.pages_released, s1.release_syscalls_app - s0.release_syscalls_app);
@@ -79,6 +86,7 @@ int main(void)
     shed_config("delay_ms=20");
     printf("MAIN %d\n", (int)lc_gettid());
     pthread_barrier_init(&start, NULL, 3);
+    pthread_barrier_init(&held, NULL, 3);
     pthread_barrier_init(&done, NULL, 3);
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
@@ -94,7 +102,7 @@ int main(void)
     fflush(stdout);
     shed_free(first);
     pthread_barrier_wait(&start);
-    churn(7, 200);
+    churn(7, 200, &held);
     pthread_barrier_wait(&done);
     settle(&st, 10);
     pid_t pid = fork();
