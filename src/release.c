@@ -278,7 +278,8 @@ void fork_parent_release(void)
     pthread_mutex_unlock(&rel.pass);
 }
 
-/* The child has no release thread: start one when a pool is next retired. */
+/* The child has no release thread: malloc starts one when it next takes
+ * pools (releaser_ensure). */
 void releaser_after_fork(void)
 {
     pthread_mutex_init(&rel.pass, NULL);

@@ -305,6 +305,30 @@ static void test_free_starts_no_thread(void **state)
     lc_free_all(&s);
 }
 
+/* release=inline runs no thread (shed.7 offers it to programs that must
+ * not have one, such as Python >= 3.12 forking without a warning): a fork()ed
+ * child, which has none yet, takes pools and empties them, and they leave
+ * memory with the child still alone. */
+static void test_inline_runs_no_thread(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (shed_config("release=inline") != 0 || thread_count() != 1)
+            _exit(2);
+        struct lc_set s;
+        lc_fill_pools(&s, BS, 4, 10);
+        lc_free_pages(&s, 4);
+        if (lc_resident_count(s.full, 4) != 0)
+            _exit(3);
+        _exit(thread_count() == 1 ? 0 : 4);
+    }
+    int status = lc_wait_child(pid, 4 * LC_WAIT_MS);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static _Atomic int *exit_mark;
 
 static void mark_exit(void)
@@ -352,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_ranges_merge),
         cmocka_unit_test(test_inline),
         cmocka_unit_test(test_free_starts_no_thread),
+        cmocka_unit_test(test_inline_runs_no_thread),
         cmocka_unit_test(test_last_thread_exits),
     };
     return cmocka_run_group_tests_name("lifecycle/batched", tests, NULL, NULL);
