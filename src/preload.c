@@ -10,6 +10,19 @@
 
 #include "fast.h"
 
+/* glibc sets its allocator up on the first call into it, and the thread that
+ * makes that call takes glibc's main arena without counting itself in (the
+ * count starts at one, for the main thread).  Without us, the dynamic loader
+ * makes it on the main thread.  With us, the first request passed on to glibc
+ * could come from any thread, or from two at once, which both then hold the
+ * main arena on a count of one: glibc aborts as the second exits
+ * ("a->attached_threads > 0").  So make that call here, at start-up, on the
+ * main thread.  (test/preload/first_large.c) */
+__attribute__((constructor)) static void preload_init(void)
+{
+    sys_free(sys_malloc(1));
+}
+
 EXPORT void *malloc(size_t size)
 {
     return malloc_fast(size);

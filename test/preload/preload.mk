@@ -7,8 +7,9 @@
 #   make check-preload-semantics  posix_memalign & co keep glibc's semantics,
 #                                 and small blocks come from shed's pools
 #   make check-preload-programs   python3, sort, xz, sqlite3, git, a C++ and a
-#                                 threaded C program give the same output with
-#                                 and without LD_PRELOAD=libshed.so
+#                                 threaded C program, and one whose first large
+#                                 request comes from a thread, give the same
+#                                 output with and without LD_PRELOAD=libshed.so
 
 PRELOAD_OUT    := $(BUILD)/preload
 PRELOAD_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE $(CFLAGS)
@@ -55,12 +56,17 @@ $(PRELOAD_OUT)/threads: test/preload/threads.c
 	@mkdir -p $(dir $@)
 	$(CC) $(PRELOAD_CFLAGS) -o $@ $< $(LDLIBS)
 
+$(PRELOAD_OUT)/first_large: test/preload/first_large.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -o $@ $< $(LDLIBS)
+
 $(PRELOAD_OUT)/cxx: test/preload/cxx.cpp
 	@$(NEED) g++
 	@mkdir -p $(dir $@)
 	g++ -std=gnu++17 -Wall -Wextra -Werror $(CFLAGS) -o $@ $<
 
-check-preload-programs: $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT)/threads $(PRELOAD_OUT)/cxx
+check-preload-programs: $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT)/threads \
+                        $(PRELOAD_OUT)/first_large $(PRELOAD_OUT)/cxx
 	@$(NEED) python3 sqlite3 xz-utils git
 	sh test/preload/programs.sh $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT) $(PRELOAD_PYTHON)
 

@@ -6,7 +6,7 @@
 # same stdout.  probe.so (preloaded too) records shed's statistics at the
 # exit of every process, and each case must show that shed carved at least
 # MIN arenas, i.e. really served the program's small blocks, and reported no
-# bad pointer.  BINDIR holds the threads and cxx test programs.
+# bad pointer.  BINDIR holds the threads, first_large and cxx test programs.
 set -u
 lib=$(realpath "$1") probe=$(realpath "$2") bindir=$(realpath "$3")
 python=${4:-/usr/bin/python3}
@@ -97,6 +97,10 @@ case_threads() {
     p "$bindir/threads"
 }
 
+case_first_large() {
+    p "$bindir/first_large"
+}
+
 # check NAME MIN: run case_NAME plain and preloaded and compare.
 fail=0
 check() {
@@ -144,4 +148,5 @@ check sqlite 1
 check git 1
 check cxx 4
 check threads 4
+check first_large 1
 exit $fail
