@@ -32,9 +32,6 @@ enum { R_NONE, R_STARTING, R_RUNNING, R_DONE, R_FAILED, R_STOPPED };
 
 static struct {
     pthread_mutex_t pass;          /* one release pass at a time (buffers) */
-    struct iovec ranges[MAX_RANGES];
-    bool ok[MAX_RANGES];
-
     pthread_mutex_t mx;            /* the thread's sleep, and state changes */
     pthread_cond_t cv;             /* wakes the thread */
     pthread_cond_t gone;           /* the thread has stopped (releaser_stop) */
@@ -42,6 +39,9 @@ static struct {
     _Atomic int idle;              /* asleep with nothing due */
     _Atomic uint64_t gen;          /* bumped by every retired pool */
     bool stop;
+    /* the pass's buffers last: a fork writes the locks, one page */
+    struct iovec ranges[MAX_RANGES];
+    bool ok[MAX_RANGES];
 } rel = { .pass = PTHREAD_MUTEX_INITIALIZER, .mx = PTHREAD_MUTEX_INITIALIZER,
           .cv = PTHREAD_COND_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER };
 

@@ -68,7 +68,10 @@
 
 #define NCLS            SHED_NUM_CLASSES
 #define POOLS_PER_ARENA 64
-#define NSTRIPES        256          /* locks for cross-thread frees */
+#define NSTRIPES        64           /* locks for cross-thread frees: one
+                                        page, as every page of locks costs
+                                        two copies at each fork (the parent
+                                        unlocks, the child re-initialises) */
 #define POOL_RUN        4            /* adjacent pools a thread takes at once */
 #define DEFAULT_REGION  ((size_t)32 << 30)
 #define MIN_REGION      ((size_t)16 << 20)
