@@ -4,6 +4,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <gnu/lib-names.h>
 #include <malloc.h>
 #include <string.h>
 
@@ -88,10 +89,15 @@ EXPORT void *shed_aligned_alloc(size_t alignment, size_t size)
 size_t sys_usable_size(void *ptr)
 {
 #ifdef SHED_PRELOAD
-    /* Our own malloc_usable_size is the one the program sees: ask glibc's. */
+    /* Our own malloc_usable_size is the one the program sees, and the next one
+     * in the search order may be another allocator's (a program linked with
+     * jemalloc, as Debian's redis-server is): ask glibc's, which made the
+     * block. */
     static size_t (*fn)(void *);
-    if (!fn)
-        fn = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    if (!fn) {
+        void *libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
+        fn = libc ? (size_t (*)(void *))dlsym(libc, "malloc_usable_size") : NULL;
+    }
     return fn ? fn(ptr) : 0;
 #else
     return malloc_usable_size(ptr);

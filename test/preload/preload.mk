@@ -5,7 +5,9 @@
 #                                 with shed_malloc & co renamed to malloc & co
 #                                 (test/preload/names.h), linked to libshed.so
 #   make check-preload-semantics  posix_memalign & co keep glibc's semantics,
-#                                 and small blocks come from shed's pools
+#                                 small blocks come from shed's pools, and the
+#                                 sizes of glibc's blocks come from glibc even
+#                                 with another allocator after shed
 #   make check-preload-programs   python3, sort, xz, sqlite3, git, a C++ and a
 #                                 threaded C program, and one whose first large
 #                                 request comes from a thread, give the same
@@ -44,8 +46,17 @@ $(PRELOAD_OUT)/semantics: test/preload/semantics.c include/shed.h
 	@mkdir -p $(dir $@)
 	$(CC) $(PRELOAD_CFLAGS) -fno-builtin -o $@ $< -ldl
 
-check-preload-semantics: $(PRELOAD_OUT)/semantics $(LIB_SO)
+$(PRELOAD_OUT)/usable: test/preload/usable.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -fno-builtin -o $@ $<
+
+$(PRELOAD_OUT)/decoy.so: test/preload/decoy.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -shared -fPIC -o $@ $<
+
+check-preload-semantics: $(PRELOAD_OUT)/semantics $(PRELOAD_OUT)/usable $(PRELOAD_OUT)/decoy.so $(LIB_SO)
 	LD_PRELOAD=$(abspath $(LIB_SO)) $(PRELOAD_OUT)/semantics
+	LD_PRELOAD="$(abspath $(LIB_SO)) $(abspath $(PRELOAD_OUT)/decoy.so)" $(PRELOAD_OUT)/usable
 
 # probe.so reports shed's statistics at each process's exit (see probe.c).
 $(PRELOAD_OUT)/probe.so: test/preload/probe.c include/shed.h
