@@ -98,7 +98,7 @@ static bool apply_one(char *item, bool report)
         goto bad;
     if (k->uvar)
         STORE(*k->uvar, (unsigned)v);
-    else if (atomic_load(&g.state) == 0)
+    else if (atomic_load(&g.state) < 2)   /* SHED_CONF is read while state is 1 */
         *k->svar = (size_t)v << 20;
     return true;
 bad:

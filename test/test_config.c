@@ -86,6 +86,9 @@ static int child_main(void)
     char head[256];
     stats_headline(head, sizeof head);
     fputs(head, stdout);
+    struct shed_stats st;
+    shed_stats(&st);
+    printf("reserved=%zu\n", st.bytes_reserved);
     return 0;
 }
 
@@ -119,6 +122,23 @@ static void test_env_conf_bad(void **state)
     assert_non_null(strstr(out, "shed: release=batched "));
 }
 
+/* region_mb, read at start-up only, sizes the region; a later shed_config
+ * accepts it and changes nothing. */
+static void test_env_region(void **state)
+{
+    (void)state;
+    char out[4096], err[4096];
+    int st = run_self("region_mb=64", NULL, out, err, sizeof out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_non_null(strstr(out, "reserved=67108864\n"));
+    assert_int_equal(count_lines(err, "shed: "), 0);
+    struct shed_stats s0, s1;
+    shed_stats(&s0);
+    assert_int_equal(shed_config("region_mb=64"), 0);
+    shed_stats(&s1);
+    assert_int_equal(s1.bytes_reserved, s0.bytes_reserved);
+}
+
 /* SHED_STATS=1 prints the table to stderr at exit. */
 static void test_env_stats(void **state)
 {
@@ -144,6 +164,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mixed_items),
         cmocka_unit_test(test_env_conf),
         cmocka_unit_test(test_env_conf_bad),
+        cmocka_unit_test(test_env_region),
         cmocka_unit_test(test_env_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
