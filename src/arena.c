@@ -86,6 +86,22 @@ static int highest(uint64_t mask)
     return 63 - __builtin_clzll(mask);
 }
 
+/* With no other pool free-dirty and none released, an arena whose dirty
+ * pools are all sealed (shed_freeze), or NULL.  A sealed page waits for its
+ * release to be reused, but with release=off or manual none may come: rather
+ * than carve more of the region, reuse it (reused or fresh, it costs a page),
+ * or a program that freezes at every fork would grow without bound.  Caller
+ * holds g.lock. */
+static struct arena *sealed_dirty_arena(void)
+{
+    if (g.bucket_mask[B_RELEASED] || g.npools_dirty == 0)
+        return NULL;
+    for (size_t w = 0; w < (g.narenas + 63) / 64; w++)
+        if (g.dirty_arenas[w])
+            return &g.arenas[w * 64 + (size_t)__builtin_ctzll(g.dirty_arenas[w])];
+    return NULL;
+}
+
 /* Take up to want adjacent free pools for class cls (one class's blocks then
  * sit on neighbouring pages, as in a larger pool, while each page is still
  * released on its own).  Returns how many; 0 when the region is exhausted. */
@@ -98,6 +114,10 @@ size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
         a = g.bucket[B_DIRTY][highest(g.bucket_mask[B_DIRTY])];
         from = &a->dirty;
         usable = a->dirty & ~a->sealed;  /* a sealed page waits for release */
+    } else if ((a = sealed_dirty_arena())) {
+        from = &a->dirty;                /* see sealed_dirty_arena */
+        usable = a->dirty;
+        a->sealed &= ~usable;
     } else {
         if (g.bucket_mask[B_RELEASED])
             a = g.bucket[B_RELEASED][highest(g.bucket_mask[B_RELEASED])];

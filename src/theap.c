@@ -176,6 +176,18 @@ static void pool_retire(struct pool *p)
     }
 }
 
+/* p, out of th's lists, was sealed (shed_freeze): it gives no more blocks.
+ * Empty (a spare pool, or a current one whose blocks were all freed), it goes
+ * back to its arena now, since no free will come to retire it; else it waits
+ * on no list until its blocks are freed. */
+static void pool_set_aside(struct pool *p)
+{
+    if (pool_nfree(p) == p->nblocks)
+        pool_retire(p);
+    else
+        pool_place(p, IN_FULL);
+}
+
 /* After p gained free blocks: retire it if empty (a current pool stays, but
  * for inline release), or put it back on the avail list. */
 void theap_settle(struct theap *th, struct pool *p)
@@ -599,7 +611,7 @@ static void theap_sync(struct theap *th, unsigned epoch)
         struct pool *p = th->cur[c];
         if (p != NO_POOL && LOAD(p->sealed)) {
             theap_set_cur(th, c, NO_POOL);
-            pool_place(p, IN_FULL);
+            pool_set_aside(p);
         }
     }
     if (th->thaw_seen != LOAD(g.thaw_epoch))
@@ -666,7 +678,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
             return NULL;
         }
         if (unlikely(LOAD(p->sealed))) {  /* frozen since it was listed */
-            pool_place(p, IN_FULL);
+            pool_set_aside(p);
             continue;
         }
         p->where = IN_CUR;               /* from a list or none: settle_at stays */

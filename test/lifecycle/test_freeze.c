@@ -479,8 +479,49 @@ static void test_freeze_listed(void **state)
     assert_int_equal(shed_config("release=batched"), 0);
 }
 
-int main(void)
+/* release=manual: nothing releases a sealed pool that empties, so once no
+ * other pool is free it is reused rather than more of the region carved.
+ * A program that freezes (as freeze_on_fork does at every fork), then drops
+ * what it built, round after round: here a 16 MiB region (64 arenas) and 96
+ * rounds of an arena's worth each.  It carved an arena a round, then ran out
+ * of region and passed its requests to glibc. */
+enum { UNRELEASED_ROUNDS = 96 };
+static const char *self;          /* argv[0], to run again */
+
+static int unreleased_child(void)
 {
+    struct lc_set s;
+    for (unsigned round = 0; round < UNRELEASED_ROUNDS; round++) {
+        lc_fill_pools(&s, 256, 64, 20 + round);   /* an arena's worth */
+        shed_freeze();
+        lc_free_all(&s);
+    }
+    struct shed_stats st = lc_stats();
+    printf("arenas=%zu large=%llu\n", st.arenas, (unsigned long long)st.large_allocs);
+    return 0;
+}
+
+static void test_freeze_unreleased(void **state)
+{
+    (void)state;
+    char out[4096], err[4096];
+    char *argv[] = { (char *)self, "--unreleased", NULL };
+    int st = run_exec(argv, "region_mb=16,release=manual", NULL, out, err, sizeof out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    size_t arenas;
+    unsigned long long large;
+    assert_int_equal(sscanf(out, "arenas=%zu large=%llu", &arenas, &large), 2);
+    print_message("      %d rounds: %zu arenas, %llu requests passed on\n",
+                  UNRELEASED_ROUNDS, arenas, large);
+    assert_true(arenas <= 3);
+    assert_int_equal(large, 0);
+}
+
+int main(int argc, char **argv)
+{
+    self = argv[0];
+    if (argc > 1 && strcmp(argv[1], "--unreleased") == 0)
+        return unreleased_child();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_no_freeze),
         cmocka_unit_test(test_fork_freeze),
@@ -489,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_fork_twice),
         cmocka_unit_test(test_thaw),
         cmocka_unit_test(test_freeze_listed),
+        cmocka_unit_test(test_freeze_unreleased),
     };
     return cmocka_run_group_tests_name("lifecycle/freeze", tests, NULL, NULL);
 }
