@@ -26,6 +26,7 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     pool_place(p, IN_NONE);
     p->next = p->prev = 0;
     STORE(p->size, (uint16_t)size);
+    owner->npools++;
     atomic_store_explicit(&p->owner, owner, memory_order_release);
 }
 

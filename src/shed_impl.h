@@ -217,6 +217,9 @@ struct theap {
     bool live;
     _Atomic bool inherited;      /* a fork()ed child's: the parent's pools,
                                     freed into through the imap only */
+    size_t npools;               /* pools it owns (current, listed or full):
+                                    the walk for its full pools stops once
+                                    it has seen them all */
     unsigned thaw_seen;          /* g.thaw_epoch when it last relisted */
     unsigned epoch;              /* g.epoch when the slow path last looked;
                                     the fast path runs only while equal */

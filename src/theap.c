@@ -82,6 +82,7 @@ static void theap_clear(struct theap *th)
         theap_set_cur(th, c, NO_POOL);
         th->avail[c] = NULL;
     }
+    th->npools = 0;
     cur_word_clear(&th->fast[0]);    /* malloc(0)'s slot: always the slow path */
     atomic_store(&th->pending, NULL);
 }
@@ -158,6 +159,7 @@ int theap_setup(void)
 static void pool_retire(struct pool *p)
 {
     pthread_mutex_t *m = stripe_of(p);
+    LOAD(p->owner)->npools--;
     pthread_mutex_lock(m);
     STORE(p->owner, NULL);
     pthread_mutex_unlock(m);
@@ -250,14 +252,18 @@ static bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
     if (ok)
         STORE(p->owner, to);
     pthread_mutex_unlock(m);
-    if (ok)
+    if (ok) {
         list_remove(th, p);
+        th->npools--;
+        to->npools++;
+    }
     return ok;
 }
 
 /* Call fn on every pool in use, as the arenas' masks show it a mask at a
- * time (the arena lock is not held while fn runs: fn may move the pool). */
-static void used_pools_each(void (*fn)(struct pool *, void *), void *arg)
+ * time (the arena lock is not held while fn runs: fn may move the pool),
+ * until fn returns true. */
+static void used_pools_each(bool (*fn)(struct pool *, void *), void *arg)
 {
     pthread_mutex_lock(&g.lock);
     size_t narenas = g.narenas;
@@ -267,7 +273,8 @@ static void used_pools_each(void (*fn)(struct pool *, void *), void *arg)
         uint64_t used = g.arenas[a].used;
         pthread_mutex_unlock(&g.lock);
         for (; used; used &= used - 1)
-            fn(desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used)), arg);
+            if (fn(desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used)), arg))
+                return;
     }
 }
 
@@ -275,30 +282,41 @@ struct full_walk {
     struct theap *th;
     void (*fn)(struct theap *, struct pool *, void *);
     void *arg;
+    size_t left;                 /* full pools of th not seen yet */
 };
 
-static void full_pool(struct pool *p, void *arg)
+static bool full_pool(struct pool *p, void *arg)
 {
     struct full_walk *w = arg;
-    if (LOAD(p->owner) == w->th && p->where == IN_FULL)
+    if (LOAD(p->owner) == w->th && p->where == IN_FULL) {
         w->fn(w->th, p, w->arg);
+        w->left--;
+    }
+    return w->left == 0;
 }
 
 /* Call fn on every pool th owns: current, on an avail list, or on no list
- * (found by a walk over the arenas' in-use masks).  fn may move the pool. */
+ * (found by a walk over the arenas' in-use masks, which stops once it has
+ * found them all: a thread that exits owning none walks nothing).  fn may
+ * move the pool. */
 static void theap_for_each_pool(struct theap *th,
                                 void (*fn)(struct theap *, struct pool *, void *), void *arg)
 {
+    size_t owned = th->npools, listed = 0;
     for (unsigned c = 0; c < NCLS; c++) {
-        if (th->cur[c] != NO_POOL)
+        if (th->cur[c] != NO_POOL) {
             fn(th, th->cur[c], arg);
+            listed++;
+        }
         for (struct pool *p = th->avail[c], *next; p; p = next) {
             next = pool_at(p->next);
             fn(th, p, arg);
+            listed++;
         }
     }
-    struct full_walk w = { th, fn, arg };
-    used_pools_each(full_pool, &w);
+    struct full_walk w = { th, fn, arg, owned - listed };
+    if (w.left > 0)
+        used_pools_each(full_pool, &w);
 }
 
 static void relist_pool(struct theap *th, struct pool *p, void *arg)
@@ -496,12 +514,12 @@ static void inherit_free(struct pool *p, size_t idx)
 /* If p is an inherited pool, take it over (caller holds g.orphan_lock, so
  * nobody else changes its owner): merge its remote and inherited frees,
  * recount, and give it to the orphanage, or back to its arena when empty. */
-static void reclaim_pool(struct pool *p, void *arg)
+static bool reclaim_pool(struct pool *p, void *arg)
 {
     (void)arg;
     struct theap *th = LOAD(p->owner);
     if (!th || !LOAD(th->inherited))
-        return;                           /* free, or the child's own */
+        return false;                     /* free, or the child's own */
     struct theap *o = g.orphanage;
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);                /* against frees into it */
@@ -518,13 +536,17 @@ static void reclaim_pool(struct pool *p, void *arg)
     pool_set_nfree(p, nfree);
     pool_place(p, IN_NONE);
     bool empty = nfree == p->nblocks;
-    if (!empty)
+    if (!empty) {
         STORE(p->owner, o);
+        th->npools--;
+        o->npools++;
+    }
     pthread_mutex_unlock(m);
     if (empty)
         pool_retire(p);
     else
         orphanage_place(p);
+    return false;
 }
 
 /* Hand every pool of the inherited theaps to the orphanage, then recycle
