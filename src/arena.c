@@ -88,10 +88,10 @@ static int highest(uint64_t mask)
 
 /* With no other pool free-dirty and none released, an arena whose dirty
  * pools are all sealed (shed_freeze), or NULL.  A sealed page waits for its
- * release to be reused, but with release=off or manual none may come: rather
- * than carve more of the region, reuse it (reused or fresh, it costs a page),
- * or a program that freezes at every fork would grow without bound.  Caller
- * holds g.lock. */
+ * release to be reused, but not when the alternative is carving more of the
+ * region (reused or fresh, it costs a page): with release=off or manual no
+ * release comes, and a program that freezes at every fork would grow without
+ * bound.  Caller holds g.lock. */
 static struct arena *sealed_dirty_arena(void)
 {
     if (g.bucket_mask[B_RELEASED] || g.npools_dirty == 0)

@@ -104,10 +104,10 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
 /*
  * Pool descriptor, one per pool page, page_size >> DESC_TO_PAGE bytes apart
  * in the table: 64 bytes with 4 KiB pages, one cache line holding all that
- * the owner's malloc and free touch.  What only cross-thread frees touch (the remote
- * bitmap and the pending-stack link) is in a second table, struct cold, at
- * the same index, so a program that frees where it allocates never brings
- * those pages in.
+ * the owner's malloc and free touch.  What only cross-thread frees touch
+ * (the remote bitmap and the pending-stack link) is in a second table,
+ * struct cold, at the same index, so a program that frees where it
+ * allocates never brings those pages in.
  * Invariants while the pool is in use (owner != NULL):
  *   - a block's bit is set in free[] iff the owner may hand it out, and in
  *     remote[] iff another thread freed it and the owner has not merged it;
@@ -132,8 +132,8 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  * last held (to tell a double free from a wild pointer), and dirty_ms takes
  * the place of the list links.
  * owner and pending change only under the pool's stripe lock; to_settle,
- * settle_at, the list links and free[] stores belong to the owner (free[] words are read
- * by other threads under the stripe lock, hence atomics).
+ * settle_at, the list links and free[] stores belong to the owner (free[]
+ * words are read by other threads under the stripe lock, hence atomics).
  */
 struct pool {
     struct theap *_Atomic owner; /* NULL while the pool is not in use */
