@@ -240,6 +240,20 @@ void releaser_kick(struct pool *p)
         release_pool_now(p);
 }
 
+/* Pools were retired in bulk (pool_retire_as): in batched mode the thread
+ * takes them as any others; inline (or with no thread) they go now, in one
+ * pass, which advises them all a vectored call at a time, where one pool at
+ * a time would cost a call each (a short thread leaves a few pools of each
+ * class it used). */
+void release_retired(void)
+{
+    if (g.in_fork_child)
+        return;
+    int mode = LOAD(g.opt.release);
+    if (mode == REL_INLINE || (mode == REL_BATCHED && !releaser_wake()))
+        release_pass(true, NULL);
+}
+
 /* A block was freed into a pool of an exited thread or of a heap: nobody
  * may allocate there again soon, so the release thread collects it. */
 void releaser_collect_soon(void)

@@ -155,8 +155,11 @@ int theap_setup(void)
 
 /* ---- giving pools back ---- */
 
-/* p is empty and out of every list: back to its arena, then per the policy. */
-static void pool_retire(struct pool *p)
+/* p is empty and out of every list: back to its arena, then per the policy.
+ * bulk: one of many that go back together (a thread's exit, a heap's
+ * destruction, shed_trim), which the caller releases in one pass after
+ * (release_retired), rather than with a system call each. */
+static void pool_retire_as(struct pool *p, bool bulk)
 {
     pthread_mutex_t *m = stripe_of(p);
     LOAD(p->owner)->npools--;
@@ -164,7 +167,7 @@ static void pool_retire(struct pool *p)
     STORE(p->owner, NULL);
     pthread_mutex_unlock(m);
     arena_return_pool(p);
-    if (g.in_fork_child)
+    if (g.in_fork_child || bulk)
         return;                   /* no thread starts in an atfork handler */
     switch (LOAD(g.opt.release)) {
     case REL_INLINE:
@@ -176,6 +179,11 @@ static void pool_retire(struct pool *p)
     default:
         break;
     }
+}
+
+static void pool_retire(struct pool *p)
+{
+    pool_retire_as(p, false);
 }
 
 /* p, out of th's lists, was sealed (shed_freeze): it gives no more blocks.
@@ -222,7 +230,8 @@ void theap_drain(struct theap *th)
     }
 }
 
-/* Retire th's empty pools: current ones and spares (shed_trim). */
+/* Retire th's empty pools: current ones and spares (shed_trim, whose
+ * release pass follows). */
 void theap_flush_empty(struct theap *th)
 {
     theap_drain(th);
@@ -230,13 +239,13 @@ void theap_flush_empty(struct theap *th)
         struct pool *p = th->cur[c], *next;
         if (p != NO_POOL && pool_nfree(p) == p->nblocks) {
             list_remove(th, p);
-            pool_retire(p);
+            pool_retire_as(p, true);
         }
         for (p = th->avail[c]; p; p = next) {
             next = pool_at(p->next);
             if (pool_nfree(p) == p->nblocks) {
                 list_remove(th, p);
-                pool_retire(p);
+                pool_retire_as(p, true);
             }
         }
     }
@@ -353,7 +362,7 @@ static void abandon_pool(struct theap *th, struct pool *p, void *left)
     struct theap *o = g.orphanage;
     if (pool_nfree(p) == p->nblocks) {
         list_remove(th, p);
-        pool_retire(p);
+        pool_retire_as(p, true);
     } else if (pool_transfer(th, p, o)) {
         orphanage_place(p);
     } else {
@@ -374,6 +383,7 @@ void theap_abandon(struct theap *th)
             sched_yield();
     }
     pthread_mutex_unlock(&g.orphan_lock);
+    release_retired();
 }
 
 /* Tell memcheck that the live blocks of p are gone. */
@@ -398,7 +408,7 @@ static void destroy_pool(struct theap *th, struct pool *p, void *arg)
         cold_of(p)->pending = 0;
     chk_noaccess(pool_addr(p), g.page_size);
     list_remove(th, p);
-    pool_retire(p);
+    pool_retire_as(p, true);
 }
 
 /* shed_heap_destroy: every pool of the heap goes back, live blocks or not.
@@ -409,6 +419,7 @@ void theap_destroy_pools(struct theap *th)
     theap_for_each_pool(th, destroy_pool, NULL);
     /* Pools pushed for remote frees meanwhile are retired already. */
     atomic_store(&th->pending, NULL);
+    release_retired();
 }
 
 /*

@@ -202,6 +202,77 @@ static void test_inline_remote(void **state)
     }
 }
 
+/* A thread that allocates one block of XS bytes and frees it, then records
+ * the stats: what follows them is its exit. */
+enum { XS = 432 };               /* a class no other test here uses */
+
+static void *one_block(void *arg)
+{
+    void *b = shed_malloc(XS), *bad = NULL;
+    if (!b)
+        return arg;
+    fill(b, XS, 3);
+    if (check_fill(b, XS, 3) != -1)
+        bad = b;
+    shed_free(b);
+    shed_stats(arg);
+    return bad;
+}
+
+/* inline: a thread's exit gives its empty pools back in one pass, not a
+ * system call each.  They must be resident for mincore to see them go: the
+ * thread takes pools that manual mode left dirty (dirty before fresh), its
+ * current one and the spares taken with it, and the pass at its exit takes
+ * every free pool left, those spares among them. */
+static void test_inline_thread_exit(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=manual"), 0);
+    shed_trim();
+    size_t per = page_size() / XS, n = 8 * per;
+    void **b = scratch(n * sizeof *b), **pages = scratch(n * sizeof *pages);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(b[i] = shed_malloc(XS));
+        fill(b[i], XS, 2);
+    }
+    /* the pages that only these blocks use (not the current pool's) */
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *pg = page_of(b[i]);
+        bool listed = false;
+        for (size_t k = 0; k < np; k++)
+            listed |= pages[k] == pg;
+        if (!listed && pg != page_of(b[n - 1]) && in_page(b, n, pg) == per)
+            pages[np++] = pg;
+    }
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(check_fill(b[i], XS, 2), -1);
+        shed_free(b[i]);
+    }
+    assert_true(np >= 4);
+    struct shed_stats s0, before, s1;
+    shed_stats(&s0);
+    assert_true(s0.pools_dirty >= np);
+    for (size_t k = 0; k < np; k++)
+        assert_int_equal(resident(pages[k]), 1);
+
+    assert_int_equal(shed_config("release=inline"), 0);
+    pthread_t t;
+    void *bad;
+    assert_int_equal(pthread_create(&t, NULL, one_block, &before), 0);
+    assert_int_equal(pthread_join(t, &bad), 0);
+    assert_null(bad);
+    shed_stats(&s1);
+    for (size_t k = 0; k < np; k++)
+        assert_int_equal(resident(pages[k]), 0);
+    assert_int_equal(s1.pools_dirty, 0);
+    assert_int_equal(s1.release_batches - before.release_batches, 1);
+    assert_true(s1.pages_released - before.pages_released >= np - 1);
+    assert_int_equal(s1.release_failures, s0.release_failures);
+    munmap(b, n * sizeof *b);
+    munmap(pages, n * sizeof *pages);
+}
+
 /* manual: the page stays until shed_trim(), which also releases the thread's
  * emptied current pool; the pool is then reused by another class. */
 static void test_manual_trim(void **state)
@@ -354,6 +425,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inline),
         cmocka_unit_test(test_inline_remote),
+        cmocka_unit_test(test_inline_thread_exit),
         cmocka_unit_test(test_manual_trim),
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_advice_free),
