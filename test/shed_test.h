@@ -61,6 +61,19 @@ extern void __libc_free(void *);
 #define system_malloc __libc_malloc
 #endif
 
+/* Built with TSan: its runtime runs a thread of its own, for the whole life
+ * of the process. */
+#if defined(__SANITIZE_THREAD__)
+#define TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN 1
+#endif
+#endif
+#ifndef TSAN
+#define TSAN 0
+#endif
+
 static inline size_t page_size(void)
 {
     return (size_t)sysconf(_SC_PAGESIZE);

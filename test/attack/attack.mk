@@ -4,7 +4,8 @@
 #   make check-asan        the library built with clang and -fsanitize=address,
 #   make check-ubsan       ... undefined, ... thread: the main cmocka suite
 #   make check-tsan        (test/test_*.c) and test/attack/test_*.c against it;
-#                          check-asan also shows a use after free is caught
+#                          check-asan also shows a use after free is caught,
+#                          check-tsan also runs test/lifecycle/test_*.c
 #   make check-fuzz-regress  the fuzz target replays its corpus and every
 #                          file of test/fuzz/regressions/ (any failure fails)
 #   make fuzz FUZZ_SECONDS=N   fuzz test/fuzz/fuzz_ops.c for N seconds
@@ -49,13 +50,19 @@ SAN_tsan    := -fsanitize=thread
 # allocator_may_return_null=1: the tests ask for SIZE_MAX bytes on purpose;
 # detect_leaks=0: the tests keep blocks on purpose (the bad-input children);
 # detect_deadlocks=0: fork_prepare holds every lock of shed (more than 64),
-# beyond what the deadlock detector can track (it fails a CHECK and hangs).
+# beyond what the deadlock detector can track (it fails a CHECK and hangs);
+# die_after_fork=0: a fork()ed child starts shed's release thread, which TSan
+# does not vouch for after a multi-threaded fork (the lifecycle tests do it
+# on purpose, and run clean).
 ENV_asan    := ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1
 ENV_ubsan   := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-ENV_tsan    := TSAN_OPTIONS=halt_on_error=1:detect_deadlocks=0:allocator_may_return_null=1
+ENV_tsan    := TSAN_OPTIONS=halt_on_error=1:detect_deadlocks=0:allocator_may_return_null=1:die_after_fork=0
 SAN_TESTS   := $(TEST_SRC) $(ATTACK_SRC)
 # Under ASan also: a use after free of a shed block is caught.
 SAN_EXTRA_asan := $(BUILD)/asan/test/attack/uaf
+# Under TSan also the lifecycle tests: the release thread, heaps, freeze and
+# fork, against threads that allocate and free meanwhile.
+SAN_EXTRA_tsan := $(patsubst test/%.c,$(BUILD)/tsan/test/%,$(wildcard test/lifecycle/test_*.c))
 
 san-deps:
 	@$(NEED) clang libclang-rt-14-dev libcmocka-dev pkg-config valgrind
@@ -70,7 +77,7 @@ $(BUILD)/$(1)/libshed.a: $(SRC:src/%.c=$(BUILD)/$(1)/obj/%.o)
 	@rm -f $$@
 	ar rcs $$@ $$^
 
-$(BUILD)/$(1)/test/%: test/%.c $$(wildcard test/*.h test/attack/*.h) include/shed.h $(BUILD)/$(1)/libshed.a
+$(BUILD)/$(1)/test/%: test/%.c $$(wildcard test/*.h test/attack/*.h test/lifecycle/*.h) include/shed.h $(BUILD)/$(1)/libshed.a
 	@mkdir -p $$(dir $$@)
 	$(SAN_CC) $(SAN_CFLAGS) $(SAN_$(1)) -o $$@ $$< $(BUILD)/$(1)/libshed.a $$(CMOCKA_LIBS) $(LIB_A_LIBS)
 
