@@ -49,16 +49,18 @@ SIZES = {
     "frag": (["2M", "1000"], ["500k", "1000"]),
     "python": (["500k", "1000"], ["100k", "1000"]),
     "reuse": (["2M", "100k"], ["500k", "100k"]),
+    "threxit": (["10M", "2000"], ["1M", "500"]),
 }
 
-# Timing metrics: (key, label) in table order.
+# Timing metrics: (key, workload, label) in table order.
 TIMINGS = [
-    ("churn_ns", "churn, ns/step"),
-    ("burst_lifo_ns", "burst LIFO, ns/pair"),
-    ("burst_fifo_ns", "burst FIFO, ns/pair"),
-    ("threads_churn2_ns", "2 threads churn, ns/step"),
-    ("threads_prodcons_ns", "producer->consumer, ns/block"),
-    ("frag_alloc_ns", "frag-random alloc, ns/block"),
+    ("churn_ns", "churn", "churn, ns/step"),
+    ("burst_lifo_ns", "burst", "burst LIFO, ns/pair"),
+    ("burst_fifo_ns", "burst", "burst FIFO, ns/pair"),
+    ("threads_churn2_ns", "threads", "2 threads churn, ns/step"),
+    ("threads_prodcons_ns", "threads", "producer->consumer, ns/block"),
+    ("threxit_us", "threxit", "thread start+join, us/thread"),
+    ("frag_alloc_ns", "frag-random", "frag-random alloc, ns/block"),
 ]
 FRAGS = ["frag-random", "frag-sparse", "frag-phase"]
 # One colour per allocator in every plot.
@@ -274,7 +276,7 @@ def main():
     allocs = allocators(args, os.path.join(os.path.abspath(args.bin), "churn"))
     names = [a.name for a in allocs]
     peers = [n for n in names if n in PEERS]
-    timed = ["churn", "burst", "threads"]
+    timed = ["churn", "burst", "threads", "threxit"]
     frags = list(FRAGS)
     works = args.workloads.split(",") if args.workloads else \
         timed + frags + ["python", "reuse"]
@@ -327,6 +329,7 @@ def main():
             rss[(w, a.name)] = series
         key = {"churn": "churn_ns", "burst": "burst_lifo_ns",
                "threads": "threads_churn2_ns", "python": "py_build_ns",
+               "threxit": "threxit_us",
                "reuse": "reuse_median_below"}.get(w, "frag_ratio1000")
         log("[%3d/%d] %-11s %-12s rep %d  %s=%s  (%.1f s)" %
             (step, total, w, a.name, rep + 1, key, fmt(metrics.get(key)),
@@ -355,12 +358,8 @@ def main():
               cmdline, date, platform.node() or "host", platform.machine(),
               platform.release(), os.cpu_count() or 0, repeats,
               short_repeats, " and ".join(SHORT_RUNS)), ""]
-    wl_of = {"churn_ns": "churn", "burst_lifo_ns": "burst",
-             "burst_fifo_ns": "burst", "threads_churn2_ns": "threads",
-             "threads_prodcons_ns": "threads", "frag_alloc_ns": "frag-random"}
     trows = []
-    for k, label in TIMINGS:
-        w = wl_of[k]
+    for k, w, label in TIMINGS:
         if w not in works:
             continue
         vals = {n: med(w, n, k) for n in names}
@@ -497,8 +496,9 @@ def extras(args):
              (["20", "2", "200000", "20000"] if args.quick else []))]
     md = []
     for title, cmd in runs:
-        if not os.path.exists(cmd[0] if cmd[0] != "sh" else cmd[2]):
-            log("bench: %s skipped (not built)" % cmd[0])
+        prog = cmd[0] if cmd[0] != "sh" else cmd[2]
+        if not os.path.exists(prog):
+            log("bench: %s skipped (not built)" % prog)
             continue
         log("bench: " + " ".join(cmd))
         try:
@@ -549,7 +549,7 @@ def targets(names, peers, med, fastest, works):
                    "below, in both): %s." %
                    (label, v, bp, best, fs, fp, fast[fp],
                     "met" if v <= best and fs <= fast[fp] else "MISSED"))
-    return out + [""]
+    return out + [""] if len(out) > 2 else []
 
 
 def plot(out_dir, names, rss, med, works):
@@ -596,17 +596,15 @@ def plot(out_dir, names, rss, med, works):
             cmds += ["unset key"]
         cmds += ["unset multiplot"]
 
-        rows = [(k, label) for k, label in TIMINGS]
-        wl = {"churn_ns": "churn", "burst_lifo_ns": "burst",
-              "burst_fifo_ns": "burst", "threads_churn2_ns": "threads",
-              "threads_prodcons_ns": "threads", "frag_alloc_ns": "frag-random"}
-        rows = [(k, l) for k, l in rows if wl[k] in works]
+        # ns only: one axis (threxit, in us, is in the table)
+        rows = [(k, w, l) for k, w, l in TIMINGS
+                if w in works and k.endswith("_ns")]
         if rows:
             p = os.path.join(tmp, "time.dat")
             with open(p, "w") as f:
-                for k, label in rows:
+                for k, w, label in rows:
                     f.write('"%s" %s\n' % (label.split(",")[0], " ".join(
-                        "%g" % (med(wl[k], n, k) or 0) for n in names)))
+                        "%g" % (med(w, n, k) or 0) for n in names)))
             cmds += ["reset",
                      "set terminal svg size 1200,420 dynamic font 'sans,11'",
                      "set output '%s'" % os.path.join(out_dir, "time.svg"),

@@ -4,8 +4,7 @@
  * threads are started and joined one after the other, each allocating and
  * freeing a few small blocks.  An allocator that, at thread exit, looks at
  * every pool in use pays for the whole heap at each exit.  Prints us per
- * thread (start + join).  Not in make bench's tables: run it by hand,
- * preloading each allocator.
+ * thread (start + join).
  * Usage: threxit [LIVE [THREADS]]
  */
 #include <pthread.h>
