@@ -6,9 +6,10 @@ of every freed object, so each page that holds one is copied into the child:
 how many pages that is depends on how the allocator laid the objects out.
 Prints the ms per fork (fork, the child's work, its exit and the wait) and
 the first child's Private_Dirty after its deletions.  Run it by hand under
-each allocator, alternating, e.g.
+each allocator, alternating (an absolute path in LD_PRELOAD: pyenv's python3
+is a script that runs its helpers from another directory), e.g.
 
-  for lib in "" build/libshed.so /usr/lib/x86_64-linux-gnu/libmimalloc.so.2; do
+  for lib in "" $PWD/build/libshed.so /usr/lib/x86_64-linux-gnu/libmimalloc.so.2; do
       PYTHONMALLOC=malloc LD_PRELOAD=$lib python3 bench/pyfork.py 2000000 10
   done
 

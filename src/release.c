@@ -240,14 +240,14 @@ void releaser_kick(struct pool *p)
         release_pool_now(p);
 }
 
-/* Pools were retired in bulk (pool_retire_as): in batched mode the thread
+/* n pools were retired in bulk (pool_retire_as): in batched mode the thread
  * takes them as any others; inline (or with no thread) they go now, in one
  * pass, which advises them all a vectored call at a time, where one pool at
  * a time would cost a call each (a short thread leaves a few pools of each
  * class it used). */
-void release_retired(void)
+void release_retired(size_t n)
 {
-    if (g.in_fork_child)
+    if (n == 0 || g.in_fork_child)
         return;
     int mode = LOAD(g.opt.release);
     if (mode == REL_INLINE || (mode == REL_BATCHED && !releaser_wake()))

@@ -561,7 +561,7 @@ void     release_pool_now(struct pool *p) HIDDEN;
 size_t   release_pass(bool all, uint32_t *next_ms) HIDDEN;
 void     releaser_ensure(void) HIDDEN;
 void     releaser_kick(struct pool *p) HIDDEN;
-void     release_retired(void) HIDDEN;
+void     release_retired(size_t n) HIDDEN;
 void     releaser_collect_soon(void) HIDDEN;
 void     fork_prepare_release(bool first) HIDDEN;
 void     fork_parent_release(void) HIDDEN;

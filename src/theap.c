@@ -167,8 +167,8 @@ static void pool_retire_as(struct pool *p, bool bulk)
     STORE(p->owner, NULL);
     pthread_mutex_unlock(m);
     arena_return_pool(p);
-    if (g.in_fork_child || bulk)
-        return;                   /* no thread starts in an atfork handler */
+    if (g.in_fork_child || bulk)  /* no thread starts in an atfork handler */
+        return;
     switch (LOAD(g.opt.release)) {
     case REL_INLINE:
         release_pool_now(p);
@@ -356,17 +356,24 @@ static void orphanage_place(struct pool *p)
     ADD(g.norphans, 1);
 }
 
+struct abandon {
+    bool left;                   /* a pool had remote frees pending */
+    size_t retired;              /* pools gone back to their arenas */
+};
+
 /* Move one pool of th to the orphanage, or back to its arena when empty. */
-static void abandon_pool(struct theap *th, struct pool *p, void *left)
+static void abandon_pool(struct theap *th, struct pool *p, void *arg)
 {
+    struct abandon *a = arg;
     struct theap *o = g.orphanage;
     if (pool_nfree(p) == p->nblocks) {
         list_remove(th, p);
         pool_retire_as(p, true);
+        a->retired++;
     } else if (pool_transfer(th, p, o)) {
         orphanage_place(p);
     } else {
-        *(bool *)left = true;
+        a->left = true;
     }
 }
 
@@ -375,15 +382,16 @@ static void abandon_pool(struct theap *th, struct pool *p, void *left)
 void theap_abandon(struct theap *th)
 {
     pthread_mutex_lock(&g.orphan_lock);
-    for (bool left = true; left;) {
-        left = false;
+    struct abandon a = { true, 0 };
+    while (a.left) {
+        a.left = false;
         theap_drain(th);
-        theap_for_each_pool(th, abandon_pool, &left);
-        if (left)
+        theap_for_each_pool(th, abandon_pool, &a);
+        if (a.left)
             sched_yield();
     }
     pthread_mutex_unlock(&g.orphan_lock);
-    release_retired();
+    release_retired(a.retired);
 }
 
 /* Tell memcheck that the live blocks of p are gone. */
@@ -416,10 +424,11 @@ static void destroy_pool(struct theap *th, struct pool *p, void *arg)
 void theap_destroy_pools(struct theap *th)
 {
     theap_drain(th);
+    size_t owned = th->npools;           /* destroy_pool retires them all */
     theap_for_each_pool(th, destroy_pool, NULL);
     /* Pools pushed for remote frees meanwhile are retired already. */
     atomic_store(&th->pending, NULL);
-    release_retired();
+    release_retired(owned);
 }
 
 /*

@@ -45,24 +45,19 @@
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
 
-/* A block of the system allocator, as shed's large blocks are: glibc's own,
- * or in a sanitizer build the sanitizer's (which shed then uses too). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
+/* Sanitizer builds: gcc says so with __SANITIZE_*__, clang with
+ * __has_feature.  TSan's runtime runs a thread of its own, for the whole
+ * life of the process. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
+#if __has_feature(address_sanitizer)
+#define ASAN 1
 #endif
 #endif
-#ifdef SANITIZED
-#define system_malloc malloc
-#else
-#define SANITIZED 0
-#define system_malloc __libc_malloc
+#ifndef ASAN
+#define ASAN 0
 #endif
-
-/* Built with TSan: its runtime runs a thread of its own, for the whole life
- * of the process. */
 #if defined(__SANITIZE_THREAD__)
 #define TSAN 1
 #elif defined(__has_feature)
@@ -72,6 +67,15 @@ extern void __libc_free(void *);
 #endif
 #ifndef TSAN
 #define TSAN 0
+#endif
+#define SANITIZED (ASAN || TSAN)
+
+/* A block of the system allocator, as shed's large blocks are: glibc's own,
+ * or in a sanitizer build the sanitizer's (which shed then uses too). */
+#if SANITIZED
+#define system_malloc malloc
+#else
+#define system_malloc __libc_malloc
 #endif
 
 static inline size_t page_size(void)
@@ -91,16 +95,7 @@ static inline size_t round16(size_t n)
 
 /* Running under memcheck, or built with ASan: shed then makes only the
  * requested bytes of a block addressable. */
-#if defined(__SANITIZE_ADDRESS__)
-#define CHECKED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CHECKED 1
-#endif
-#endif
-#ifndef CHECKED
-#define CHECKED (RUNNING_ON_VALGRIND != 0)
-#endif
+#define CHECKED (ASAN || RUNNING_ON_VALGRIND != 0)
 
 /* Iteration counts scale down under valgrind, or with SHED_TEST_SCALE=N
  * (percent of the full count, at least 1 iteration). */

@@ -61,7 +61,8 @@ SAN_TESTS   := $(TEST_SRC) $(ATTACK_SRC)
 # Under ASan also: a use after free of a shed block is caught.
 SAN_EXTRA_asan := $(BUILD)/asan/test/attack/uaf
 # Under TSan also the lifecycle tests: the release thread, heaps, freeze and
-# fork, against threads that allocate and free meanwhile.
+# fork, against threads that allocate and free meanwhile.  (lifecycle.mk's
+# LC_SRC is not yet set here: it is included after this file.)
 SAN_EXTRA_tsan := $(patsubst test/%.c,$(BUILD)/tsan/test/%,$(wildcard test/lifecycle/test_*.c))
 
 san-deps:
