@@ -3,9 +3,9 @@
 #                          against $(LIB_A), and bad frees through LD_PRELOAD
 #   make check-asan        the library built with clang and -fsanitize=address,
 #   make check-ubsan       ... undefined, ... thread: the main cmocka suite
-#   make check-tsan        (test/test_*.c) and test/attack/test_*.c against it;
-#                          check-asan also shows a use after free is caught,
-#                          check-tsan also runs test/lifecycle/test_*.c
+#   make check-tsan        (test/test_*.c), test/attack/test_*.c and
+#                          test/lifecycle/test_*.c against it; check-asan
+#                          also shows a use after free is caught
 #   make check-fuzz-regress  the fuzz target replays its corpus and every
 #                          file of test/fuzz/regressions/ (any failure fails)
 #   make fuzz FUZZ_SECONDS=N   fuzz test/fuzz/fuzz_ops.c for N seconds
@@ -60,10 +60,13 @@ ENV_tsan    := TSAN_OPTIONS=halt_on_error=1:detect_deadlocks=0:allocator_may_ret
 SAN_TESTS   := $(TEST_SRC) $(ATTACK_SRC)
 # Under ASan also: a use after free of a shed block is caught.
 SAN_EXTRA_asan := $(BUILD)/asan/test/attack/uaf
-# Under TSan also the lifecycle tests: the release thread, heaps, freeze and
-# fork, against threads that allocate and free meanwhile.  (lifecycle.mk's
-# LC_SRC is not yet set here: it is included after this file.)
-SAN_EXTRA_tsan := $(patsubst test/%.c,$(BUILD)/tsan/test/%,$(wildcard test/lifecycle/test_*.c))
+# Under each sanitizer also the lifecycle tests: the release thread, heaps,
+# freeze and fork, against threads that allocate and free meanwhile.
+# (lifecycle.mk's LC_SRC is not yet set here: it is included after this file.)
+LC_TESTS := $(wildcard test/lifecycle/test_*.c)
+SAN_EXTRA_asan += $(patsubst test/%.c,$(BUILD)/asan/test/%,$(LC_TESTS))
+SAN_EXTRA_ubsan := $(patsubst test/%.c,$(BUILD)/ubsan/test/%,$(LC_TESTS))
+SAN_EXTRA_tsan := $(patsubst test/%.c,$(BUILD)/tsan/test/%,$(LC_TESTS))
 
 san-deps:
 	@$(NEED) clang libclang-rt-14-dev libcmocka-dev pkg-config valgrind
