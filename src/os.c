@@ -13,7 +13,8 @@
 #include "shed_impl.h"
 #include "shed_testing.h"
 
-_Static_assert((int)SHED_FAULT_URING == (int)F_URING, "shed_testing.h matches fault_site");
+_Static_assert((int)SHED_FAULT_URING == (int)F_URING &&
+               (int)SHED_FAULT_PIDFD_SELF == (int)F_PIDFD_SELF, "shed_testing.h matches fault_site");
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -22,7 +23,13 @@ _Static_assert((int)SHED_FAULT_URING == (int)F_URING, "shed_testing.h matches fa
 #define SYS_process_madvise 440
 #endif
 
-static int pidfd = -1;          /* our own pidfd, for process_madvise */
+/* process_madvise names the process by a pidfd.  Where the kernel knows the
+ * PIDFD_SELF_PROCESS sentinel (Linux 6.14+) shed passes that, else it opens a
+ * pidfd for the call and closes it after: shed keeps no descriptor open,
+ * which a program would see (/proc/self/fd, Python's subprocess tests) or
+ * close under us (closefrom) and then reuse for something else. */
+#define PIDFD_SELF_PROCESS (-10001)
+static _Atomic bool pm_self;     /* the sentinel works here */
 static _Atomic int backend_used = -1;   /* -1: not probed yet */
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -90,14 +97,25 @@ static long pmadvise(const struct iovec *iov, size_t n, int advice)
         errno = EINVAL;
         return -1;
     }
-    return syscall(SYS_process_madvise, pidfd, iov, n, advice, 0);
+    if (pm_self)
+        return fault_hit(F_PIDFD_SELF) ? (errno = EBADF, -1)
+                                       : syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, n,
+                                                 advice, 0);
+    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (fd < 0)
+        return -1;
+    long r = syscall(SYS_process_madvise, fd, iov, n, advice, 0);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return r;
 }
 
-/* Pick the release backend: process_madvise on our own pidfd if the kernel
- * accepts our advice on ourselves (Linux 6.13+ for DONTNEED), else madvise.
- * Under valgrind always madvise: it does not know process_madvise.  The
- * probe advises a scratch page, so it runs at the first release (on the
- * release thread in batched mode), never at start-up. */
+/* Pick the release backend: process_madvise on ourselves if the kernel
+ * accepts our advice there (Linux 6.13+ for DONTNEED), through the sentinel
+ * if it can, else madvise.  Under valgrind always madvise: it does not know
+ * process_madvise.  The probe advises a scratch page, so it runs at the first
+ * release (on the release thread in batched mode), never at start-up. */
 static int probe_choice(void)
 {
     int want = LOAD(g.opt.backend);
@@ -109,10 +127,6 @@ static int probe_choice(void)
     }
     if (want == BK_MADV || g.valgrind)
         return BK_MADV;
-    if (pidfd < 0)
-        pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-    if (pidfd < 0)
-        return BK_MADV;
     /* Advise one page of scratch memory with the advice we will use. */
     void *scratch = mmap(NULL, g.page_size, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -120,7 +134,11 @@ static int probe_choice(void)
         return BK_MADV;
     memset(scratch, 1, g.page_size);
     struct iovec v = { scratch, g.page_size };
-    bool ok = pmadvise(&v, 1, LOAD(g.opt.advice)) == (long)g.page_size;
+    bool ok = false;
+    for (int self = 1; self >= 0 && !ok; self--) {
+        pm_self = self;
+        ok = pmadvise(&v, 1, LOAD(g.opt.advice)) == (long)g.page_size;
+    }
     munmap(scratch, g.page_size);
     return ok ? BK_PMADV : BK_MADV;
 }
@@ -137,12 +155,9 @@ int os_backend_in_use(void)
     return backend_used < 0 ? BK_AUTO : backend_used;
 }
 
-/* A fork()ed child must never advise through its parent's pidfd. */
+/* A fork()ed child: a fresh probe lock, and a probe at its first release. */
 void os_reset_after_fork(void)
 {
-    if (pidfd >= 0)
-        close(pidfd);
-    pidfd = -1;
     uring_after_fork();
     pthread_mutex_init(&probe_lock, NULL);
     backend_used = -1;

@@ -495,7 +495,7 @@ static inline bool shed_ready(void)
 /* Fault injection for the tests (shed_testing.h): the platform calls below
  * fail on demand. */
 enum fault_site { F_RESERVE, F_MAP, F_COMMIT, F_MADVISE, F_PMADVISE, F_THREAD,
-                  F_URING, NFAULTS };
+                  F_URING, F_PIDFD_SELF, NFAULTS };
 bool     fault_hit(enum fault_site site) HIDDEN;
 
 /* os.c: the platform glue */

@@ -16,6 +16,8 @@ enum shed_fault {
     SHED_FAULT_PMADVISE,     /* process_madvise(2) */
     SHED_FAULT_THREAD,       /* pthread_create of the release thread */
     SHED_FAULT_URING,        /* setting up io_uring */
+    SHED_FAULT_PIDFD_SELF,   /* process_madvise on PIDFD_SELF_PROCESS: EBADF,
+                                as before Linux 6.14 */
 };
 void shed__fault_inject(int site, int count);
 

@@ -9,6 +9,7 @@
  * come from mmap, so that under the preloaded library they do not share
  * pools with the blocks under test.
  */
+#include <dirent.h>
 #include <pthread.h>
 
 #include "shed_test.h"
@@ -391,6 +392,20 @@ static void test_advice_free(void **state)
     assert_int_equal(shed_config("advice=dontneed"), 0);
 }
 
+/* Fill pools and free the target's blocks, in the inline mode: exactly its
+ * page leaves memory, with no failure. */
+static void release_target(struct set *s, size_t pools)
+{
+    make_pools(s, pools);
+    struct shed_stats s0, s1;
+    shed_stats(&s0);
+    free_target(s);
+    shed_stats(&s1);
+    assert_int_equal(resident(s->target), 0);
+    assert_int_equal(s1.pages_released, s0.pages_released + 1);
+    assert_int_equal(s1.release_failures, s0.release_failures);
+}
+
 /* Each backend releases, without failures, and is the one in use. */
 static void test_backends(void **state)
 {
@@ -401,11 +416,7 @@ static void test_backends(void **state)
         snprintf(conf, sizeof conf, "release=inline,backend=%s", names[i]);
         assert_int_equal(shed_config(conf), 0);
         struct set s;
-        make_pools(&s, 2);
-        struct shed_stats s0, s1;
-        shed_stats(&s0);
-        free_target(&s);
-        shed_stats(&s1);
+        release_target(&s, 2);
         /* probed by the first release at the latest */
         stats_headline(head, sizeof head);
         if (i == 0)
@@ -413,11 +424,59 @@ static void test_backends(void **state)
         else    /* process_madvise when the kernel allows it, else madvise */
             assert_true(strstr(head, "backend=madvise ") ||
                         strstr(head, "backend=process_madvise "));
-        assert_int_equal(resident(s.target), 0);
-        assert_int_equal(s1.pages_released, s0.pages_released + 1);
-        assert_int_equal(s1.release_failures, s0.release_failures);
         free_all(&s);
     }
+}
+
+/* The descriptors of the process that are pidfds: shed must keep none open
+ * (a program would see it in /proc/self/fd, as Python's subprocess tests
+ * do, or close it under shed and open something else under its number). */
+static int open_pidfds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        if (len > 0) {
+            link[len] = 0;
+            n += strcmp(link, "anon_inode:[pidfd]") == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* Releases through process_madvise (where the kernel allows it) leave no
+ * descriptor open, and go on working in a fork()ed child.  (A kernel
+ * without the PIDFD_SELF_PROCESS sentinel: test/attack/test_faults.c.) */
+static void test_no_descriptor(void **state)
+{
+    (void)state;
+    assert_int_equal(open_pidfds(), 0);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(shed_config("release=inline,backend=process_madvise"), 0);
+        struct set s;
+        release_target(&s, 2);
+        assert_int_equal(open_pidfds(), 0);
+        free_all(&s);
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct set s;
+        make_pools(&s, 2);
+        free_target(&s);
+        _exit(resident(s.target) != 0 ? 1 : open_pidfds() != 0 ? 2 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(shed_config("backend=auto"), 0);
 }
 
 int main(void)
@@ -430,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_advice_free),
         cmocka_unit_test(test_backends),
+        cmocka_unit_test(test_no_descriptor),
         /* last: its background thread keeps releasing what it left dirty */
         cmocka_unit_test(test_batched),
     };

@@ -224,6 +224,48 @@ static int pmadvise_fails(void)
     return release_fails(sites, 2);
 }
 
+/* ---- a kernel without the PIDFD_SELF_PROCESS sentinel (before 6.14):
+ * process_madvise through a pidfd opened for each call, none kept ---- */
+
+static int open_pidfds(void)
+{
+    char path[64], link[64];
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        if (len > 0) {
+            link[len] = 0;
+            n += strcmp(link, "anon_inode:[pidfd]") == 0;
+        }
+    }
+    return n;
+}
+
+static int pidfd_self_fails(void)
+{
+    shed__fault_inject(SHED_FAULT_PIDFD_SELF, -1);
+    if (shed_config("release=manual,backend=process_madvise") != 0)
+        FAIL(20);
+    for (int round = 0; round < 3; round++) {
+        char *blk[8];
+        char *first = fill_pool(blk, (unsigned char)(0x40 + round));
+        if (round > 0 && !pool_ok(blk, (unsigned char)(0x40 + round)))
+            FAIL(21);
+        free_pool(blk);
+        struct shed_stats a = st();
+        if (shed_trim() < PAGE || resident(first) != 0)
+            FAIL(22);
+        if (round == 0 && !backend_is("process_madvise"))
+            return 77;                 /* no process_madvise on ourselves here */
+        if (!backend_is("process_madvise") || st().release_failures != a.release_failures)
+            FAIL(23);
+        if (open_pidfds() != 0)
+            FAIL(24);
+    }
+    return 0;
+}
+
 /* ---- the release thread cannot start: release inline, say it once ---- */
 
 static int thread_fails(void)
@@ -307,6 +349,7 @@ struct mode { const char *name; int (*fn)(void); };
 static const struct mode modes[] = {
     { "oom", oom }, { "madvise", madvise_fails }, { "pmadvise", pmadvise_fails },
     { "thread", thread_fails }, { "reserve", reserve_fails }, { "rlimit", rlimit_as },
+    { "pidfd_self", pidfd_self_fails },
 };
 
 static int run(const char *mode, char *err, size_t len)
@@ -343,15 +386,27 @@ static void test_madvise_fails(void **state)
     expect_clean("madvise", NULL);
 }
 
-static void test_process_madvise_fails(void **state)
+/* A case of process_madvise, skipped where the kernel has none for us. */
+static void expect_clean_pmadvise(const char *mode)
 {
-    (void)state;
     char err[8192];
-    if (run("pmadvise", err, sizeof err) == 77) {
+    if (run(mode, err, sizeof err) == 77) {
         print_message("process_madvise unavailable on this kernel: not tested\n");
         skip();
     }
-    expect_clean("pmadvise", NULL);
+    expect_clean(mode, NULL);
+}
+
+static void test_process_madvise_fails(void **state)
+{
+    (void)state;
+    expect_clean_pmadvise("pmadvise");
+}
+
+static void test_pidfd_self_fails(void **state)
+{
+    (void)state;
+    expect_clean_pmadvise("pidfd_self");
 }
 
 static void test_thread_fails(void **state)
@@ -380,6 +435,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_madvise_fails),
         cmocka_unit_test(test_process_madvise_fails),
+        cmocka_unit_test(test_pidfd_self_fails),
         cmocka_unit_test(test_thread_fails),
         cmocka_unit_test(test_reserve_fails),
     };

@@ -89,6 +89,22 @@ case_git() {
     p git diff --stat HEAD~5 HEAD
 }
 
+# The descriptors a program sees are its own: shed keeps none open (its
+# releases here go through process_madvise where the kernel has it), in the
+# program or in a child started with pass_fds.
+case_fds() {
+    p env SHED_CONF=release=inline "$python" -c '
+import os, subprocess, sys
+data = [str(i) * 3 for i in range(300000)]
+del data                        # whole pools empty: released at once
+print(sorted(os.listdir("/proc/self/fd")))
+r, w = os.pipe()
+show = "import os; print(sorted(os.listdir(\"/proc/self/fd\")))"
+print(subprocess.run([sys.executable, "-c", show], pass_fds=(w,),
+                     capture_output=True, text=True).stdout, end="")
+'
+}
+
 case_cxx() {
     p "$bindir/cxx"
 }
@@ -146,6 +162,7 @@ check sort 1
 check xz 1
 check sqlite 1
 check git 1
+check fds 1
 check cxx 4
 check threads 4
 check first_large 1
