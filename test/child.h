@@ -1,7 +1,8 @@
 /*
  * Run code in a child process and capture what it writes, for the cmocka
- * tests (test/shed_test.h) and the attack tests (test/attack/attack.h); and
- * the few helpers that pick lines out of the captured text.
+ * tests (test/shed_test.h) and the attack tests (test/attack/attack.h); the
+ * few helpers that pick lines out of the captured text; and open_pidfds,
+ * which both suites ask of a process.
  *
  * A child that misbehaves on purpose (bad frees, aborts, injected faults)
  * must not take the test process down with it, and its stderr is what the
@@ -10,6 +11,7 @@
 #ifndef SHED_TEST_CHILD_H
 #define SHED_TEST_CHILD_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -210,6 +212,29 @@ static inline bool has_line(const char *text, const char *line)
         if (strcspn(s, "\n") == k && strncmp(s, line, k) == 0)
             return true;
     return false;
+}
+
+/* The descriptors of the process that are pidfds: shed must keep none open
+ * (a program would see it in /proc/self/fd, as Python's subprocess tests
+ * do, or close it under shed and open something else under its number). */
+static inline int open_pidfds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        if (len > 0) {
+            link[len] = 0;
+            n += strcmp(link, "anon_inode:[pidfd]") == 0;
+        }
+    }
+    closedir(d);
+    return n;
 }
 
 #endif

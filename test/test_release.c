@@ -9,7 +9,6 @@
  * come from mmap, so that under the preloaded library they do not share
  * pools with the blocks under test.
  */
-#include <dirent.h>
 #include <pthread.h>
 
 #include "shed_test.h"
@@ -426,28 +425,6 @@ static void test_backends(void **state)
                         strstr(head, "backend=process_madvise "));
         free_all(&s);
     }
-}
-
-/* The descriptors of the process that are pidfds: shed must keep none open
- * (a program would see it in /proc/self/fd, as Python's subprocess tests
- * do, or close it under shed and open something else under its number). */
-static int open_pidfds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[300], link[64];
-        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(path, link, sizeof link - 1);
-        if (len > 0) {
-            link[len] = 0;
-            n += strcmp(link, "anon_inode:[pidfd]") == 0;
-        }
-    }
-    closedir(d);
-    return n;
 }
 
 /* Releases through process_madvise (where the kernel allows it) leave no

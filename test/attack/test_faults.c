@@ -227,21 +227,6 @@ static int pmadvise_fails(void)
 /* ---- a kernel without the PIDFD_SELF_PROCESS sentinel (before 6.14):
  * process_madvise through a pidfd opened for each call, none kept ---- */
 
-static int open_pidfds(void)
-{
-    char path[64], link[64];
-    int n = 0;
-    for (int fd = 0; fd < 1024; fd++) {
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-        ssize_t len = readlink(path, link, sizeof link - 1);
-        if (len > 0) {
-            link[len] = 0;
-            n += strcmp(link, "anon_inode:[pidfd]") == 0;
-        }
-    }
-    return n;
-}
-
 static int pidfd_self_fails(void)
 {
     shed__fault_inject(SHED_FAULT_PIDFD_SELF, -1);
