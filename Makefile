@@ -85,6 +85,7 @@ CHECK_TARGETS :=
 -include bench/bench.mk
 -include bench/demo.mk
 -include man/man.mk
+-include test/pages/pages.mk
 
 check: $(CHECK_TARGETS)
 	@echo "make check: all passed ($(CHECK_TARGETS))"

@@ -434,7 +434,7 @@ void theap_destroy_pools(struct theap *th)
 /*
  * The child of fork().  Every pool in use was the parent's, and its page of
  * descriptors is still shared with the parent: writing one descriptor copies
- * 4 KiB.  So the child takes no pool over at fork.  Each theap that was live
+ * a page.  So the child takes no pool over at fork.  Each theap that was live
  * (every thread's, the forking thread's too) becomes "inherited": it keeps
  * its pools, nobody allocates from them, and a free into one of them sets a
  * bit in the inherit map (imap, one bit per block, written only in the child)
@@ -443,9 +443,16 @@ void theap_destroy_pools(struct theap *th)
  * bitmaps and hands it to the orphanage (or back to its arena when empty).
  */
 
-/* Inherited frees per inherited pool, on average, that make the reclaim
- * worth its copies of descriptor pages. */
-#define INHERIT_RECLAIM_PER_POOL 8
+/* Inherited frees that make the reclaim worth its copies of descriptor
+ * pages: one per 512 bytes of inherited pools, on average (8 per pool of
+ * 4 KiB, 32 per pool of 16 KiB: the same share of a pool's blocks whatever
+ * the page size). */
+#define INHERIT_RECLAIM_SHIFT 9
+
+static size_t inherit_reclaim_frees(size_t pools)
+{
+    return pools << (g.page_shift - INHERIT_RECLAIM_SHIFT);
+}
 
 /* Map and lay out the inherit map (struct imap) for the pools of the
  * inherited theaps; NULL when it cannot be mapped.  The mapping has room for
@@ -527,7 +534,7 @@ static void inherit_free(struct pool *p, size_t idx)
     _Atomic uint64_t *w = &imap_of(p)[idx / 64];   /* inherited: it has words */
     STORE(*w, LOAD(*w) | 1ull << (idx % 64));
     size_t n = ADD(g.inherit_frees, 1) + 1;
-    if (n == LOAD(g.inherit_pools) * INHERIT_RECLAIM_PER_POOL)
+    if (n == inherit_reclaim_frees(LOAD(g.inherit_pools)))
         releaser_collect_soon();          /* worth a reclaim now */
 }
 
@@ -603,7 +610,7 @@ void inherited_collect(bool force)
 {
     size_t n = LOAD(g.inherit_pools);
     if (n && (force ? LOAD(g.inherit_frees) > 0
-                    : LOAD(g.inherit_frees) >= n * INHERIT_RECLAIM_PER_POOL))
+                    : LOAD(g.inherit_frees) >= inherit_reclaim_frees(n)))
         theap_reclaim_inherited();
 }
 

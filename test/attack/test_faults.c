@@ -257,9 +257,10 @@ static int thread_fails(void)
 {
     shed__fault_inject(SHED_FAULT_THREAD, 1);
     for (int round = 0; round < 2; round++) {
-        /* 32 blocks of 256 bytes: two pools' worth per 16 blocks. */
-        enum { N = 64 };
-        char *b[N];
+        /* Four pools of 256-byte blocks (16 a pool with 4 KiB pages, 256
+         * with 64 KiB ones). */
+        const int per = (int)(PAGE / 256), N = 4 * per;
+        char *b[4 * (128 << 10) / 256];   /* up to shed's largest page */
         for (int i = 0; i < N; i++) {
             if (!(b[i] = shed_malloc(256)))
                 FAIL(2);
@@ -276,7 +277,7 @@ static int thread_fails(void)
         /* No waiting: the pools left memory during the frees, advised by
          * this thread. */
         int gone = 0;
-        for (int i = 0; i < N; i += 16)
+        for (int i = 0; i < N; i += per)
             gone += (uintptr_t)b[i] / PAGE != (uintptr_t)last / PAGE && resident(b[i]) == 0;
         if (gone < 2 || s.pages_released < a.pages_released + 2 ||
             s.release_syscalls_app <= a.release_syscalls_app)
