@@ -215,12 +215,12 @@ static void test_report_continues(void **state)
  * Every byte of the first two and the last two block slots of a pool of
  * each class, of the live block's own slot (wherever earlier tests left it:
  * with 16 KiB pages it may be far from either end), and of the page's tail
- * beyond the last block: the live block's
- * start is its block, the start of a free slot a freed block ("double free"),
- * any other byte of a slot an interior pointer, any byte of the tail an
- * invalid pointer.  (The block index is found by a multiply and
- * a look at the product's low half, exact for every offset of a page: this
- * walks the offsets where an inexact one would show first.)
+ * beyond the last block: the live block's start is its block, the start of a
+ * free slot a freed block ("double free"), any other byte of a slot an
+ * interior pointer, any byte of the tail an invalid pointer.  (The block
+ * index is found by a multiply and a look at the product's low half, exact
+ * for every offset of a page: this walks the offsets where an inexact one
+ * would show first.)
  */
 static void test_every_offset(void **state)
 {

@@ -33,7 +33,7 @@ static size_t fake(void)
         real_page = (size_t)getauxval(AT_PAGESZ);
         const char *s = getenv("SHED_FAKE_PAGE");
         size_t v = s ? strtoul(s, NULL, 0) : 0;
-        if (v > real_page && v <= 65536 && (v & (v - 1)) == 0)
+        if (real_page >= 4096 && v > real_page && v <= 65536 && (v & (v - 1)) == 0)
             fake_page = v;
     }
     return fake_page;
@@ -93,7 +93,7 @@ int mincore(void *addr, size_t len, unsigned char *vec)
         return -1;
     }
     size_t per = fake_page / real_page, n = (len + fake_page - 1) / fake_page;
-    unsigned char sub[64];               /* 64 KiB of 1 KiB pages at most */
+    unsigned char sub[16];               /* fake() allows 64 KiB of 4 KiB pages */
     for (size_t i = 0; i < n; i++) {
         if (syscall(SYS_mincore, (char *)addr + i * fake_page, fake_page, sub) != 0)
             return -1;

@@ -18,9 +18,9 @@ $(BIGPAGE_SO): test/pages/bigpage.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -shared -fPIC -o $@ $<
 
-# getconf first: a preload that did not take would run the suite at 4 KiB.
 PAGES_BIN := $(TEST_BIN) $(PRELOAD_UNIT_BIN) $(LC_BIN) $(ATTACK_BIN)
 
+# getconf first: a preload that did not take would run the suite at 4 KiB.
 check-pages: $(BIGPAGE_SO) $(PAGES_BIN) $(ATTACK_OUT)/badfree $(PRELOAD_OUT)/semantics $(LIB_SO)
 	@failed=; for ps in $(PAGE_SIZES); do \
 	    seen=$$(SHED_FAKE_PAGE=$$ps LD_PRELOAD=$(abspath $(BIGPAGE_SO)) getconf PAGESIZE); \
