@@ -5,7 +5,7 @@
 #   make bench-smoke     every workload once under shed, tiny sizes (in check)
 # The workloads call plain malloc/free; each allocator is LD_PRELOADed.
 
-BENCH_PROGS  := churn burst threads frag reuse threxit
+BENCH_PROGS  := churn burst threads frag reuse threxit forkcost
 BENCH_BIN    := $(BENCH_PROGS:%=$(BUILD)/bench/%)
 BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE
 BENCH_PEERS  := libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
@@ -38,6 +38,7 @@ bench-smoke: $(LIB_SO) $(BENCH_BIN)
 	run $$b/reuse 50k 10k; \
 	run $$b/threads 100k 10k 100k; \
 	run $$b/threxit 10k 10; \
+	run $$b/forkcost 10 10k; \
 	for m in random sparse phase; do run $$b/frag $$m 100k 100; done; \
 	run env PYTHONMALLOC=malloc python3 bench/pyobjs.py 20k 100; \
 	echo "bench-smoke: all workloads ran under shed"

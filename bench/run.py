@@ -50,6 +50,7 @@ SIZES = {
     "python": (["500k", "1000"], ["100k", "1000"]),
     "reuse": (["2M", "100k"], ["500k", "100k"]),
     "threxit": (["10M", "2000"], ["1M", "500"]),
+    "forkcost": (["300", "200k"], ["100", "200k"]),
 }
 
 # Timing metrics: (key, workload, label) in table order.
@@ -60,6 +61,8 @@ TIMINGS = [
     ("threads_churn2_ns", "threads", "2 threads churn, ns/step"),
     ("threads_prodcons_ns", "threads", "producer->consumer, ns/block"),
     ("threxit_us", "threxit", "thread start+join, us/thread"),
+    ("fork_us", "forkcost", "fork(), 200k live blocks, us"),
+    ("fork_round_us", "forkcost", "churn+fork+wait round, us"),
     ("frag_alloc_ns", "frag-random", "frag-random alloc, ns/block"),
 ]
 FRAGS = ["frag-random", "frag-sparse", "frag-phase"]
@@ -276,7 +279,7 @@ def main():
     allocs = allocators(args, os.path.join(os.path.abspath(args.bin), "churn"))
     names = [a.name for a in allocs]
     peers = [n for n in names if n in PEERS]
-    timed = ["churn", "burst", "threads", "threxit"]
+    timed = ["churn", "burst", "threads", "threxit", "forkcost"]
     frags = list(FRAGS)
     works = args.workloads.split(",") if args.workloads else \
         timed + frags + ["python", "reuse"]
@@ -329,7 +332,7 @@ def main():
             rss[(w, a.name)] = series
         key = {"churn": "churn_ns", "burst": "burst_lifo_ns",
                "threads": "threads_churn2_ns", "python": "py_build_ns",
-               "threxit": "threxit_us",
+               "threxit": "threxit_us", "forkcost": "fork_us",
                "reuse": "reuse_median_below"}.get(w, "frag_ratio1000")
         log("[%3d/%d] %-11s %-12s rep %d  %s=%s  (%.1f s)" %
             (step, total, w, a.name, rep + 1, key, fmt(metrics.get(key)),

@@ -44,6 +44,7 @@ __attribute__((destructor)) static void shed_fini(void)
 
 static void fork_prepare(void)
 {
+    releaser_pause();             /* first: the thread may take any lock */
     if (LOAD(g.opt.freeze_on_fork))
         arena_seal_all(true);     /* the children never write our pools */
     heaps_fork(0);

@@ -149,8 +149,8 @@ EXPORT int shed_config(const char *settings)
         os_probe_backend();
     if (LOAD(g.opt.release) == REL_BATCHED && old_release != REL_BATCHED &&
         atomic_load(&g.state) == 2) {
-        releaser_ensure();
         releaser_collect_soon();      /* pools freed meanwhile are due */
+        releaser_ensure();
     }
     if (r)
         errno = EINVAL;

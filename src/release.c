@@ -7,10 +7,20 @@
  * advises them IOV_MAX ranges a call.  The program's own threads make no
  * release calls.  inline: the freeing thread advises the pool at once.
  * manual: only shed_trim().  off: never (trim still works on request).
+ *
+ * fork(): the thread ends before the fork, after releasing every dirty pool,
+ * so that the process forks as it would without shed: with only its own
+ * threads, which programs count (Python 3.12 and later warn at os.fork()
+ * when there is more than one).  The child starts a thread when it first
+ * takes pools; the parent, when it next takes pools after it emptied one,
+ * so that no thread is back by the time a program counts them after the
+ * fork (Python does so at once).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,9 +36,10 @@
  * with every signal blocked here, deaf to SIGTERM). */
 #define ALONE_CHECK_MS 1000
 
-/* NONE: no thread; STARTING: being created; DONE: it ended, alone;
- * FAILED: it could not start (release inline); STOPPED: the process exits. */
-enum { R_NONE, R_STARTING, R_RUNNING, R_DONE, R_FAILED, R_STOPPED };
+/* NONE: no thread; STARTING: being created; DONE: it ended (alone, or
+ * asked to by a fork); FAILED: it could not start (release inline); STOPPED:
+ * the process exits; PAUSED: ended for a fork, until the fork returns. */
+enum { R_NONE, R_STARTING, R_RUNNING, R_DONE, R_FAILED, R_STOPPED, R_PAUSED };
 
 static struct {
     pthread_mutex_t pass;          /* one release pass at a time (buffers) */
@@ -39,6 +50,10 @@ static struct {
     _Atomic int idle;              /* asleep with nothing due */
     _Atomic uint64_t gen;          /* bumped by every retired pool */
     bool stop;
+    bool flush;                    /* release every dirty pool before ending */
+    bool forked;                   /* the parent of a fork: start a thread */
+    uint64_t fork_gen;             /*   only once gen has moved from this */
+    _Atomic pid_t tid;             /* the thread's, for the kernel's view */
     /* the pass's buffers last: a fork writes the locks, one page */
     struct iovec ranges[MAX_RANGES];
     bool ok[MAX_RANGES];
@@ -141,6 +156,7 @@ static void *releaser_main(void *arg)
 {
     (void)arg;
     tls_is_releaser = true;
+    atomic_store(&rel.tid, gettid());
     pthread_mutex_lock(&rel.mx);
     while (!rel.stop) {
         uint64_t gen = atomic_load(&rel.gen);
@@ -168,6 +184,12 @@ static void *releaser_main(void *arg)
             releaser_sleep(wait);
         }
     }
+    if (rel.flush) {                  /* a fork: nobody releases for a while */
+        pthread_mutex_unlock(&rel.mx);
+        collect_unowned(false);
+        release_pass(true, NULL);
+        pthread_mutex_lock(&rel.mx);
+    }
     atomic_store(&rel.state, R_DONE);
     pthread_cond_broadcast(&rel.gone);
     pthread_mutex_unlock(&rel.mx);
@@ -176,7 +198,8 @@ static void *releaser_main(void *arg)
 
 /* Start the thread (the caller has set R_STARTING); on failure, release
  * inline from now on.  No lock is held: pthread_create may call malloc.  The
- * thread is detached: nobody needs to join it. */
+ * thread is detached: nobody joins it (a fork waits for it otherwise: see
+ * releaser_pause). */
 static void releaser_start(void)
 {
     pthread_attr_t attr;
@@ -203,16 +226,18 @@ static void releaser_start(void)
 /* Start the thread in batched mode if none runs.  Called where malloc takes
  * new pools, and from shed_config: never from free, which glibc calls with
  * its own locks held (its stack cache, as a thread's TLS is freed), locks
- * that pthread_create takes too.  So a fork()ed child that only frees keeps
- * its pools dirty until it next takes pools.  Once started, the thread runs
- * until the process ends (DONE), so only NONE starts one. */
+ * that pthread_create takes too.  So a process that only frees after a fork
+ * keeps the pools it empties dirty until it next takes pools.  Once started,
+ * the thread runs until the process ends or forks, so only NONE starts one;
+ * in the parent of a fork, only once a pool was retired since. */
 void releaser_ensure(void)
 {
     if (likely(atomic_load_explicit(&rel.state, memory_order_relaxed) != R_NONE) ||
         LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child)
         return;
     pthread_mutex_lock(&rel.mx);
-    bool start = atomic_load(&rel.state) == R_NONE;
+    bool start = atomic_load(&rel.state) == R_NONE &&
+                 !(rel.forked && atomic_load(&rel.gen) == rel.fork_gen);
     if (start)
         atomic_store(&rel.state, R_STARTING);
     pthread_mutex_unlock(&rel.mx);
@@ -280,6 +305,51 @@ void releaser_stop(void)
     pthread_mutex_unlock(&rel.mx);
 }
 
+/* Wait until the kernel no longer counts thread tid: /proc/self/task/TID
+ * goes when the count drops, a little after the thread has ended for
+ * pthreads (which is what pthread_join would wait for). */
+static void task_wait_gone(pid_t tid)
+{
+    char path[48];
+    snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
+    while (access(path, F_OK) == 0)
+        sched_yield();
+}
+
+/* fork(), first of all (no lock of shed held, as the thread may need any):
+ * end the thread, after it released every dirty pool, and wait until the
+ * kernel has let it go, so that the process forks with its own threads only.
+ * From its start until the fork returns no other thread starts one. */
+void releaser_pause(void)
+{
+    pthread_mutex_lock(&rel.mx);
+    while (atomic_load(&rel.state) == R_STARTING)
+        pthread_cond_wait(&rel.gone, &rel.mx);
+    bool running = atomic_load(&rel.state) == R_RUNNING;
+    if (running) {
+        rel.stop = rel.flush = true;
+        pthread_cond_signal(&rel.cv);
+        while (atomic_load(&rel.state) == R_RUNNING)
+            pthread_cond_wait(&rel.gone, &rel.mx);
+        rel.stop = rel.flush = false;
+    }
+    int s = atomic_load(&rel.state);
+    if (s == R_NONE || s == R_DONE)
+        atomic_store(&rel.state, R_PAUSED);
+    pthread_mutex_unlock(&rel.mx);
+    if (running)
+        task_wait_gone(atomic_load(&rel.tid));
+}
+
+/* After the fork: no thread, until releaser_ensure starts one. */
+static void releaser_resume(bool parent)
+{
+    if (atomic_load(&rel.state) == R_PAUSED)
+        atomic_store(&rel.state, R_NONE);
+    rel.forked = parent;
+    rel.fork_gen = atomic_load(&rel.gen);
+}
+
 /* fork(): the pass lock comes first in the lock order, the sleep lock last. */
 void fork_prepare_release(bool first)
 {
@@ -288,12 +358,11 @@ void fork_prepare_release(bool first)
 
 void fork_parent_release(void)
 {
+    releaser_resume(true);
     pthread_mutex_unlock(&rel.mx);
     pthread_mutex_unlock(&rel.pass);
 }
 
-/* The child has no release thread: malloc starts one when it next takes
- * pools (releaser_ensure). */
 void releaser_after_fork(void)
 {
     pthread_mutex_init(&rel.pass, NULL);
@@ -301,10 +370,8 @@ void releaser_after_fork(void)
     pthread_cond_init(&rel.cv, NULL);
     pthread_cond_init(&rel.gone, NULL);
     atomic_store(&rel.idle, 0);
-    int s = atomic_load(&rel.state);
-    if (s == R_STARTING || s == R_RUNNING || s == R_DONE)
-        atomic_store(&rel.state, R_NONE);
     rel.stop = false;
+    releaser_resume(false);
 }
 
 EXPORT size_t shed_trim(void)

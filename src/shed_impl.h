@@ -563,6 +563,7 @@ void     releaser_ensure(void) HIDDEN;
 void     releaser_kick(struct pool *p) HIDDEN;
 void     release_retired(size_t n) HIDDEN;
 void     releaser_collect_soon(void) HIDDEN;
+void     releaser_pause(void) HIDDEN;
 void     fork_prepare_release(bool first) HIDDEN;
 void     fork_parent_release(void) HIDDEN;
 void     releaser_after_fork(void) HIDDEN;

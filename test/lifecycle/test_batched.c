@@ -3,8 +3,9 @@
  * leave memory within a bounded wait while the program's own threads make no
  * release call; delay_ms and max_dirty are honoured; the release statistics
  * are consistent with each other; inline mode, for contrast, releases from
- * the freeing thread.  The tests run in this order in one process and rely
- * on it (release_syscalls_app is a counter of the whole run).
+ * the freeing thread; a fork() ends the thread first.  The tests run in this
+ * order in one process and rely on it (release_syscalls_app is a counter of
+ * the whole run).
  */
 #include "lc.h"
 
@@ -274,6 +275,17 @@ static long thread_count(void)
     return lc_proc_field("/proc/self/status", "Threads");
 }
 
+/* The tests that count threads, or need the process to end with its last
+ * thread, cannot under TSan, which runs one of its own: in a process from
+ * its first pthread_create on, and in the child of a fork from a
+ * single-threaded process. */
+static bool tsan_skip(void)
+{
+    if (TSAN)
+        print_message("      under TSan, which runs a thread of its own, skipped\n");
+    return TSAN;
+}
+
 /* free() never starts the release thread: glibc calls free with its own
  * locks held (its stack cache, as an ended thread's TLS is freed), and
  * pthread_create takes them too.  A fork()ed child has no release thread:
@@ -281,6 +293,8 @@ static long thread_count(void)
 static void test_free_starts_no_thread(void **state)
 {
     (void)state;
+    if (tsan_skip())
+        return;
     struct lc_set s;
     lc_fill_pools(&s, BS, 4, 9);
     pid_t pid = fork();
@@ -306,12 +320,13 @@ static void test_free_starts_no_thread(void **state)
 }
 
 /* release=inline runs no thread (shed.7 offers it to programs that must
- * not have one, such as Python >= 3.12 forking without a warning): a fork()ed
- * child, which has none yet, takes pools and empties them, and they leave
- * memory with the child still alone. */
+ * never have one): a fork()ed child, which has none yet, takes pools and
+ * empties them, and they leave memory with the child still alone. */
 static void test_inline_runs_no_thread(void **state)
 {
     (void)state;
+    if (tsan_skip())
+        return;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -327,6 +342,59 @@ static void test_inline_runs_no_thread(void **state)
     int status = lc_wait_child(pid, 4 * LC_WAIT_MS);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* fork() with the release thread running: the thread ends first, after
+ * releasing every dirty pool (delay_ms notwithstanding), so that parent and
+ * child come out of the fork with one thread each (Python >= 3.12 counts
+ * them at once, and warns if there are more).  The parent's malloc takes
+ * pools and starts no thread; once it has emptied a pool, its next one does,
+ * and that thread releases what the parent frees. */
+static void test_fork_ends_thread(void **state)
+{
+    (void)state;
+    if (tsan_skip())
+        return;
+    assert_int_equal(shed_config("delay_ms=60000"), 0);
+    struct lc_set w, s, t, u;
+    /* The earlier tests forked: a pool emptied, then pools taken, start a
+     * thread here again. */
+    lc_fill_pools(&w, BS, 2, 10);
+    lc_free_all(&w);
+    lc_fill_pools(&s, BS, 4, 11);
+    assert_int_equal(thread_count(), 2);
+    lc_free_pages(&s, 4);
+    assert_int_equal(lc_resident_count(s.full, 4), 4);   /* dirty: 60 s to go */
+    uint64_t app = lc_stats().release_syscalls_app;
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(thread_count() == 1 ? 0 : 2);
+    long after = thread_count();
+    int status = lc_wait_child(pid, 4 * LC_WAIT_MS);
+    assert_int_equal(after, 1);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(lc_resident_count(s.full, 4), 0);
+    struct shed_stats s1 = lc_stats();
+    assert_int_equal(s1.pools_dirty, 0);
+    assert_int_equal(s1.release_syscalls_app, app);      /* the thread did it */
+
+    assert_int_equal(shed_config("delay_ms=0"), 0);
+    lc_fill_pools(&t, BS, 4, 12);         /* takes pools, none emptied yet */
+    assert_int_equal(thread_count(), 1);
+    lc_free_pages(&t, 4);                 /* dirty, kept for the new thread */
+    assert_int_equal(lc_resident_count(t.full, 4), 4);
+    lc_fill_pools(&u, 2 * BS, 8, 13);     /* takes pools: the thread starts */
+    assert_int_equal(thread_count(), 2);
+    lc_free_pages(&u, 8);
+    assert_true(lc_wait_released(u.full, 8, 0, LC_WAIT_MS));
+    assert_int_equal(lc_stats().release_syscalls_app, app);
+    lc_free_all(&s);
+    lc_free_all(&t);
+    lc_free_all(&u);
+    assert_int_equal(shed_config("delay_ms=100"), 0);
 }
 
 static _Atomic int *exit_mark;
@@ -345,10 +413,8 @@ static void mark_exit(void)
 static void test_last_thread_exits(void **state)
 {
     (void)state;
-    if (TSAN) {       /* TSan's own thread keeps any such process alive */
-        print_message("      under TSan, skipped\n");
+    if (tsan_skip())  /* TSan's own thread keeps any such process alive */
         return;
-    }
     exit_mark = lc_shared(page_size());
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -381,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_inline),
         cmocka_unit_test(test_free_starts_no_thread),
         cmocka_unit_test(test_inline_runs_no_thread),
+        cmocka_unit_test(test_fork_ends_thread),
         cmocka_unit_test(test_last_thread_exits),
     };
     return cmocka_run_group_tests_name("lifecycle/batched", tests, NULL, NULL);

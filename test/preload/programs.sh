@@ -44,6 +44,10 @@ case_python() {
     p "$python" "$here/objects.py"
 }
 
+case_fork() {
+    p "$python" "$here/fork.py"
+}
+
 case_sort() {
     p sort "$tmp/lines" | sha256sum
     p sort -k2,2 -k1,1n --parallel=2 -S 16M "$tmp/lines" | sha256sum
@@ -158,6 +162,7 @@ $(diff "$tmp/$name.plain" "$tmp/$name.shed" | head -10)"
 # The python case must hold far more than one arena (256 KiB): its million
 # objects went through malloc.
 check python 64
+check fork 4
 check sort 1
 check xz 1
 check sqlite 1
