@@ -21,7 +21,8 @@ void  free_slow(void *ptr, const char *call) HIDDEN;
  * the thread's current pool that th->fast[] points at has a free block.
  * th->epoch == g.epoch says that no freeze or thaw came since the slow path
  * last looked (so the pool is not sealed), that no checker wants to see the
- * block, and that th is a theap (not NO_THEAP). */
+ * block, that th is a theap (not NO_THEAP), and that free() has not asked
+ * for a release thread to be started (releaser_wake). */
 static ALWAYS_INLINE void *alloc_fast(size_t req, size_t rounded, size_t align)
 {
     struct theap *th = tls_heap;

@@ -12,15 +12,13 @@
  * so that the process forks as it would without shed: with only its own
  * threads, which programs count (Python 3.12 and later warn at os.fork()
  * when there is more than one).  The child starts a thread when it first
- * takes pools; the parent, when it next takes pools after it emptied one,
- * so that no thread is back by the time a program counts them after the
- * fork (Python does so at once).
+ * takes pools; the parent, at its first malloc after it emptied a pool, so
+ * that no thread is back by the time a program counts them after the fork
+ * (Python does so at once).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,26 +36,28 @@
 
 /* NONE: no thread; STARTING: being created; DONE: it ended (alone, or
  * asked to by a fork); FAILED: it could not start (release inline); STOPPED:
- * the process exits; PAUSED: ended for a fork, until the fork returns. */
+ * the process exits; PAUSED: a fork is under way (whether or not a thread
+ * ran), and none may start until it returns. */
 enum { R_NONE, R_STARTING, R_RUNNING, R_DONE, R_FAILED, R_STOPPED, R_PAUSED };
 
 static struct {
     pthread_mutex_t pass;          /* one release pass at a time (buffers) */
     pthread_mutex_t mx;            /* the thread's sleep, and state changes */
     pthread_cond_t cv;             /* wakes the thread */
-    pthread_cond_t gone;           /* the thread has stopped (releaser_stop) */
+    pthread_cond_t gone;           /* the state left STARTING or RUNNING */
     _Atomic int state;             /* R_* */
     _Atomic int idle;              /* asleep with nothing due */
     _Atomic uint64_t gen;          /* bumped by every retired pool */
     bool stop;
     bool flush;                    /* release every dirty pool before ending */
-    bool forked;                   /* the parent of a fork: start a thread */
-    uint64_t fork_gen;             /*   only once gen has moved from this */
-    _Atomic pid_t tid;             /* the thread's, for the kernel's view */
+    int task_fd;                   /* the thread a fork ended: its /proc entry */
+    _Atomic bool forked;           /* the parent of a fork: start a thread */
+    _Atomic uint64_t fork_gen;     /*   only once gen has moved from this */
+    _Atomic bool start_asked;      /*   (and ask the slow path to, once) */
     /* the pass's buffers last: a fork writes the locks, one page */
     struct iovec ranges[MAX_RANGES];
     bool ok[MAX_RANGES];
-} rel = { .pass = PTHREAD_MUTEX_INITIALIZER, .mx = PTHREAD_MUTEX_INITIALIZER,
+} rel = { .task_fd = -1, .pass = PTHREAD_MUTEX_INITIALIZER, .mx = PTHREAD_MUTEX_INITIALIZER,
           .cv = PTHREAD_COND_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER };
 
 static size_t advise_and_settle(struct iovec *iov, size_t n, bool *ok)
@@ -156,7 +156,6 @@ static void *releaser_main(void *arg)
 {
     (void)arg;
     tls_is_releaser = true;
-    atomic_store(&rel.tid, gettid());
     pthread_mutex_lock(&rel.mx);
     while (!rel.stop) {
         uint64_t gen = atomic_load(&rel.gen);
@@ -184,11 +183,17 @@ static void *releaser_main(void *arg)
             releaser_sleep(wait);
         }
     }
-    if (rel.flush) {                  /* a fork: nobody releases for a while */
+    if (rel.flush) {
+        /* A fork: nobody releases for a while.  Not as the process's first
+         * release, which may load io_uring (dlopen) while the forking
+         * thread holds the loader's lock (a fork from a constructor). */
         pthread_mutex_unlock(&rel.mx);
-        collect_unowned(false);
-        release_pass(true, NULL);
+        if (os_backend_in_use() != BK_AUTO) {
+            collect_unowned(false);
+            release_pass(true, NULL);
+        }
         pthread_mutex_lock(&rel.mx);
+        rel.task_fd = open("/proc/thread-self", O_PATH | O_CLOEXEC);
     }
     atomic_store(&rel.state, R_DONE);
     pthread_cond_broadcast(&rel.gone);
@@ -196,23 +201,20 @@ static void *releaser_main(void *arg)
     return NULL;
 }
 
-/* Start the thread (the caller has set R_STARTING); on failure, release
- * inline from now on.  No lock is held: pthread_create may call malloc.  The
- * thread is detached: nobody joins it (a fork waits for it otherwise: see
+/* Start the thread (the caller has set R_STARTING, with every signal
+ * blocked, which the thread inherits); on failure, release inline from now
+ * on.  No lock is held: pthread_create may call malloc.  The thread is
+ * detached: nobody joins it (a fork waits for it otherwise: see
  * releaser_pause). */
 static void releaser_start(void)
 {
     pthread_attr_t attr;
     pthread_t t;
-    sigset_t all, old;
     int err = pthread_attr_init(&attr);
     if (!err)
         err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals are the program's */
     if (!err)
         err = fault_hit(F_THREAD) ? EAGAIN : pthread_create(&t, &attr, releaser_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     pthread_mutex_lock(&rel.mx);
     if (atomic_load(&rel.state) == R_STARTING)  /* not STOPPED meanwhile */
@@ -223,26 +225,38 @@ static void releaser_start(void)
         shed_warn("cannot start the release thread, releasing inline", strerror(err));
 }
 
+/* In the parent of a fork, with no pool retired since: no thread yet. */
+static bool fork_parent_idle(void)
+{
+    return atomic_load(&rel.forked) && atomic_load(&rel.gen) == atomic_load(&rel.fork_gen);
+}
+
 /* Start the thread in batched mode if none runs.  Called where malloc takes
- * new pools, and from shed_config: never from free, which glibc calls with
- * its own locks held (its stack cache, as a thread's TLS is freed), locks
- * that pthread_create takes too.  So a process that only frees after a fork
- * keeps the pools it empties dirty until it next takes pools.  Once started,
- * the thread runs until the process ends or forks, so only NONE starts one;
- * in the parent of a fork, only once a pool was retired since. */
+ * new pools, from malloc's slow path when free() asked for a thread
+ * (releaser_wake), and from shed_config; never from free, which glibc calls
+ * with its own locks held (its stack cache, as a thread's TLS is freed),
+ * locks that pthread_create takes too.  So a process that only frees after
+ * a fork keeps the pools it empties dirty until it next calls malloc.  Once
+ * started, the thread runs until the process ends, forks, or has no other
+ * thread left, so only NONE starts one.  Signals stay blocked from STARTING
+ * on: a handler that forks would wait for the start it interrupted
+ * (releaser_pause). */
 void releaser_ensure(void)
 {
     if (likely(atomic_load_explicit(&rel.state, memory_order_relaxed) != R_NONE) ||
-        LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child)
+        LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child || fork_parent_idle())
         return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals are the program's */
     pthread_mutex_lock(&rel.mx);
-    bool start = atomic_load(&rel.state) == R_NONE &&
-                 !(rel.forked && atomic_load(&rel.gen) == rel.fork_gen);
+    bool start = atomic_load(&rel.state) == R_NONE && !fork_parent_idle();
     if (start)
         atomic_store(&rel.state, R_STARTING);
     pthread_mutex_unlock(&rel.mx);
     if (start)
         releaser_start();
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* Wake the thread for new work; false when it could not be started, so the
@@ -255,7 +269,13 @@ static bool releaser_wake(void)
         pthread_cond_signal(&rel.cv);
         pthread_mutex_unlock(&rel.mx);
     }
-    return atomic_load(&rel.state) != R_FAILED;    /* no thread yet: it waits */
+    int s = atomic_load(&rel.state);
+    /* The parent of a fork, with work and no thread: free() may not start
+     * one, so every thread's next malloc is sent to the slow path
+     * (theap_catch_up), which may; as a freeze does, and as harmless. */
+    if (s == R_NONE && atomic_load(&rel.forked) && !atomic_exchange(&rel.start_asked, true))
+        atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
+    return s != R_FAILED;    /* no thread yet: it waits */
 }
 
 /* A pool was retired in batched mode. */
@@ -305,23 +325,31 @@ void releaser_stop(void)
     pthread_mutex_unlock(&rel.mx);
 }
 
-/* Wait until the kernel no longer counts thread tid: /proc/self/task/TID
- * goes when the count drops, a little after the thread has ended for
- * pthreads (which is what pthread_join would wait for). */
-static void task_wait_gone(pid_t tid)
+/* Wait until the kernel no longer counts the thread whose /proc entry fd
+ * is, for 100 ms at the most: its files go when the count drops, a moment
+ * after the thread has ended for pthreads (what pthread_join waits for).
+ * Sleeps rather than yields, which a real-time thread would not. */
+static void task_wait_gone(int fd)
 {
-    char path[48];
-    snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
-    while (access(path, F_OK) == 0)
-        sched_yield();
+    uint64_t t0 = now_ns();
+    long ns = 10000;
+    while (faccessat(fd, "stat", F_OK, 0) == 0 && now_ns() - t0 < 100000000u) {
+        struct timespec ts = { 0, ns };
+        nanosleep(&ts, NULL);
+        ns = ns < 1000000 ? ns * 2 : ns;
+    }
+    close(fd);
 }
 
 /* fork(), first of all (no lock of shed held, as the thread may need any):
  * end the thread, after it released every dirty pool, and wait until the
  * kernel has let it go, so that the process forks with its own threads only.
- * From its start until the fork returns no other thread starts one. */
+ * From its start until the fork returns no other thread starts one.  Not
+ * cancellable, as fork() is not: the waits here are cancellation points. */
 void releaser_pause(void)
 {
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&rel.mx);
     while (atomic_load(&rel.state) == R_STARTING)
         pthread_cond_wait(&rel.gone, &rel.mx);
@@ -333,12 +361,14 @@ void releaser_pause(void)
             pthread_cond_wait(&rel.gone, &rel.mx);
         rel.stop = rel.flush = false;
     }
-    int s = atomic_load(&rel.state);
+    int s = atomic_load(&rel.state), fd = rel.task_fd;
     if (s == R_NONE || s == R_DONE)
         atomic_store(&rel.state, R_PAUSED);
+    rel.task_fd = -1;
     pthread_mutex_unlock(&rel.mx);
-    if (running)
-        task_wait_gone(atomic_load(&rel.tid));
+    if (fd >= 0)
+        task_wait_gone(fd);
+    pthread_setcancelstate(cancel, NULL);
 }
 
 /* After the fork: no thread, until releaser_ensure starts one. */
@@ -346,8 +376,9 @@ static void releaser_resume(bool parent)
 {
     if (atomic_load(&rel.state) == R_PAUSED)
         atomic_store(&rel.state, R_NONE);
-    rel.forked = parent;
-    rel.fork_gen = atomic_load(&rel.gen);
+    atomic_store(&rel.fork_gen, atomic_load(&rel.gen));
+    atomic_store(&rel.start_asked, false);
+    atomic_store(&rel.forked, parent);
 }
 
 /* fork(): the pass lock comes first in the lock order, the sleep lock last. */

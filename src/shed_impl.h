@@ -258,7 +258,8 @@ struct global {
     uintptr_t pool_delta;        /* pool_addr(p) == p << DESC_TO_PAGE + this */
     size_t fast_size;            /* region_size, or 0 under a checker: the
                                     free fast path's one range check */
-    _Atomic unsigned epoch;      /* even; +2 at each freeze and thaw */
+    _Atomic unsigned epoch;      /* even; +2 at each freeze and thaw, and
+                                    when free() asks for a release thread */
     unsigned page_shift, desc_shift, nwords;   /* desc_shift: page_shift - 6 */
     char *descs;                 /* struct pool table */
     char *colds;                 /* struct cold table, same stride */

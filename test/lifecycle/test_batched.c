@@ -348,16 +348,16 @@ static void test_inline_runs_no_thread(void **state)
  * releasing every dirty pool (delay_ms notwithstanding), so that parent and
  * child come out of the fork with one thread each (Python >= 3.12 counts
  * them at once, and warns if there are more).  The parent's malloc takes
- * pools and starts no thread; once it has emptied a pool, its next one does,
- * and that thread releases what the parent frees. */
+ * pools and starts no thread; once it has emptied a pool (free() may not
+ * start one), its next malloc does, and that thread releases the pool. */
 static void test_fork_ends_thread(void **state)
 {
     (void)state;
     if (tsan_skip())
         return;
     assert_int_equal(shed_config("delay_ms=60000"), 0);
-    struct lc_set w, s, t, u;
-    /* The earlier tests forked: a pool emptied, then pools taken, start a
+    struct lc_set w, s, t;
+    /* The earlier tests forked: a pool emptied, then a malloc, start a
      * thread here again. */
     lc_fill_pools(&w, BS, 2, 10);
     lc_free_all(&w);
@@ -383,18 +383,88 @@ static void test_fork_ends_thread(void **state)
 
     assert_int_equal(shed_config("delay_ms=0"), 0);
     lc_fill_pools(&t, BS, 4, 12);         /* takes pools, none emptied yet */
+    void *a = shed_malloc(48);            /* a current pool of another class */
+    assert_non_null(a);
     assert_int_equal(thread_count(), 1);
-    lc_free_pages(&t, 4);                 /* dirty, kept for the new thread */
+    lc_free_pages(&t, 4);                 /* emptied: free() starts no thread */
+    assert_int_equal(thread_count(), 1);
     assert_int_equal(lc_resident_count(t.full, 4), 4);
-    lc_fill_pools(&u, 2 * BS, 8, 13);     /* takes pools: the thread starts */
+    void *b = shed_malloc(48);            /* the next malloc does (a's pool) */
+    assert_non_null(b);
     assert_int_equal(thread_count(), 2);
-    lc_free_pages(&u, 8);
-    assert_true(lc_wait_released(u.full, 8, 0, LC_WAIT_MS));
+    assert_true(lc_wait_released(t.full, 4, 0, LC_WAIT_MS));
     assert_int_equal(lc_stats().release_syscalls_app, app);
+    shed_free(a);
+    shed_free(b);
     lc_free_all(&s);
     lc_free_all(&t);
-    lc_free_all(&u);
     assert_int_equal(shed_config("delay_ms=100"), 0);
+}
+
+/* A thread with a cancellation pending forks (fork() is no cancellation
+ * point) while the release thread runs: the fork must complete, the thread
+ * be cancelled at its next cancellation point, and later forks work.  (Were
+ * the wait for the release thread cancellable, the thread would die in the
+ * atfork handler holding its locks, and every later fork would hang.)  Run
+ * in a child, which is killed if it hangs. */
+static void *fork_cancelled(void *arg)
+{
+    pthread_barrier_t *bar = arg;
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    pthread_barrier_wait(bar);            /* cancelled meanwhile */
+    pthread_barrier_wait(bar);
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);                /* a cancellation point */
+    return NULL;
+}
+
+static void test_fork_cancelled(void **state)
+{
+    (void)state;
+    if (SANITIZED) {  /* ASan leaves a cancelled thread's stack poisoned; TSan
+                         takes the child's first lock of rel.mx for a second */
+        print_message("      under a sanitizer, skipped\n");
+        return;
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Many dirty pools: the thread's last pass at the fork takes a
+         * while, so the fork waits for it, cancellably or not. */
+        struct lc_set s;
+        if (shed_config("delay_ms=60000") != 0)
+            _exit(2);
+        lc_fill_pools(&s, BS, 2000, 14);
+        lc_free_all(&s);
+        void *b = shed_malloc(BS);        /* the release thread runs */
+        if (!b || thread_count() != 2)
+            _exit(2);
+        pthread_barrier_t bar;
+        pthread_t t;
+        void *ret = NULL;
+        pthread_barrier_init(&bar, NULL, 2);
+        if (pthread_create(&t, NULL, fork_cancelled, &bar) != 0)
+            _exit(3);
+        pthread_barrier_wait(&bar);
+        pthread_cancel(t);
+        pthread_barrier_wait(&bar);
+        pthread_join(t, &ret);
+        if (ret != PTHREAD_CANCELED)
+            _exit(4);
+        pid_t again = fork();
+        if (again == 0)
+            _exit(0);
+        int status;
+        _exit(again > 0 && waitpid(again, &status, 0) == again && status == 0 ? 0 : 5);
+    }
+    int status = lc_wait_child(pid, 4 * LC_WAIT_MS);
+    assert_int_not_equal(status, -1);            /* -1: it hung */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static _Atomic int *exit_mark;
@@ -448,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_free_starts_no_thread),
         cmocka_unit_test(test_inline_runs_no_thread),
         cmocka_unit_test(test_fork_ends_thread),
+        cmocka_unit_test(test_fork_cancelled),
         cmocka_unit_test(test_last_thread_exits),
     };
     return cmocka_run_group_tests_name("lifecycle/batched", tests, NULL, NULL);
