@@ -51,9 +51,8 @@ static struct {
     bool stop;
     bool flush;                    /* release every dirty pool before ending */
     int task_fd;                   /* the thread a fork ended: its /proc entry */
-    _Atomic bool forked;           /* the parent of a fork: start a thread */
-    _Atomic uint64_t fork_gen;     /*   only once gen has moved from this */
-    _Atomic bool start_asked;      /*   (and ask the slow path to, once) */
+    _Atomic bool fork_idle;        /* the parent of a fork, no pool retired
+                                      since: no thread yet */
     /* the pass's buffers last: a fork writes the locks, one page */
     struct iovec ranges[MAX_RANGES];
     bool ok[MAX_RANGES];
@@ -225,12 +224,6 @@ static void releaser_start(void)
         shed_warn("cannot start the release thread, releasing inline", strerror(err));
 }
 
-/* In the parent of a fork, with no pool retired since: no thread yet. */
-static bool fork_parent_idle(void)
-{
-    return atomic_load(&rel.forked) && atomic_load(&rel.gen) == atomic_load(&rel.fork_gen);
-}
-
 /* Start the thread in batched mode if none runs.  Called where malloc takes
  * new pools, from malloc's slow path when free() asked for a thread
  * (releaser_wake), and from shed_config; never from free, which glibc calls
@@ -244,13 +237,13 @@ static bool fork_parent_idle(void)
 void releaser_ensure(void)
 {
     if (likely(atomic_load_explicit(&rel.state, memory_order_relaxed) != R_NONE) ||
-        LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child || fork_parent_idle())
+        LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child || atomic_load(&rel.fork_idle))
         return;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals are the program's */
     pthread_mutex_lock(&rel.mx);
-    bool start = atomic_load(&rel.state) == R_NONE && !fork_parent_idle();
+    bool start = atomic_load(&rel.state) == R_NONE && !atomic_load(&rel.fork_idle);
     if (start)
         atomic_store(&rel.state, R_STARTING);
     pthread_mutex_unlock(&rel.mx);
@@ -269,13 +262,12 @@ static bool releaser_wake(void)
         pthread_cond_signal(&rel.cv);
         pthread_mutex_unlock(&rel.mx);
     }
-    int s = atomic_load(&rel.state);
-    /* The parent of a fork, with work and no thread: free() may not start
-     * one, so every thread's next malloc is sent to the slow path
+    /* The parent of a fork, with work now and no thread: free() may not
+     * start one, so every thread's next malloc is sent to the slow path
      * (theap_catch_up), which may; as a freeze does, and as harmless. */
-    if (s == R_NONE && atomic_load(&rel.forked) && !atomic_exchange(&rel.start_asked, true))
+    if (atomic_load(&rel.fork_idle) && atomic_exchange(&rel.fork_idle, false))
         atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
-    return s != R_FAILED;    /* no thread yet: it waits */
+    return atomic_load(&rel.state) != R_FAILED;    /* no thread yet: it waits */
 }
 
 /* A pool was retired in batched mode. */
@@ -376,9 +368,7 @@ static void releaser_resume(bool parent)
 {
     if (atomic_load(&rel.state) == R_PAUSED)
         atomic_store(&rel.state, R_NONE);
-    atomic_store(&rel.fork_gen, atomic_load(&rel.gen));
-    atomic_store(&rel.start_asked, false);
-    atomic_store(&rel.forked, parent);
+    atomic_store(&rel.fork_idle, parent);
 }
 
 /* fork(): the pass lock comes first in the lock order, the sleep lock last. */

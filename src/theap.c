@@ -669,17 +669,19 @@ static void theap_sync(struct theap *th, unsigned epoch)
         th->epoch = epoch;
 }
 
-/* Before the slow path picks a pool: merge remote frees, catch up with a
- * freeze or thaw, and start the release thread if free() asked for one
- * (releaser_wake).  Out of line: the pool switch below stays a leaf. */
+/* Before the slow path picks a pool: merge remote frees, and catch up with a
+ * freeze or thaw, or with free() asking for a release thread (releaser_wake
+ * moves the epoch for that).  Out of line: the pool switch below stays a
+ * leaf. */
 static COLD void theap_catch_up(struct theap *th)
 {
-    releaser_ensure();
     if (atomic_load_explicit(&th->pending, memory_order_relaxed))
         theap_drain(th);
     unsigned epoch = atomic_load_explicit(&g.epoch, memory_order_acquire);
-    if (th->epoch != epoch)
+    if (th->epoch != epoch) {
+        releaser_ensure();
         theap_sync(th, epoch);
+    }
 }
 
 /* A pool of class cls from outside th's lists: an orphan, else a run of
