@@ -12,6 +12,9 @@
 #                                 threaded C program, and one whose first large
 #                                 request comes from a thread, give the same
 #                                 output with and without LD_PRELOAD=libshed.so
+#   make check-cpython            CPython's own regression suite, plain and
+#                                 preloaded (PYTHONMALLOC=malloc): not in
+#                                 check-preload, it takes minutes a run
 
 PRELOAD_OUT    := $(BUILD)/preload
 PRELOAD_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE $(CFLAGS)
@@ -27,7 +30,8 @@ PRELOAD_SO_LINK  := -L$(BUILD) -lshed -Wl,-rpath,$(abspath $(BUILD))
 PRELOAD_UNIT_CFLAGS := -fno-builtin -Wno-alloc-size-larger-than -Wno-array-bounds
 PRELOAD_PYTHON   ?= /usr/bin/python3
 
-.PHONY: check-preload check-preload-unit check-preload-semantics check-preload-programs
+.PHONY: check-preload check-preload-unit check-preload-semantics check-preload-programs \
+        check-cpython
 
 $(PRELOAD_OUT)/test_%: test/test_%.c test/shed_test.h test/child.h test/preload/names.h include/shed.h $(LIB_SO)
 	@$(NEED) libcmocka-dev valgrind
@@ -80,6 +84,11 @@ check-preload-programs: $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT)/threads
                         $(PRELOAD_OUT)/first_large $(PRELOAD_OUT)/cxx
 	@$(NEED) python3 sqlite3 xz-utils git
 	sh test/preload/programs.sh $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT) $(PRELOAD_PYTHON)
+
+# CPYTHON_TESTS: test files to run (default: the whole suite).
+check-cpython: $(LIB_SO)
+	@$(NEED) python3
+	sh test/preload/cpython.sh $(LIB_SO) $(PRELOAD_PYTHON) $(CPYTHON_TESTS)
 
 check-preload: check-preload-unit check-preload-semantics check-preload-programs
 
