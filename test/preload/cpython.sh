@@ -22,7 +22,10 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 
 if ! "$python" -c 'import test.test_list' 2>/dev/null; then
-    ver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1
+    ver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || {
+        echo "check-cpython: $python does not run as a Python interpreter" >&2
+        exit 1
+    }
     case $python in
     /usr/bin/*) sh "$(dirname "$0")/../../tools/need.sh" "libpython$ver-testsuite" || exit 1 ;;
     *) echo "check-cpython: $python has no test suite (import test.test_list failed)" >&2
