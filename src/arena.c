@@ -371,3 +371,19 @@ size_t arena_resident_bytes(void)
     munmap(vec, npages);
     return resident << g.page_shift;
 }
+
+/* fork(): the arena lock, innermost but for the release thread's sleep lock. */
+void arena_fork_prepare(void)
+{
+    pthread_mutex_lock(&g.lock);
+}
+
+void arena_fork_parent(void)
+{
+    pthread_mutex_unlock(&g.lock);
+}
+
+void arena_fork_child(void)
+{
+    pthread_mutex_init(&g.lock, NULL);
+}

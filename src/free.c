@@ -95,3 +95,42 @@ EXPORT void shed_free(void *ptr)
 {
     free_fast(ptr, "shed_free");
 }
+
+/* A block of a pool another theap owns: under the pool's stripe lock, set
+ * its bit in the remote bitmap and push the pool (once) on the owner's
+ * pending stack, which the owner drains when it next needs blocks
+ * (theap_drain).  The owner's bitmap is not written: it is the owner's. */
+void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const char *call)
+{
+    uint64_t bit = 1ull << (idx % 64);
+    pthread_mutex_t *m = stripe_of(p);
+    pthread_mutex_lock(m);
+    /* Re-check under the lock: the pool may have been retired meanwhile. */
+    if (!atomic_load_explicit(&p->owner, memory_order_acquire) || LOAD(p->size) != size ||
+        block_is_free(p, idx)) {
+        pthread_mutex_unlock(m);
+        shed_error(E_DOUBLE, ptr, call);
+        return;
+    }
+    if (unlikely(LOAD(LOAD(p->owner)->inherited))) {
+        inherit_free(p, idx);
+        pthread_mutex_unlock(m);
+        return;
+    }
+    _Atomic uint64_t *r = &remote_map(p)[idx / 64];
+    STORE(*r, LOAD(*r) | bit);
+    bool wake = false;
+    if (!cold_of(p)->pending) {
+        struct theap *o = LOAD(p->owner);
+        wake = o->shared;
+        cold_of(p)->pending = 1;
+        cold_of(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&o->pending, &cold_of(p)->pnext, p,
+                                                      memory_order_release,
+                                                      memory_order_relaxed))
+            ;
+    }
+    pthread_mutex_unlock(m);
+    if (wake)
+        releaser_collect_soon();
+}

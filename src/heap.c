@@ -255,24 +255,25 @@ void heaps_collect(void)
 }
 
 /* fork(): every heap's lock is held across it, after the list's. */
-void heaps_fork(int stage)
+void heap_fork_prepare(void)
 {
-    if (stage == 0) {
-        pthread_mutex_lock(&heaps_lock);
-        for (struct shed_heap *h = heaps; h; h = h->next)
-            pthread_mutex_lock(&h->lock);
-        return;
-    }
-    for (struct shed_heap *h = heaps; h; h = h->next) {
-        if (stage == 1)
-            pthread_mutex_unlock(&h->lock);
-        else
-            pthread_mutex_init(&h->lock, NULL);
-    }
-    if (stage == 1)
-        pthread_mutex_unlock(&heaps_lock);
-    else
-        pthread_mutex_init(&heaps_lock, NULL);
+    pthread_mutex_lock(&heaps_lock);
+    for (struct shed_heap *h = heaps; h; h = h->next)
+        pthread_mutex_lock(&h->lock);
+}
+
+void heap_fork_parent(void)
+{
+    for (struct shed_heap *h = heaps; h; h = h->next)
+        pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&heaps_lock);
+}
+
+void heap_fork_child(void)
+{
+    for (struct shed_heap *h = heaps; h; h = h->next)
+        pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&heaps_lock, NULL);
 }
 
 EXPORT void shed_freeze(void)

@@ -42,45 +42,43 @@ __attribute__((destructor)) static void shed_fini(void)
         releaser_stop();
 }
 
+/* fork(): every lock of shed is taken in the lock order (shed_impl.h),
+ * outermost first, so that the child inherits none held mid-change. */
 static void fork_prepare(void)
 {
     releaser_pause();             /* first: the thread may take any lock */
     if (LOAD(g.opt.freeze_on_fork))
         arena_seal_all(true);     /* the children never write our pools */
-    heaps_fork(0);
-    fork_prepare_release(true);
-    pthread_mutex_lock(&g.orphan_lock);
-    pthread_mutex_lock(&g.theap_lock);
-    for (int i = 0; i < NSTRIPES; i++)
-        pthread_mutex_lock(&g.stripes[i].m);
-    pthread_mutex_lock(&g.lock);
-    fork_prepare_release(false);
+    heap_fork_prepare();          /* heaps_lock, then each heap's lock */
+    release_fork_prepare();       /* rel.pass */
+    orphan_fork_prepare();        /* g.orphan_lock */
+    theap_fork_prepare();         /* g.theap_lock, then the stripe locks */
+    arena_fork_prepare();         /* g.lock */
+    releaser_fork_prepare();      /* rel.mx */
 }
 
 static void fork_parent(void)
 {
-    pthread_mutex_unlock(&g.lock);
-    for (int i = 0; i < NSTRIPES; i++)
-        pthread_mutex_unlock(&g.stripes[i].m);
-    pthread_mutex_unlock(&g.theap_lock);
-    pthread_mutex_unlock(&g.orphan_lock);
-    fork_parent_release();
-    heaps_fork(1);
+    releaser_fork_parent();
+    arena_fork_parent();
+    theap_fork_parent();
+    orphan_fork_parent();
+    release_fork_parent();
+    heap_fork_parent();
 }
 
-/* Only the forking thread lives on: fresh locks, and the other threads'
- * pools go to the orphanage so that they can be reused and released. */
+/* Only the forking thread lives on: fresh locks, then the other threads'
+ * theaps become inherited (inherit.c). */
 static void fork_child(void)
 {
-    pthread_mutex_init(&g.lock, NULL);
-    pthread_mutex_init(&g.theap_lock, NULL);
-    pthread_mutex_init(&g.orphan_lock, NULL);
-    for (int i = 0; i < NSTRIPES; i++)
-        pthread_mutex_init(&g.stripes[i].m, NULL);
-    releaser_after_fork();
-    heaps_fork(2);
-    os_reset_after_fork();
+    releaser_fork_child();
+    arena_fork_child();
     theap_fork_child();
+    orphan_fork_child();
+    release_fork_child();
+    heap_fork_child();
+    os_fork_child();
+    inherit_fork_child();
 }
 
 static unsigned log2_ceil(size_t v)

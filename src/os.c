@@ -155,10 +155,12 @@ int os_backend_in_use(void)
     return backend_used < 0 ? BK_AUTO : backend_used;
 }
 
-/* A fork()ed child: a fresh probe lock, and a probe at its first release. */
-void os_reset_after_fork(void)
+/* A fork()ed child: a fresh probe lock, and a probe at its first release.
+ * (No prepare or parent hook: the probe lock is held only around the probe,
+ * which takes no other lock of shed.) */
+void os_fork_child(void)
 {
-    uring_after_fork();
+    uring_fork_child();
     pthread_mutex_init(&probe_lock, NULL);
     backend_used = -1;
 }

@@ -371,22 +371,38 @@ static void releaser_resume(bool parent)
     atomic_store(&rel.fork_idle, parent);
 }
 
-/* fork(): the pass lock comes first in the lock order, the sleep lock last. */
-void fork_prepare_release(bool first)
+/* fork(): the pass lock (one release pass at a time) comes early in the
+ * lock order, before the theaps' and the arenas' locks that a pass takes. */
+void release_fork_prepare(void)
 {
-    pthread_mutex_lock(first ? &rel.pass : &rel.mx);
+    pthread_mutex_lock(&rel.pass);
 }
 
-void fork_parent_release(void)
+void release_fork_parent(void)
 {
-    releaser_resume(true);
-    pthread_mutex_unlock(&rel.mx);
     pthread_mutex_unlock(&rel.pass);
 }
 
-void releaser_after_fork(void)
+void release_fork_child(void)
 {
     pthread_mutex_init(&rel.pass, NULL);
+}
+
+/* fork(): the thread's sleep lock comes last in the lock order (a pool
+ * retired under any other lock wakes the thread: releaser_kick). */
+void releaser_fork_prepare(void)
+{
+    pthread_mutex_lock(&rel.mx);
+}
+
+void releaser_fork_parent(void)
+{
+    releaser_resume(true);
+    pthread_mutex_unlock(&rel.mx);
+}
+
+void releaser_fork_child(void)
+{
     pthread_mutex_init(&rel.mx, NULL);
     pthread_cond_init(&rel.cv, NULL);
     pthread_cond_init(&rel.gone, NULL);

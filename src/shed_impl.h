@@ -53,6 +53,20 @@
  * The arena lock (g.lock) guards the masks; a pool in "releasing"
  * belongs to whoever claimed it, so no allocation can get it while the kernel
  * is advised, and no live block can be in a pool that is advised.
+ *
+ * Lock order, outermost first (fork_prepare in init.c takes them all in
+ * this order through each module's fork hooks):
+ *   1. heaps_lock (heap.c), then each heap's own lock
+ *   2. rel.pass (release.c): one release pass at a time
+ *   3. g.orphan_lock (orphan.c)
+ *   4. g.theap_lock (theap.c)
+ *   5. a stripe lock, g.stripes[pool index % NSTRIPES]: a pool's owner and
+ *      remote bitmap; one at a time (fork_prepare takes all in index order)
+ *   6. g.lock (arena.c): arenas, pool states, buckets
+ *   7. rel.mx (release.c): the release thread's sleep and state
+ * os.c's probe_lock is a leaf taken alone.  A thread holding a lock may take
+ * only locks further down; the release thread ends before fork_prepare takes
+ * any (releaser_pause), as it may hold any of them.
  */
 #ifndef SHED_IMPL_H
 #define SHED_IMPL_H
@@ -285,7 +299,7 @@ struct global {
     _Atomic size_t norphans;
     _Atomic unsigned thaw_epoch; /* bumped by shed_thaw() */
     struct imap *imap;           /* fork()ed child: blocks of inherited pools
-                                    freed here (see theap.c) */
+                                    freed here (see inherit.c) */
     _Atomic size_t inherit_pools;/* pools of inherited theaps, 0 once reclaimed */
     _Atomic size_t inherit_frees;
     bool in_fork_child;          /* the atfork child handler is running */
@@ -415,6 +429,28 @@ static inline void *cur_word_take(struct cur_word *c, uint64_t m, size_t size)
     return b;
 }
 
+/* A fast[] slot with no pool behind it: its word (NO_POOL's) is zero. */
+static inline void cur_word_clear(struct cur_word *c)
+{
+    *c = (struct cur_word){ .word = free_map(NO_POOL), .pool = NO_POOL };
+}
+
+/* Make p (or NO_POOL) the current pool of class cls, and point malloc's
+ * fast path at p's first word with a free block. */
+static inline void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
+{
+    struct cur_word *c = &th->fast[cls + 1];
+    th->cur[cls] = p;
+    if (p == NO_POOL) {
+        cur_word_clear(c);
+    } else {
+        unsigned w = pool_first_word(p);
+        c->word = &free_map(p)[w];
+        c->base = pool_addr(p) + (size_t)w * 64 * LOAD(p->size);
+        c->pool = p;
+    }
+}
+
 /* Owner: put p in place where (enum pool_list) and set the free count at
  * which the owner's free calls theap_settle (see struct pool). */
 static inline void pool_place(struct pool *p, enum pool_list where)
@@ -493,6 +529,20 @@ static inline bool shed_ready(void)
     return likely(s == 2) || (s != 3 && shed_init_slow());
 }
 
+/* fork() hooks, one set per module that holds locks, called by init.c in
+ * the lock order (see "Lock order" above). */
+#define FORK_HOOKS(m) \
+    void m##_fork_prepare(void) HIDDEN; \
+    void m##_fork_parent(void) HIDDEN; \
+    void m##_fork_child(void) HIDDEN;
+FORK_HOOKS(heap)
+FORK_HOOKS(release)
+FORK_HOOKS(orphan)
+FORK_HOOKS(theap)
+FORK_HOOKS(arena)
+FORK_HOOKS(releaser)
+#undef FORK_HOOKS
+
 /* Fault injection for the tests (shed_testing.h): the platform calls below
  * fail on demand. */
 enum fault_site { F_RESERVE, F_MAP, F_COMMIT, F_MADVISE, F_PMADVISE, F_THREAD,
@@ -504,7 +554,7 @@ void    *os_reserve(size_t *size) HIDDEN;
 void    *os_map(size_t size) HIDDEN;
 int      os_commit(void *addr, size_t size) HIDDEN;
 void     os_probe_backend(void) HIDDEN;
-void     os_reset_after_fork(void) HIDDEN;
+void     os_fork_child(void) HIDDEN;
 size_t   os_advise(struct iovec *iov, size_t n, bool *ok) HIDDEN;
 uint32_t now_ms(void) HIDDEN;
 uint64_t now_ns(void) HIDDEN;
@@ -514,7 +564,7 @@ void     os_count_call(uint64_t t0, bool failed) HIDDEN;
 /* uring.c: the optional io_uring backend */
 bool     uring_available(void) HIDDEN;
 size_t   uring_advise(struct iovec *iov, size_t n, int advice, bool *ok) HIDDEN;
-void     uring_after_fork(void) HIDDEN;
+void     uring_fork_child(void) HIDDEN;
 int      os_backend_in_use(void) HIDDEN;
 
 /* arena.c: pool states */
@@ -531,31 +581,48 @@ void     pool_init(struct pool *p, struct theap *owner, unsigned cls) HIDDEN;
 void     pool_merge_remote(struct pool *p) HIDDEN;
 void     pool_classes_init(void) HIDDEN;
 
-/* theap.c: thread heaps, ownership, remote frees */
+/* theap.c: thread heaps, their lists, settling and retiring pools */
+struct theap *theap_new(bool shared) HIDDEN;
 struct theap *theap_get(void) HIDDEN;
-void    *theap_alloc_slow(struct theap *th, unsigned cls) HIDDEN;
+int      theap_setup(void) HIDDEN;
+void     theap_clear(struct theap *th) HIDDEN;
+void     theap_recycle(struct theap *th) HIDDEN;
+void     list_push(struct theap *th, struct pool *p) HIDDEN;
+void     list_remove(struct theap *th, struct pool *p) HIDDEN;
+void     pool_retire(struct pool *p) HIDDEN;
+void     pool_retire_as(struct pool *p, bool bulk) HIDDEN;
+void     pool_set_aside(struct pool *p) HIDDEN;
+bool     pool_transfer(struct theap *th, struct pool *p, struct theap *to) HIDDEN;
 void     theap_settle(struct theap *th, struct pool *p) HIDDEN;
 void     theap_drain(struct theap *th) HIDDEN;
 void     theap_flush_empty(struct theap *th) HIDDEN;
+void     theap_relist(struct theap *th) HIDDEN;
+void     theap_destroy_pools(struct theap *th) HIDDEN;
+void     used_pools_each(bool (*fn)(struct pool *, void *), void *arg) HIDDEN;
+void     theap_for_each_pool(struct theap *th,
+                             void (*fn)(struct theap *, struct pool *, void *),
+                             void *arg) HIDDEN;
+
+/* slow.c: the allocation slow path */
+void    *theap_alloc_slow(struct theap *th, unsigned cls) HIDDEN;
+void    *theap_alloc(struct theap *th, size_t size) HIDDEN;
+
+/* orphan.c: the pools of exited threads */
 void     theap_abandon(struct theap *th) HIDDEN;
-void     theap_fork_child(void) HIDDEN;
+void     orphanage_place(struct pool *p) HIDDEN;
+struct pool *orphan_adopt(struct theap *th, unsigned cls) HIDDEN;
+void     orphanage_collect(void) HIDDEN;
+
+/* inherit.c: a fork()ed child's inherited pools */
+void     inherit_fork_child(void) HIDDEN;
+void     inherit_free(struct pool *p, size_t idx) HIDDEN;
 void     theap_reclaim_inherited(void) HIDDEN;
 void     inherited_collect(bool force) HIDDEN;
-struct theap *theap_new(bool shared) HIDDEN;
-void     theap_destroy_pools(struct theap *th) HIDDEN;
-void    *theap_alloc(struct theap *th, size_t size) HIDDEN;
-void     theap_recycle(struct theap *th) HIDDEN;
-void     theap_relist(struct theap *th) HIDDEN;
 
-/* heap.c */
+/* heap.c: shed_heap */
 struct shed_heap *heap_take_large(void *ptr) HIDDEN;
 void     heap_put_large(struct shed_heap *h, void *ptr) HIDDEN;
 void     heaps_collect(void) HIDDEN;
-void     heaps_fork(int stage) HIDDEN;   /* 0 prepare, 1 parent, 2 child */
-void     orphanage_collect(void) HIDDEN;
-void     free_remote(struct pool *p, size_t idx, unsigned size, void *ptr,
-                     const char *call) HIDDEN;
-int      theap_setup(void) HIDDEN;
 
 /* release.c: giving pools back */
 void     release_pool_now(struct pool *p) HIDDEN;
@@ -565,14 +632,13 @@ void     releaser_kick(struct pool *p) HIDDEN;
 void     release_retired(size_t n) HIDDEN;
 void     releaser_collect_soon(void) HIDDEN;
 void     releaser_pause(void) HIDDEN;
-void     fork_prepare_release(bool first) HIDDEN;
-void     fork_parent_release(void) HIDDEN;
-void     releaser_after_fork(void) HIDDEN;
 void     releaser_stop(void) HIDDEN;
 
 /* alloc.c / free.c entry points shared with preload.c (fast paths: fast.h) */
 void    *shed_malloc_impl(size_t size) HIDDEN;
 void     shed_free_impl(void *ptr, const char *call) HIDDEN;
+void     free_remote(struct pool *p, size_t idx, unsigned size, void *ptr,
+                     const char *call) HIDDEN;
 void    *shed_realloc_impl(void *ptr, size_t size, const char *call,
                            struct shed_heap *heap) HIDDEN;
 void    *shed_aligned_impl(size_t align, size_t size) HIDDEN;

@@ -83,7 +83,7 @@ size_t uring_advise(struct iovec *iov, size_t n, int advice, bool *ok)
 }
 
 /* The ring belongs to the parent: a child must not submit through it. */
-void uring_after_fork(void)
+void uring_fork_child(void)
 {
     if (u.state > 0)
         u.queue_exit(&u.ring);
@@ -103,7 +103,7 @@ size_t uring_advise(struct iovec *iov, size_t n, int advice, bool *ok)
     return 0;
 }
 
-void uring_after_fork(void)
+void uring_fork_child(void)
 {
 }
 

@@ -1,0 +1,186 @@
+/*
+ * The child of fork().  Every pool in use was the parent's, and its page of
+ * descriptors is still shared with the parent: writing one descriptor copies
+ * a page.  So the child takes no pool over at fork.  Each theap that was live
+ * (every thread's, the forking thread's too) becomes "inherited": it keeps
+ * its pools, nobody allocates from them, and a free into one of them sets a
+ * bit in the inherit map (imap, one bit per block, written only in the child)
+ * instead of the descriptor.  The forking thread starts a new theap.
+ * theap_reclaim_inherited later rebuilds each inherited pool from its
+ * bitmaps and hands it to the orphanage (or back to its arena when empty).
+ */
+#include <sys/mman.h>
+
+#include "shed_impl.h"
+
+/* Inherited frees that make the reclaim worth its copies of descriptor
+ * pages: one per 512 bytes of inherited pools, on average (8 per pool of
+ * 4 KiB, 32 per pool of 16 KiB: the same share of a pool's blocks whatever
+ * the page size). */
+#define INHERIT_RECLAIM_SHIFT 9
+
+static size_t inherit_reclaim_frees(size_t pools)
+{
+    return pools << (g.page_shift - INHERIT_RECLAIM_SHIFT);
+}
+
+/* Map and lay out the inherit map (struct imap) for the pools of the
+ * inherited theaps; NULL when it cannot be mapped.  The mapping has room for
+ * nwords words per pool, but only the pages of base and pos are written
+ * here, and those of the words as frees come: packed, they take a bit per
+ * block. */
+static struct imap *imap_build(void)
+{
+    size_t npools = g.narenas * POOLS_PER_ARENA;
+    size_t head = sizeof(struct imap) + g.narenas * sizeof(uint32_t) + npools * sizeof(uint16_t);
+    head = (head + 63) & ~(size_t)63;
+    size_t bytes = head + npools * g.nwords * sizeof(uint64_t);
+    struct imap *m = os_map(bytes);
+    if (!m)
+        return NULL;
+    m->bytes = bytes;
+    m->npools = npools;
+    m->base = (uint32_t *)(m + 1);
+    m->pos = (uint16_t *)(m->base + g.narenas);
+    m->words = (_Atomic uint64_t *)((char *)m + head);
+    uint32_t next = 0;
+    for (size_t a = 0; a < g.narenas; a++) {
+        unsigned off = 0;                 /* < 64 * nwords: fits pos */
+        m->base[a] = next;
+        for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
+            size_t i = a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used);
+            struct pool *p = desc_of(i);
+            struct theap *th = LOAD(p->owner);
+            if (th && LOAD(th->inherited)) {
+                m->pos[i] = (uint16_t)(off + 1);
+                off += pool_words(p);
+            }
+        }
+        next += off;
+    }
+    return m;
+}
+
+/* In the atfork child handler, single-threaded.  The other threads may have
+ * stopped in the middle of anything that needs no lock (a free, a list
+ * update, a drain), so nothing of theirs is trusted until the reclaim
+ * rebuilds it from the bitmaps.  A pool some thread was taking from an
+ * arena, not owned yet, goes back now (read-only elsewhere: no copies). */
+void inherit_fork_child(void)
+{
+    g.in_fork_child = true;
+    if (g.imap) {                         /* a child's child: the last fork's */
+        theap_reclaim_inherited();        /* pools first, then its map goes */
+        munmap(g.imap, g.imap->bytes);
+        g.imap = NULL;
+    }
+    for (struct theap *th = g.theaps; th; th = th->all_next)
+        if (th->live && !th->shared)
+            STORE(th->inherited, true);
+    size_t n = 0;
+    for (size_t a = 0; a < g.narenas; a++) {
+        for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
+            struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
+            struct theap *th = LOAD(p->owner);
+            if (!th)
+                arena_return_pool(p);     /* taken but never set up */
+            else if (LOAD(th->inherited))
+                n++;
+        }
+    }
+    STORE(g.inherit_frees, 0);
+    STORE(g.inherit_pools, n);
+    if (n && !(g.imap = imap_build()))
+        theap_reclaim_inherited();        /* no map: take the pools over now */
+    tls_heap = NO_THEAP;                  /* the forking thread starts afresh */
+    pthread_setspecific(g.key, NULL);
+    g.in_fork_child = false;
+}
+
+/* A free into a pool of an inherited theap, under the pool's stripe lock,
+ * the block known allocated: mark it in the imap. */
+void inherit_free(struct pool *p, size_t idx)
+{
+    _Atomic uint64_t *w = &imap_of(p)[idx / 64];   /* inherited: it has words */
+    STORE(*w, LOAD(*w) | 1ull << (idx % 64));
+    size_t n = ADD(g.inherit_frees, 1) + 1;
+    if (n == inherit_reclaim_frees(LOAD(g.inherit_pools)))
+        releaser_collect_soon();          /* worth a reclaim now */
+}
+
+/* If p is an inherited pool, take it over (caller holds g.orphan_lock, so
+ * nobody else changes its owner): merge its remote and inherited frees,
+ * recount, and give it to the orphanage, or back to its arena when empty. */
+static bool reclaim_pool(struct pool *p, void *arg)
+{
+    (void)arg;
+    struct theap *th = LOAD(p->owner);
+    if (!th || !LOAD(th->inherited))
+        return false;                     /* free, or the child's own */
+    struct theap *o = g.orphanage;
+    pthread_mutex_t *m = stripe_of(p);
+    pthread_mutex_lock(m);                /* against frees into it */
+    pool_merge_remote(p);
+    _Atomic uint64_t *im = g.imap ? imap_of(p) : NULL;
+    unsigned nfree = 0;
+    for (unsigned w = 0; w < pool_words(p); w++) {
+        uint64_t f = LOAD(free_map(p)[w]) | (im ? LOAD(im[w]) : 0);
+        STORE(free_map(p)[w], f);
+        nfree += (unsigned)__builtin_popcountll(f);
+    }
+    if (im)                               /* its bits are in free[] now */
+        g.imap->pos[pool_index(p)] = 0;
+    pool_set_nfree(p, nfree);
+    pool_place(p, IN_NONE);
+    bool empty = nfree == p->nblocks;
+    if (!empty) {
+        STORE(p->owner, o);
+        th->npools--;
+        o->npools++;
+    }
+    pthread_mutex_unlock(m);
+    if (empty)
+        pool_retire(p);
+    else
+        orphanage_place(p);
+    return false;
+}
+
+/* Hand every pool of the inherited theaps to the orphanage, then recycle
+ * those theaps.  Safe with other threads running: an inherited pool is only
+ * ever freed into (under its stripe lock), and a pool that is not inherited
+ * is left alone. */
+void theap_reclaim_inherited(void)
+{
+    pthread_mutex_lock(&g.orphan_lock);
+    if (LOAD(g.inherit_pools) == 0) {
+        pthread_mutex_unlock(&g.orphan_lock);
+        return;
+    }
+    used_pools_each(reclaim_pool, NULL);
+    pthread_mutex_lock(&g.theap_lock);
+    for (struct theap *th = g.theaps; th; th = th->all_next) {
+        if (LOAD(th->inherited)) {
+            theap_clear(th);
+            STORE(th->inherited, false);
+            th->live = false;
+            th->free_next = g.theap_free;
+            g.theap_free = th;
+        }
+    }
+    pthread_mutex_unlock(&g.theap_lock);
+    STORE(g.inherit_pools, 0);
+    STORE(g.inherit_frees, 0);
+    pthread_mutex_unlock(&g.orphan_lock);
+}
+
+/* The release thread and shed_trim: reclaim once enough inherited blocks
+ * were freed (or always, for force: shed_trim, shed_thaw). */
+void inherited_collect(bool force)
+{
+    size_t n = LOAD(g.inherit_pools);
+    if (n && (force ? LOAD(g.inherit_frees) > 0
+                    : LOAD(g.inherit_frees) >= inherit_reclaim_frees(n)))
+        theap_reclaim_inherited();
+}
+

@@ -1,0 +1,117 @@
+/*
+ * The allocation slow path: what malloc does when the word of the current
+ * pool that its fast path (fast.h) reads has no free block.  In order: merge
+ * remote frees and catch up with a freeze, a thaw or a request for the
+ * release thread (theap_catch_up); another word of the current pool; the
+ * head of the class's avail list; an orphaned pool; a run of pools from an
+ * arena (pool_fetch).  The common case, the current pool used up and the
+ * avail head taking its place, calls nothing.
+ */
+#include "shed_impl.h"
+#include "vg.h"
+
+/* A block of th's current pool p of class cls, which has one. */
+static inline void *cur_take(struct theap *th, unsigned cls, struct pool *p)
+{
+    struct cur_word *c = &th->fast[cls + 1];
+    return cur_word_take(c, LOAD(*c->word), LOAD(p->size));
+}
+
+/* g.epoch moved (a freeze or a thaw), or th is new: no current pool may be
+ * sealed, a thaw relists the pools that were, and the fast path may run
+ * again (never under a checker, which must see every block). */
+static void theap_sync(struct theap *th, unsigned epoch)
+{
+    for (unsigned c = 0; c < NCLS; c++) {
+        struct pool *p = th->cur[c];
+        if (p != NO_POOL && LOAD(p->sealed)) {
+            theap_set_cur(th, c, NO_POOL);
+            pool_set_aside(p);
+        }
+    }
+    if (th->thaw_seen != LOAD(g.thaw_epoch))
+        theap_relist(th);
+    if (!g.checker)
+        th->epoch = epoch;
+}
+
+/* Before the slow path picks a pool: merge remote frees, and catch up with a
+ * freeze or thaw, or with free() asking for a release thread (releaser_wake
+ * moves the epoch for that).  Out of line: the pool switch below stays a
+ * leaf. */
+static COLD void theap_catch_up(struct theap *th)
+{
+    if (atomic_load_explicit(&th->pending, memory_order_relaxed))
+        theap_drain(th);
+    unsigned epoch = atomic_load_explicit(&g.epoch, memory_order_acquire);
+    if (th->epoch != epoch) {
+        releaser_ensure();
+        theap_sync(th, epoch);
+    }
+}
+
+/* A pool of class cls from outside th's lists: an orphan, else a run of
+ * pools from an arena (the first is returned, the others become spares).
+ * NULL when the region is exhausted. */
+static COLD struct pool *pool_fetch(struct theap *th, unsigned cls)
+{
+    struct pool *p, *run[POOL_RUN];
+    releaser_ensure();                   /* where a thread may start: see there */
+    if (!th->is_heap && (p = orphan_adopt(th, cls)))
+        return p;
+    size_t n = arena_acquire_pools(cls, run, POOL_RUN);
+    if (!n)
+        return NULL;
+    while (--n > 0) {                    /* spares: the next one pops first */
+        pool_init(run[n], th, cls);
+        list_push(th, run[n]);
+    }
+    pool_init(run[0], th, cls);
+    return run[0];
+}
+
+/* A block of class cls: from the current pool, else from the remote frees,
+ * the other owned pools, an orphan, then a pool from an arena.  NULL when the
+ * region is exhausted.  (The inline fast path tries the current pool's word
+ * first.)  The common case, the current pool full and the avail head taking
+ * its place, calls nothing. */
+void *theap_alloc_slow(struct theap *th, unsigned cls)
+{
+    if (unlikely(atomic_load_explicit(&th->pending, memory_order_relaxed) != NULL) ||
+        unlikely(th->epoch != atomic_load_explicit(&g.epoch, memory_order_acquire)))
+        theap_catch_up(th);
+    struct pool *p = th->cur[cls];
+    if (p != NO_POOL) {
+        if (pool_can_take(p)) {         /* its free blocks are in another word */
+            theap_set_cur(th, cls, p);
+            return cur_take(th, cls, p);
+        }
+        th->cur[cls] = NO_POOL;         /* fast[] follows below */
+        pool_place(p, IN_FULL);
+    }
+    for (;;) {
+        if ((p = th->avail[cls])) {      /* the head: its settle_at stays */
+            th->avail[cls] = pool_at(p->next);
+        } else if (!(p = pool_fetch(th, cls))) {
+            theap_set_cur(th, cls, NO_POOL);
+            return NULL;
+        }
+        if (unlikely(LOAD(p->sealed))) {  /* frozen since it was listed */
+            pool_set_aside(p);
+            continue;
+        }
+        p->where = IN_CUR;               /* from a list or none: settle_at stays */
+        theap_set_cur(th, cls, p);
+        return cur_take(th, cls, p);
+    }
+}
+
+/* A block from th, which the caller owns or has locked (a heap). */
+void *theap_alloc(struct theap *th, size_t size)
+{
+    void *b = theap_alloc_slow(th, size_class(size));
+    if (b && unlikely(g.checker))
+        chk_alloc(b, size);
+    return b;
+}
+
