@@ -373,17 +373,4 @@ size_t arena_resident_bytes(void)
 }
 
 /* fork(): the arena lock, innermost but for the release thread's sleep lock. */
-void arena_fork_prepare(void)
-{
-    pthread_mutex_lock(&g.lock);
-}
-
-void arena_fork_parent(void)
-{
-    pthread_mutex_unlock(&g.lock);
-}
-
-void arena_fork_child(void)
-{
-    pthread_mutex_init(&g.lock, NULL);
-}
+MUTEX_FORK_HOOKS(arena, g.lock)

@@ -88,17 +88,4 @@ void orphanage_collect(void)
 }
 
 /* fork(): the orphanage's lock, held across it. */
-void orphan_fork_prepare(void)
-{
-    pthread_mutex_lock(&g.orphan_lock);
-}
-
-void orphan_fork_parent(void)
-{
-    pthread_mutex_unlock(&g.orphan_lock);
-}
-
-void orphan_fork_child(void)
-{
-    pthread_mutex_init(&g.orphan_lock, NULL);
-}
+MUTEX_FORK_HOOKS(orphan, g.orphan_lock)

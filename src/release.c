@@ -373,20 +373,7 @@ static void releaser_resume(bool parent)
 
 /* fork(): the pass lock (one release pass at a time) comes early in the
  * lock order, before the theaps' and the arenas' locks that a pass takes. */
-void release_fork_prepare(void)
-{
-    pthread_mutex_lock(&rel.pass);
-}
-
-void release_fork_parent(void)
-{
-    pthread_mutex_unlock(&rel.pass);
-}
-
-void release_fork_child(void)
-{
-    pthread_mutex_init(&rel.pass, NULL);
-}
+MUTEX_FORK_HOOKS(release, rel.pass)
 
 /* fork(): the thread's sleep lock comes last in the lock order (a pool
  * retired under any other lock wakes the thread: releaser_kick). */

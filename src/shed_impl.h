@@ -542,6 +542,12 @@ FORK_HOOKS(theap)
 FORK_HOOKS(arena)
 FORK_HOOKS(releaser)
 #undef FORK_HOOKS
+/* The hooks of a module whose one lock is lk: held across the fork, a fresh
+ * one in the child. */
+#define MUTEX_FORK_HOOKS(m, lk) \
+    void m##_fork_prepare(void) { pthread_mutex_lock(&(lk)); } \
+    void m##_fork_parent(void) { pthread_mutex_unlock(&(lk)); } \
+    void m##_fork_child(void) { pthread_mutex_init(&(lk), NULL); }
 
 /* Fault injection for the tests (shed_testing.h): the platform calls below
  * fail on demand. */
