@@ -15,7 +15,7 @@
  * malloc's 16 bytes.  Sets errno on failure. */
 void *alloc_large(size_t size, size_t align)
 {
-    ADD(g.c.large, 1);
+    RELAXED_ADD(g.c.large, 1);
     return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }
 
@@ -54,7 +54,7 @@ EXPORT void *shed_calloc(size_t nmemb, size_t size)
         return NULL;
     }
     if (total > SHED_MAX_BLOCK) {
-        ADD(g.c.large, 1);
+        RELAXED_ADD(g.c.large, 1);
         return sys_calloc(total, 1);
     }
     void *b = shed_malloc_impl(total);
@@ -170,7 +170,7 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call, struct shed_he
     if (!in_region(ptr)) {
         if ((from = heap_take_large(ptr)) && !heap)
             heap = from;
-        if (!heap && (size > SHED_MAX_BLOCK || atomic_load(&g.state) != 2))
+        if (!heap && (size > SHED_MAX_BLOCK || atomic_load(&g.state) != S_READY))
             return sys_realloc(ptr, size);   /* stays large, or no pools */
         old = sys_usable_size(ptr);
     } else {

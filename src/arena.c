@@ -138,7 +138,7 @@ size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
     }
     if (from == &a->dirty) {
         g.npools_dirty -= n;
-        ADD(g.c.reused_dirty, n);
+        RELAXED_ADD(g.c.reused_dirty, n);
     } else {
         g.npools_released -= n;
     }
@@ -204,7 +204,7 @@ static void add_desc_ranges(struct arena *a, uint64_t take, struct iovec *iov,
         g.npools_releasing += (size_t)__builtin_popcountll(hold);
         struct pool *d = desc_of((size_t)a->index * POOLS_PER_ARENA + first);
         iov[(*n)++] = (struct iovec){ d, g.page_size };
-        iov[(*n)++] = (struct iovec){ cold_of(d), g.page_size };
+        iov[(*n)++] = (struct iovec){ remote_of(d), g.page_size };
     }
 }
 
@@ -213,8 +213,8 @@ static void add_desc_ranges(struct arena *a, uint64_t take, struct iovec *iov,
 static void settle_desc_range(const struct iovec *v)
 {
     char *d = v->iov_base;
-    if (d >= g.colds && d < g.colds + (g.npools << g.desc_shift))
-        d = g.descs + (d - g.colds);
+    if (d >= g.remotes && d < g.remotes + (g.npools << g.desc_shift))
+        d = g.descs + (d - g.remotes);
     size_t pidx = pool_index((struct pool *)d);
     struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
     unsigned per_page = (unsigned)(g.page_size >> g.desc_shift);
@@ -257,8 +257,8 @@ size_t arena_claim_pool(struct pool *p, struct iovec *iov)
  */
 size_t arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
 {
-    uint32_t now = now_ms(), delay = LOAD(g.opt.delay_ms), wait = UINT32_MAX;
-    size_t keep = all ? 0 : LOAD(g.opt.max_dirty), n = 0;
+    uint32_t now = now_ms(), delay = RELAXED_LOAD(g.opt.delay_ms), wait = UINT32_MAX;
+    size_t keep = all ? 0 : RELAXED_LOAD(g.opt.max_dirty), n = 0;
 
     pthread_mutex_lock(&g.lock);
     size_t nwords = (g.narenas + 63) / 64;
@@ -326,8 +326,8 @@ void arena_settle(struct iovec *iov, size_t n, const bool *ok)
                 arena_reindex(a);
         }
         if (ok[i]) {
-            ADD(g.c.pages, count);
-            ADD(g.c.ranges, 1);
+            RELAXED_ADD(g.c.pages, count);
+            RELAXED_ADD(g.c.ranges, 1);
         }
     }
     pthread_mutex_unlock(&g.lock);
@@ -341,13 +341,14 @@ void arena_seal_all(bool seal)
         struct arena *a = &g.arenas[i];
         uint64_t m = seal ? a->used & ~a->sealed : a->sealed & a->used;
         for (; m; m &= m - 1)
-            STORE(desc_of(i * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m))->sealed, seal);
+            RELAXED_STORE(desc_of(i * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m))->sealed,
+                          seal);
         a->sealed = seal ? a->sealed | a->used : 0;
         arena_reindex(a);
     }
     pthread_mutex_unlock(&g.lock);
     if (!seal)
-        ADD(g.thaw_epoch, 1);       /* theaps relist their sealed pools */
+        RELAXED_ADD(g.thaw_epoch, 1);       /* theaps relist their sealed pools */
     /* Every thread's fast path stops once to look (theap_sync); after the
      * thaw count, so that a thread that sees the new epoch sees it too. */
     atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
@@ -361,15 +362,7 @@ size_t arena_resident_bytes(void)
     pthread_mutex_unlock(&g.lock);
     if (npages == 0)
         return 0;
-    unsigned char *vec = os_map(npages);
-    if (!vec)
-        return 0;
-    size_t resident = 0;
-    if (mincore(g.region, npages << g.page_shift, vec) == 0)
-        for (size_t i = 0; i < npages; i++)
-            resident += vec[i] & 1;
-    munmap(vec, npages);
-    return resident << g.page_shift;
+    return os_resident_pages(g.region, npages) << g.page_shift;
 }
 
 /* fork(): the arena lock, innermost but for the release thread's sleep lock. */

@@ -39,7 +39,7 @@ static char *put_str(char *out, const char *s, const char *end)
 void shed_error(enum err_kind kind, const void *ptr, const char *call)
 {
     char line[160], *end = line + sizeof line - 4, *o = line;
-    ADD(g.c.errors, 1);
+    RELAXED_ADD(g.c.errors, 1);
     o = put_str(o, "shed: ", end);
     o = put_str(o, what[kind], end);
     o = put_hex(o, (uintptr_t)ptr);
@@ -48,7 +48,7 @@ void shed_error(enum err_kind kind, const void *ptr, const char *call)
     o = put_str(o, "()\n", end + 3);
     *o = 0;
     os_write_err(line);
-    if (LOAD(g.opt.on_error_abort))
+    if (RELAXED_LOAD(g.opt.on_error_abort))
         abort();
 }
 

@@ -28,7 +28,8 @@ static ALWAYS_INLINE void *alloc_fast(size_t req, size_t rounded, size_t align)
     struct theap *th = tls_heap;
     struct cur_word *c = (struct cur_word *)((char *)th->fast + rounded * 2);
     uint64_t m;
-    if (likely(th->epoch == LOAD(g.epoch)) && likely((m = LOAD(*c->word)) != 0))
+    if (likely(th->epoch == RELAXED_LOAD(g.epoch)) &&
+        likely((m = RELAXED_LOAD(*c->word)) != 0))
         return cur_word_take(c, m, rounded);
     return alloc_slow(req, rounded, align);
 }
@@ -47,10 +48,10 @@ static ALWAYS_INLINE void *malloc_fast(size_t size)
 static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
 {
     _Atomic uint64_t *f = &free_map(p)[i / 64];
-    uint64_t word = LOAD(*f), freed = word | 1ull << (i % 64);
+    uint64_t word = RELAXED_LOAD(*f), freed = word | 1ull << (i % 64);
     if (unlikely(freed == word))
         return false;
-    STORE(*f, freed);
+    RELAXED_STORE(*f, freed);
     if (unlikely(--p->to_settle < 0))
         theap_settle(th, p);
     return true;
@@ -66,7 +67,7 @@ static ALWAYS_INLINE void free_fast(void *ptr, const char *call)
     if (likely(off < g.fast_size)) {
         struct pool *p = desc_at(off);
         struct theap *th = tls_heap;            /* never a pool's owner if NO_THEAP */
-        if (likely(LOAD(p->owner) == th) &&
+        if (likely(RELAXED_LOAD(p->owner) == th) &&
             likely(block_index(off & g.page_mask, p->magic, &i)) &&
             likely((uint16_t)i < p->nblocks) &&   /* i < 2^13: see block_index */
             likely(owner_free(th, p, i)))

@@ -106,26 +106,27 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);
     /* Re-check under the lock: the pool may have been retired meanwhile. */
-    if (!atomic_load_explicit(&p->owner, memory_order_acquire) || LOAD(p->size) != size ||
+    if (!atomic_load_explicit(&p->owner, memory_order_acquire) ||
+        RELAXED_LOAD(p->size) != size ||
         block_is_free(p, idx)) {
         pthread_mutex_unlock(m);
         shed_error(E_DOUBLE, ptr, call);
         return;
     }
-    if (unlikely(LOAD(LOAD(p->owner)->inherited))) {
+    if (unlikely(RELAXED_LOAD(RELAXED_LOAD(p->owner)->inherited))) {
         inherit_free(p, idx);
         pthread_mutex_unlock(m);
         return;
     }
     _Atomic uint64_t *r = &remote_map(p)[idx / 64];
-    STORE(*r, LOAD(*r) | bit);
+    RELAXED_STORE(*r, RELAXED_LOAD(*r) | bit);
     bool wake = false;
-    if (!cold_of(p)->pending) {
-        struct theap *o = LOAD(p->owner);
+    if (!remote_of(p)->pending) {
+        struct theap *o = RELAXED_LOAD(p->owner);
         wake = o->shared;
-        cold_of(p)->pending = 1;
-        cold_of(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
-        while (!atomic_compare_exchange_weak_explicit(&o->pending, &cold_of(p)->pnext, p,
+        remote_of(p)->pending = 1;
+        remote_of(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&o->pending, &remote_of(p)->pnext, p,
                                                       memory_order_release,
                                                       memory_order_relaxed))
             ;

@@ -54,7 +54,7 @@ static bool large_add(struct shed_heap *h, void *ptr)
             t[j] = h->large[i];
         }
         if (h->large)
-            munmap(h->large, h->large_cap * sizeof *t);
+            os_unmap(h->large, h->large_cap * sizeof *t);
         h->large = t;
         h->large_cap = cap;
     }
@@ -63,7 +63,7 @@ static bool large_add(struct shed_heap *h, void *ptr)
         j = (j + 1) & (h->large_cap - 1);
     h->large[j] = ptr;
     h->large_n++;
-    ADD(nlarge, 1);
+    RELAXED_ADD(nlarge, 1);
     return true;
 }
 
@@ -87,7 +87,7 @@ static bool large_remove(struct shed_heap *h, void *ptr)
         h->large[s] = e;
     }
     h->large_n--;
-    ADD(nlarge, (size_t)-1);
+    RELAXED_ADD(nlarge, (size_t)-1);
     return true;
 }
 
@@ -95,7 +95,7 @@ static bool large_remove(struct shed_heap *h, void *ptr)
  * out of that heap and return the heap. */
 struct shed_heap *heap_take_large(void *ptr)
 {
-    if (LOAD(nlarge) == 0)
+    if (RELAXED_LOAD(nlarge) == 0)
         return NULL;
     pthread_mutex_lock(&heaps_lock);
     struct shed_heap *h = heaps;
@@ -114,7 +114,7 @@ struct shed_heap *heap_take_large(void *ptr)
 
 static bool heap_ok(shed_heap_t *h, const char *call)
 {
-    if (likely(h && LOAD(h->magic) == HEAP_LIVE))
+    if (likely(h && RELAXED_LOAD(h->magic) == HEAP_LIVE))
         return true;
     shed_error(E_HEAP, h, call);
     errno = EINVAL;
@@ -152,7 +152,7 @@ EXPORT shed_heap_t *shed_heap_new(unsigned flags)
     pthread_mutex_lock(&heaps_lock);
     h->next = heaps;
     heaps = h;
-    STORE(h->magic, HEAP_LIVE);
+    RELAXED_STORE(h->magic, HEAP_LIVE);
     pthread_mutex_unlock(&heaps_lock);
     return h;
 }
@@ -220,14 +220,14 @@ EXPORT void shed_heap_destroy(shed_heap_t *h)
     pthread_mutex_unlock(&heaps_lock);
 
     pthread_mutex_lock(&h->lock);
-    STORE(h->magic, HEAP_DEAD);
+    RELAXED_STORE(h->magic, HEAP_DEAD);
     theap_destroy_pools(h->th);
     for (size_t i = 0; i < h->large_cap; i++)
         if (h->large[i])
             sys_free(h->large[i]);
-    ADD(nlarge, -h->large_n);
+    RELAXED_ADD(nlarge, -h->large_n);
     if (h->large)
-        munmap(h->large, h->large_cap * sizeof(void *));
+        os_unmap(h->large, h->large_cap * sizeof(void *));
     h->large = NULL;
     h->large_cap = h->large_n = 0;
     theap_recycle(h->th);

@@ -50,8 +50,8 @@ static struct imap *imap_build(void)
         for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
             size_t i = a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used);
             struct pool *p = desc_of(i);
-            struct theap *th = LOAD(p->owner);
-            if (th && LOAD(th->inherited)) {
+            struct theap *th = RELAXED_LOAD(p->owner);
+            if (th && RELAXED_LOAD(th->inherited)) {
                 m->pos[i] = (uint16_t)(off + 1);
                 off += pool_words(p);
             }
@@ -71,25 +71,25 @@ void inherit_fork_child(void)
     g.in_fork_child = true;
     if (g.imap) {                         /* a child's child: the last fork's */
         theap_reclaim_inherited();        /* pools first, then its map goes */
-        munmap(g.imap, g.imap->bytes);
+        os_unmap(g.imap, g.imap->bytes);
         g.imap = NULL;
     }
     for (struct theap *th = g.theaps; th; th = th->all_next)
         if (th->live && !th->shared)
-            STORE(th->inherited, true);
+            RELAXED_STORE(th->inherited, true);
     size_t n = 0;
     for (size_t a = 0; a < g.narenas; a++) {
         for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
             struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used));
-            struct theap *th = LOAD(p->owner);
+            struct theap *th = RELAXED_LOAD(p->owner);
             if (!th)
                 arena_return_pool(p);     /* taken but never set up */
-            else if (LOAD(th->inherited))
+            else if (RELAXED_LOAD(th->inherited))
                 n++;
         }
     }
-    STORE(g.inherit_frees, 0);
-    STORE(g.inherit_pools, n);
+    RELAXED_STORE(g.inherit_frees, 0);
+    RELAXED_STORE(g.inherit_pools, n);
     if (n && !(g.imap = imap_build()))
         theap_reclaim_inherited();        /* no map: take the pools over now */
     tls_heap = NO_THEAP;                  /* the forking thread starts afresh */
@@ -102,9 +102,9 @@ void inherit_fork_child(void)
 void inherit_free(struct pool *p, size_t idx)
 {
     _Atomic uint64_t *w = &imap_of(p)[idx / 64];   /* inherited: it has words */
-    STORE(*w, LOAD(*w) | 1ull << (idx % 64));
-    size_t n = ADD(g.inherit_frees, 1) + 1;
-    if (n == inherit_reclaim_frees(LOAD(g.inherit_pools)))
+    RELAXED_STORE(*w, RELAXED_LOAD(*w) | 1ull << (idx % 64));
+    size_t n = RELAXED_ADD(g.inherit_frees, 1) + 1;
+    if (n == inherit_reclaim_frees(RELAXED_LOAD(g.inherit_pools)))
         releaser_collect_soon();          /* worth a reclaim now */
 }
 
@@ -114,8 +114,8 @@ void inherit_free(struct pool *p, size_t idx)
 static bool reclaim_pool(struct pool *p, void *arg)
 {
     (void)arg;
-    struct theap *th = LOAD(p->owner);
-    if (!th || !LOAD(th->inherited))
+    struct theap *th = RELAXED_LOAD(p->owner);
+    if (!th || !RELAXED_LOAD(th->inherited))
         return false;                     /* free, or the child's own */
     struct theap *o = g.orphanage;
     pthread_mutex_t *m = stripe_of(p);
@@ -124,8 +124,8 @@ static bool reclaim_pool(struct pool *p, void *arg)
     _Atomic uint64_t *im = g.imap ? imap_of(p) : NULL;
     unsigned nfree = 0;
     for (unsigned w = 0; w < pool_words(p); w++) {
-        uint64_t f = LOAD(free_map(p)[w]) | (im ? LOAD(im[w]) : 0);
-        STORE(free_map(p)[w], f);
+        uint64_t f = RELAXED_LOAD(free_map(p)[w]) | (im ? RELAXED_LOAD(im[w]) : 0);
+        RELAXED_STORE(free_map(p)[w], f);
         nfree += (unsigned)__builtin_popcountll(f);
     }
     if (im)                               /* its bits are in free[] now */
@@ -134,7 +134,7 @@ static bool reclaim_pool(struct pool *p, void *arg)
     pool_place(p, IN_NONE);
     bool empty = nfree == p->nblocks;
     if (!empty) {
-        STORE(p->owner, o);
+        RELAXED_STORE(p->owner, o);
         th->npools--;
         o->npools++;
     }
@@ -153,24 +153,24 @@ static bool reclaim_pool(struct pool *p, void *arg)
 void theap_reclaim_inherited(void)
 {
     pthread_mutex_lock(&g.orphan_lock);
-    if (LOAD(g.inherit_pools) == 0) {
+    if (RELAXED_LOAD(g.inherit_pools) == 0) {
         pthread_mutex_unlock(&g.orphan_lock);
         return;
     }
     used_pools_each(reclaim_pool, NULL);
     pthread_mutex_lock(&g.theap_lock);
     for (struct theap *th = g.theaps; th; th = th->all_next) {
-        if (LOAD(th->inherited)) {
+        if (RELAXED_LOAD(th->inherited)) {
             theap_clear(th);
-            STORE(th->inherited, false);
+            RELAXED_STORE(th->inherited, false);
             th->live = false;
             th->free_next = g.theap_free;
             g.theap_free = th;
         }
     }
     pthread_mutex_unlock(&g.theap_lock);
-    STORE(g.inherit_pools, 0);
-    STORE(g.inherit_frees, 0);
+    RELAXED_STORE(g.inherit_pools, 0);
+    RELAXED_STORE(g.inherit_frees, 0);
     pthread_mutex_unlock(&g.orphan_lock);
 }
 
@@ -178,9 +178,9 @@ void theap_reclaim_inherited(void)
  * were freed (or always, for force: shed_trim, shed_thaw). */
 void inherited_collect(bool force)
 {
-    size_t n = LOAD(g.inherit_pools);
-    if (n && (force ? LOAD(g.inherit_frees) > 0
-                    : LOAD(g.inherit_frees) >= inherit_reclaim_frees(n)))
+    size_t n = RELAXED_LOAD(g.inherit_pools);
+    if (n && (force ? RELAXED_LOAD(g.inherit_frees) > 0
+                    : RELAXED_LOAD(g.inherit_frees) >= inherit_reclaim_frees(n)))
         theap_reclaim_inherited();
 }
 

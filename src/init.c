@@ -28,7 +28,7 @@ static int stats_fd = -1;          /* a copy of stderr, for SHED_STATS */
  * at start-up. */
 static void stats_at_exit(void)
 {
-    if (!LOAD(g.opt.stats_at_exit))
+    if (!RELAXED_LOAD(g.opt.stats_at_exit))
         return;
     FILE *f = stats_fd >= 0 ? fdopen(stats_fd, "w") : NULL;
     shed_stats_print(f ? f : stderr);
@@ -38,7 +38,7 @@ static void stats_at_exit(void)
 
 __attribute__((destructor)) static void shed_fini(void)
 {
-    if (atomic_load(&g.state) == 2)
+    if (atomic_load(&g.state) == S_READY)
         releaser_stop();
 }
 
@@ -47,7 +47,7 @@ __attribute__((destructor)) static void shed_fini(void)
 static void fork_prepare(void)
 {
     releaser_pause();             /* first: the thread may take any lock */
-    if (LOAD(g.opt.freeze_on_fork))
+    if (RELAXED_LOAD(g.opt.freeze_on_fork))
         arena_seal_all(true);     /* the children never write our pools */
     heap_fork_prepare();          /* heaps_lock, then each heap's lock */
     release_fork_prepare();       /* rel.pass */
@@ -104,7 +104,7 @@ static bool setup(void)
     size_t words = g.nwords * sizeof(uint64_t);
     if (g.page_size < 4096 || g.page_size > MAX_PAGE ||
         sizeof(struct pool) + words > ((size_t)1 << g.desc_shift) ||
-        sizeof(struct cold) + words > ((size_t)1 << g.desc_shift))
+        sizeof(struct pool_remote) + words > ((size_t)1 << g.desc_shift))
         return false;             /* no page size Linux has */
     pool_classes_init();
     for (int i = 0; i < NSTRIPES; i++)
@@ -118,11 +118,11 @@ static bool setup(void)
     g.npools = g.region_size >> g.page_shift;
     g.narenas_max = g.npools / POOLS_PER_ARENA;
     g.descs = os_map(g.npools << g.desc_shift);
-    g.colds = os_map(g.npools << g.desc_shift);
+    g.remotes = os_map(g.npools << g.desc_shift);
     g.arenas = os_map(g.narenas_max * sizeof(struct arena));
     g.dirty_arenas = os_map((g.narenas_max + 63) / 64 * sizeof(uint64_t));
-    if (!g.descs || !g.colds || !g.arenas || !g.dirty_arenas || theap_setup() != 0) {
-        munmap(g.region, size);
+    if (!g.descs || !g.remotes || !g.arenas || !g.dirty_arenas || theap_setup() != 0) {
+        os_unmap(g.region, size);
         g.region = NULL;
         g.region_size = 0;
         return false;
@@ -131,7 +131,7 @@ static bool setup(void)
     g.fast_size = g.checker ? 0 : g.region_size;
     os_probe_backend();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
-    if (LOAD(g.opt.stats_at_exit))
+    if (RELAXED_LOAD(g.opt.stats_at_exit))
         stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
     atexit(stats_at_exit);
     return true;
@@ -141,17 +141,17 @@ int shed_init_slow(void)
 {
     if (in_init)
         return 0;                  /* recursive malloc from our own set-up */
-    int expect = 0;
-    if (atomic_compare_exchange_strong(&g.state, &expect, 1)) {
+    int expect = S_NEW;
+    if (atomic_compare_exchange_strong(&g.state, &expect, S_INITIALISING)) {
         in_init = true;
         bool ok = setup();
         in_init = false;
-        atomic_store_explicit(&g.state, ok ? 2 : 3, memory_order_release);
+        atomic_store_explicit(&g.state, ok ? S_READY : S_NO_REGION, memory_order_release);
         if (!ok)
             shed_warn("cannot reserve the heap region; using the system allocator", NULL);
         return ok;
     }
-    while ((expect = atomic_load_explicit(&g.state, memory_order_acquire)) == 1)
+    while ((expect = atomic_load_explicit(&g.state, memory_order_acquire)) == S_INITIALISING)
         sched_yield();             /* another thread is setting up */
-    return expect == 2;
+    return expect == S_READY;
 }

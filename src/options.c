@@ -53,17 +53,29 @@ static const struct key keys[] = {
     { "region_mb", K_NUMBER, NULL, 16, 1u << 22, NULL, NULL, &g.opt.region_size },
     { NULL, 0, NULL, 0, 0, NULL, NULL, NULL } };
 
+/* The name of value among key's choices ("batched" for release=REL_BATCHED),
+ * "?" for a value it does not name: the one table serves parsing and stats. */
+const char *option_choice_name(const char *key, int value)
+{
+    for (const struct key *k = keys; k->name; k++)
+        if (k->kind == K_CHOICE && strcmp(k->name, key) == 0)
+            for (const struct choice *c = k->choices; c->name; c++)
+                if (c->value == value)
+                    return c->name;
+    return "?";
+}
+
 void options_defaults(void)
 {
-    STORE(g.opt.release, REL_BATCHED);
-    STORE(g.opt.advice, MADV_DONTNEED);
-    STORE(g.opt.backend, BK_AUTO);
-    STORE(g.opt.delay_ms, 100);
-    STORE(g.opt.max_dirty, 0);
-    STORE(g.opt.batch, IOV_MAX);
-    STORE(g.opt.on_error_abort, 1);
-    STORE(g.opt.stats_at_exit, 0);
-    STORE(g.opt.freeze_on_fork, 0);
+    RELAXED_STORE(g.opt.release, REL_BATCHED);
+    RELAXED_STORE(g.opt.advice, MADV_DONTNEED);
+    RELAXED_STORE(g.opt.backend, BK_AUTO);
+    RELAXED_STORE(g.opt.delay_ms, 100);
+    RELAXED_STORE(g.opt.max_dirty, 0);
+    RELAXED_STORE(g.opt.batch, IOV_MAX);
+    RELAXED_STORE(g.opt.on_error_abort, 1);
+    RELAXED_STORE(g.opt.stats_at_exit, 0);
+    RELAXED_STORE(g.opt.freeze_on_fork, 0);
     g.opt.region_size = DEFAULT_REGION;
 }
 
@@ -88,7 +100,7 @@ static bool apply_one(char *item, bool report)
             c++;
         if (!c->name)
             goto bad;
-        STORE(*k->ivar, c->value);
+        RELAXED_STORE(*k->ivar, c->value);
         return true;
     }
     char *end;
@@ -97,8 +109,8 @@ static bool apply_one(char *item, bool report)
     if (errno || end == val || *end || *val == '-' || v < k->min || v > k->max)
         goto bad;
     if (k->uvar)
-        STORE(*k->uvar, (unsigned)v);
-    else if (atomic_load(&g.state) < 2)   /* SHED_CONF is read while state is 1 */
+        RELAXED_STORE(*k->uvar, (unsigned)v);
+    else if (atomic_load(&g.state) < S_READY)   /* SHED_CONF: while S_INITIALISING */
         *k->svar = (size_t)v << 20;
     return true;
 bad:
@@ -132,7 +144,7 @@ void options_from_env(void)
         options_apply(conf, true);
     const char *st = getenv("SHED_STATS");
     if (st && *st && strcmp(st, "0") != 0)
-        STORE(g.opt.stats_at_exit, 1);
+        RELAXED_STORE(g.opt.stats_at_exit, 1);
 }
 
 EXPORT int shed_config(const char *settings)
@@ -142,13 +154,13 @@ EXPORT int shed_config(const char *settings)
         return -1;
     }
     shed_ready();          /* read SHED_CONF first, so these settings win */
-    int old_backend = LOAD(g.opt.backend), old_advice = LOAD(g.opt.advice);
-    int old_release = LOAD(g.opt.release);
+    int old_backend = RELAXED_LOAD(g.opt.backend), old_advice = RELAXED_LOAD(g.opt.advice);
+    int old_release = RELAXED_LOAD(g.opt.release);
     int r = options_apply(settings, false);
-    if (LOAD(g.opt.backend) != old_backend || LOAD(g.opt.advice) != old_advice)
+    if (RELAXED_LOAD(g.opt.backend) != old_backend || RELAXED_LOAD(g.opt.advice) != old_advice)
         os_probe_backend();
-    if (LOAD(g.opt.release) == REL_BATCHED && old_release != REL_BATCHED &&
-        atomic_load(&g.state) == 2) {
+    if (RELAXED_LOAD(g.opt.release) == REL_BATCHED && old_release != REL_BATCHED &&
+        atomic_load(&g.state) == S_READY) {
         releaser_collect_soon();      /* pools freed meanwhile are due */
         releaser_ensure();
     }

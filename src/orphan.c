@@ -14,11 +14,11 @@
  * list when it has blocks to give, else on no list. */
 void orphanage_place(struct pool *p)
 {
-    if (pool_nfree(p) && !LOAD(p->sealed))
+    if (pool_nfree(p) && !RELAXED_LOAD(p->sealed))
         list_push(g.orphanage, p);
     else
         pool_place(p, IN_FULL);
-    ADD(g.norphans, 1);
+    RELAXED_ADD(g.norphans, 1);
 }
 
 struct abandon {
@@ -62,7 +62,7 @@ void theap_abandon(struct theap *th)
 /* Take an orphaned pool with free blocks of class cls, if there is one. */
 struct pool *orphan_adopt(struct theap *th, unsigned cls)
 {
-    if (LOAD(g.norphans) == 0 || pthread_mutex_trylock(&g.orphan_lock) != 0)
+    if (RELAXED_LOAD(g.norphans) == 0 || pthread_mutex_trylock(&g.orphan_lock) != 0)
         return NULL;
     struct theap *o = g.orphanage;
     theap_drain(o);
@@ -72,7 +72,7 @@ struct pool *orphan_adopt(struct theap *th, unsigned cls)
         pool_place(p, IN_FULL);
     }
     if (p)
-        ADD(g.norphans, (size_t)-1);
+        RELAXED_ADD(g.norphans, (size_t)-1);
     pthread_mutex_unlock(&g.orphan_lock);
     return p;
 }
@@ -80,7 +80,7 @@ struct pool *orphan_adopt(struct theap *th, unsigned cls)
 /* Let the orphanage notice remote frees, so its emptied pools get released. */
 void orphanage_collect(void)
 {
-    if (LOAD(g.norphans) == 0)
+    if (RELAXED_LOAD(g.norphans) == 0)
         return;
     pthread_mutex_lock(&g.orphan_lock);
     theap_drain(g.orphanage);

@@ -3,7 +3,9 @@
  * to the kernel is here, so the rest of shed never calls mmap or madvise.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -118,7 +120,7 @@ static long pmadvise(const struct iovec *iov, size_t n, int advice)
  * release (on the release thread in batched mode), never at start-up. */
 static int probe_choice(void)
 {
-    int want = LOAD(g.opt.backend);
+    int want = RELAXED_LOAD(g.opt.backend);
     if (want == BK_URING) {
         if (uring_available())
             return BK_URING;
@@ -137,7 +139,7 @@ static int probe_choice(void)
     bool ok = false;
     for (int self = 1; self >= 0 && !ok; self--) {
         pm_self = self;
-        ok = pmadvise(&v, 1, LOAD(g.opt.advice)) == (long)g.page_size;
+        ok = pmadvise(&v, 1, RELAXED_LOAD(g.opt.advice)) == (long)g.page_size;
     }
     munmap(scratch, g.page_size);
     return ok ? BK_PMADV : BK_MADV;
@@ -147,7 +149,7 @@ static int probe_choice(void)
 void os_probe_backend(void)
 {
     /* madvise needs no probe; the others advise a scratch page first. */
-    backend_used = LOAD(g.opt.backend) == BK_MADV || g.valgrind ? BK_MADV : -1;
+    backend_used = RELAXED_LOAD(g.opt.backend) == BK_MADV || g.valgrind ? BK_MADV : -1;
 }
 
 int os_backend_in_use(void)
@@ -167,12 +169,12 @@ void os_fork_child(void)
 
 void os_count_call(uint64_t t0, bool failed)
 {
-    ADD(g.c.syscalls, 1);
+    RELAXED_ADD(g.c.syscalls, 1);
     if (!tls_is_releaser)
-        ADD(g.c.app_syscalls, 1);
-    ADD(g.c.ns, now_ns() - t0);
+        RELAXED_ADD(g.c.app_syscalls, 1);
+    RELAXED_ADD(g.c.ns, now_ns() - t0);
     if (failed)
-        ADD(g.c.failures, 1);
+        RELAXED_ADD(g.c.failures, 1);
 }
 
 /* Advise n page ranges; ok[i] says whether range i was advised.  Returns the
@@ -181,8 +183,8 @@ void os_count_call(uint64_t t0, bool failed)
  * refuses stays resident (the caller keeps its pools dirty). */
 size_t os_advise(struct iovec *iov, size_t n, bool *ok)
 {
-    int advice = LOAD(g.opt.advice);
-    size_t batch = LOAD(g.opt.batch), done = 0, i = 0;
+    int advice = RELAXED_LOAD(g.opt.advice);
+    size_t batch = RELAXED_LOAD(g.opt.batch), done = 0, i = 0;
 
     if (unlikely(backend_used < 0)) {
         pthread_mutex_lock(&probe_lock);   /* inline releases may race here */
@@ -256,4 +258,77 @@ void os_write_err(const char *s)
             n -= (size_t)w;
         }
     }
+}
+
+/* ---- threads, as the kernel counts them (the release thread's end) ---- */
+
+/* Is the calling thread (never the main one) the only one of the process
+ * left?  /proc/self/stat gives the main thread's state (field 3) and the
+ * number of threads (field 20).  A main thread that called pthread_exit is
+ * a zombie, and still counted, until the last thread ends.  False when the
+ * file cannot be read.  Plain system calls: no allocation. */
+bool os_thread_is_last(void)
+{
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');      /* the end of field 2, the command name */
+    if (!p || p[1] != ' ')
+        return false;
+    bool main_ended = p[2] == 'Z' || p[2] == 'X';
+    for (int field = 2; *p && field < 20; p++)
+        field += *p == ' ';
+    long threads = strtol(p, NULL, 10);
+    return threads == 1 || (threads == 2 && main_ended);
+}
+
+/* A handle on the calling thread's /proc entry (an O_PATH descriptor, -1 if
+ * none), for os_thread_wait_gone. */
+int os_thread_handle(void)
+{
+    return open("/proc/thread-self", O_PATH | O_CLOEXEC);
+}
+
+/* Wait until the kernel no longer counts the thread whose /proc entry fd
+ * is, for 100 ms at the most: its files go when the count drops, a moment
+ * after the thread has ended for pthreads (what pthread_join waits for).
+ * Sleeps rather than yields, which a real-time thread would not. */
+void os_thread_wait_gone(int fd)
+{
+    uint64_t t0 = now_ns();
+    long ns = 10000;
+    while (faccessat(fd, "stat", F_OK, 0) == 0 && now_ns() - t0 < 100000000u) {
+        struct timespec ts = { 0, ns };
+        nanosleep(&ts, NULL);
+        ns = ns < 1000000 ? ns * 2 : ns;
+    }
+    close(fd);
+}
+
+/* ---- mappings ---- */
+
+void os_unmap(void *addr, size_t size)
+{
+    munmap(addr, size);
+}
+
+/* Pages of [addr, addr + npages pages) in memory now (mincore); 0 when it
+ * cannot tell. */
+size_t os_resident_pages(void *addr, size_t npages)
+{
+    unsigned char *vec = os_map(npages);
+    if (!vec)
+        return 0;
+    size_t resident = 0;
+    if (mincore(addr, npages << g.page_shift, vec) == 0)
+        for (size_t i = 0; i < npages; i++)
+            resident += vec[i] & 1;
+    munmap(vec, npages);
+    return resident;
 }

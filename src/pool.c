@@ -15,17 +15,17 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     for (unsigned w = 0; w < g.nwords; w++) {   /* remote[] is zero already */
         unsigned lo = w * 64;
         uint64_t bits = n <= lo ? 0 : n - lo >= 64 ? ~0ull : (1ull << (n - lo)) - 1;
-        STORE(free_map(p)[w], bits);
+        RELAXED_STORE(free_map(p)[w], bits);
     }
     p->nblocks = (uint16_t)n;
     p->settle_at = (uint16_t)n;
     pool_set_nfree(p, n);
     p->cls = (uint8_t)cls;
-    p->magic = g.magic[cls];     /* (pending is 0: struct cold is not touched) */
-    STORE(p->sealed, 0);
+    p->magic = g.magic[cls];     /* (pending is 0: struct pool_remote is not touched) */
+    RELAXED_STORE(p->sealed, 0);
     pool_place(p, IN_NONE);
     p->next = p->prev = 0;
-    STORE(p->size, (uint16_t)size);
+    RELAXED_STORE(p->size, (uint16_t)size);
     owner->npools++;
     atomic_store_explicit(&p->owner, owner, memory_order_release);
 }
@@ -35,22 +35,22 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
 void pool_merge_remote(struct pool *p)
 {
     for (unsigned w = 0; w < g.nwords; w++) {
-        uint64_t r = LOAD(remote_map(p)[w]), f = LOAD(free_map(p)[w]);
+        uint64_t r = RELAXED_LOAD(remote_map(p)[w]), f = RELAXED_LOAD(free_map(p)[w]);
         if (!r)
             continue;
         if (unlikely(r & f)) {
             size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(r & f);
-            shed_error(E_DOUBLE, pool_addr(p) + idx * LOAD(p->size), "free");
+            shed_error(E_DOUBLE, pool_addr(p) + idx * RELAXED_LOAD(p->size), "free");
             r &= ~f;
         }
         /* free first: a reader without the stripe lock (pool_free_word)
          * then sees each block in one of the two at least */
-        STORE(free_map(p)[w], f | r);
+        RELAXED_STORE(free_map(p)[w], f | r);
         atomic_store_explicit(&remote_map(p)[w], 0, memory_order_release);
         pool_set_nfree(p, pool_nfree(p) + (unsigned)__builtin_popcountll(r));
     }
-    if (cold_of(p)->pending)      /* a read leaves an untouched page unmapped */
-        cold_of(p)->pending = 0;
+    if (remote_of(p)->pending)      /* a read leaves an untouched page unmapped */
+        remote_of(p)->pending = 0;
 }
 
 /* Per-class constants for the running page size.  The block index is

@@ -17,12 +17,9 @@
  * (Python does so at once).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "shed_impl.h"
 
@@ -67,7 +64,7 @@ static size_t advise_and_settle(struct iovec *iov, size_t n, bool *ok)
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
         bytes += ok[i] ? iov[i].iov_len : 0;
-    ADD(g.c.batches, 1);
+    RELAXED_ADD(g.c.batches, 1);
     return bytes;
 }
 
@@ -125,31 +122,6 @@ static bool releaser_sleep(uint32_t ms)
     return pthread_cond_timedwait(&rel.cv, &rel.mx, &ts) == ETIMEDOUT;
 }
 
-/* Is the calling thread (never the main one) the only one of the process
- * left?  /proc/self/stat gives the main thread's state (field 3) and the
- * number of threads (field 20).  A main thread that called pthread_exit is
- * a zombie, and still counted, until the last thread ends.  False when the
- * file cannot be read.  Plain system calls: no allocation. */
-static bool releaser_alone(void)
-{
-    char buf[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');      /* the end of field 2, the command name */
-    if (!p || p[1] != ' ')
-        return false;
-    bool main_ended = p[2] == 'Z' || p[2] == 'X';
-    for (int field = 2; *p && field < 20; p++)
-        field += *p == ' ';
-    long threads = strtol(p, NULL, 10);
-    return threads == 1 || (threads == 2 && main_ended);
-}
 
 static void *releaser_main(void *arg)
 {
@@ -160,7 +132,7 @@ static void *releaser_main(void *arg)
         uint64_t gen = atomic_load(&rel.gen);
         pthread_mutex_unlock(&rel.mx);
         uint32_t wait = UINT32_MAX;   /* another mode: sleep until batched again */
-        if (LOAD(g.opt.release) == REL_BATCHED) {
+        if (RELAXED_LOAD(g.opt.release) == REL_BATCHED) {
             collect_unowned(false);
             release_pass(false, &wait);
         }
@@ -174,7 +146,7 @@ static void *releaser_main(void *arg)
             bool alone = false;
             atomic_store(&rel.idle, 1);
             while (atomic_load(&rel.gen) == gen && !rel.stop && !alone)
-                alone = releaser_sleep(ALONE_CHECK_MS) && releaser_alone();
+                alone = releaser_sleep(ALONE_CHECK_MS) && os_thread_is_last();
             atomic_store(&rel.idle, 0);
             if (alone)
                 break;
@@ -192,7 +164,7 @@ static void *releaser_main(void *arg)
             release_pass(true, NULL);
         }
         pthread_mutex_lock(&rel.mx);
-        rel.task_fd = open("/proc/thread-self", O_PATH | O_CLOEXEC);
+        rel.task_fd = os_thread_handle();
     }
     atomic_store(&rel.state, R_DONE);
     pthread_cond_broadcast(&rel.gone);
@@ -237,7 +209,8 @@ static void releaser_start(void)
 void releaser_ensure(void)
 {
     if (likely(atomic_load_explicit(&rel.state, memory_order_relaxed) != R_NONE) ||
-        LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child || atomic_load(&rel.fork_idle))
+        RELAXED_LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child ||
+        atomic_load(&rel.fork_idle))
         return;
     sigset_t all, old;
     sigfillset(&all);
@@ -286,7 +259,7 @@ void release_retired(size_t n)
 {
     if (n == 0 || g.in_fork_child)
         return;
-    int mode = LOAD(g.opt.release);
+    int mode = RELAXED_LOAD(g.opt.release);
     if (mode == REL_INLINE || (mode == REL_BATCHED && !releaser_wake()))
         release_pass(true, NULL);
 }
@@ -295,7 +268,7 @@ void release_retired(size_t n)
  * may allocate there again soon, so the release thread collects it. */
 void releaser_collect_soon(void)
 {
-    if (LOAD(g.opt.release) == REL_BATCHED)
+    if (RELAXED_LOAD(g.opt.release) == REL_BATCHED)
         releaser_wake();
 }
 
@@ -317,21 +290,6 @@ void releaser_stop(void)
     pthread_mutex_unlock(&rel.mx);
 }
 
-/* Wait until the kernel no longer counts the thread whose /proc entry fd
- * is, for 100 ms at the most: its files go when the count drops, a moment
- * after the thread has ended for pthreads (what pthread_join waits for).
- * Sleeps rather than yields, which a real-time thread would not. */
-static void task_wait_gone(int fd)
-{
-    uint64_t t0 = now_ns();
-    long ns = 10000;
-    while (faccessat(fd, "stat", F_OK, 0) == 0 && now_ns() - t0 < 100000000u) {
-        struct timespec ts = { 0, ns };
-        nanosleep(&ts, NULL);
-        ns = ns < 1000000 ? ns * 2 : ns;
-    }
-    close(fd);
-}
 
 /* fork(), first of all (no lock of shed held, as the thread may need any):
  * end the thread, after it released every dirty pool, and wait until the
@@ -359,7 +317,7 @@ void releaser_pause(void)
     rel.task_fd = -1;
     pthread_mutex_unlock(&rel.mx);
     if (fd >= 0)
-        task_wait_gone(fd);
+        os_thread_wait_gone(fd);
     pthread_setcancelstate(cancel, NULL);
 }
 

@@ -14,7 +14,7 @@
  *     descs[i]   one struct pool per pool of the region, indexed by
  *                (address - region) >> page_shift: the free-block bitmap and
  *                all the owner touches, one cache line with 4 KiB pages
- *     colds[i]   one struct cold per pool, same index: what only frees from
+ *     remotes[i] one struct pool_remote per pool, same index: what only frees from
  *                other threads touch (the remote bitmap)
  *     arenas[j]  one struct arena per arena: the 64-bit pool-state masks
  *
@@ -103,11 +103,15 @@
 #define COLD        __attribute__((noinline, cold))   /* off the hot path */
 
 /* Relaxed atomics: plain loads and stores on x86-64 and arm64, but they keep
- * the deliberate cross-thread reads (double-free checks, stats) well defined. */
-#define LOAD(x)     atomic_load_explicit(&(x), memory_order_relaxed)
-#define STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
-#define BUMP(x, n)  STORE(x, LOAD(x) + (n))      /* single writer */
-#define ADD(x, n)   atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
+ * the deliberate cross-thread reads (double-free checks, stats) well defined.
+ * Where an order matters it is written out (memory_order_acquire/release);
+ * an atomic_* call without _explicit is seq_cst on purpose: the release
+ * thread's sleep handshake (rel.idle and rel.gen in release.c, a store then
+ * a load on each side) needs it, and the others are off the fast paths. */
+#define RELAXED_LOAD(x)     atomic_load_explicit(&(x), memory_order_relaxed)
+#define RELAXED_STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+#define RELAXED_BUMP(x, n)  RELAXED_STORE(x, RELAXED_LOAD(x) + (n))      /* single writer */
+#define RELAXED_ADD(x, n)   atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
 
 struct theap;
 
@@ -120,7 +124,7 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  * in the table: 64 bytes with 4 KiB pages, one cache line holding all that
  * the owner's malloc and free touch.  What only cross-thread frees touch
  * (the remote bitmap and the pending-stack link) is in a second table,
- * struct cold, at the same index, so a program that frees where it
+ * struct pool_remote, at the same index, so a program that frees where it
  * allocates never brings those pages in.
  * Invariants while the pool is in use (owner != NULL):
  *   - a block's bit is set in free[] iff the owner may hand it out, and in
@@ -138,10 +142,10 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  *     theap_settle: avail_min[cls] for an unsealed pool IN_FULL, nblocks
  *     otherwise (pool_place keeps it so; a pool sealed meanwhile is put
  *     right by that call);
- *   - pending (in struct cold) == 1 iff the pool is on its owner's pending
+ *   - pending (in struct pool_remote) == 1 iff the pool is on its owner's pending
  *     stack.
  * While it is not in use, remote[] is all zero and pending 0 (so that
- * pool_init need not touch struct cold, whose pages stay unmapped in a
+ * pool_init need not touch struct pool_remote, whose pages stay unmapped in a
  * program that frees where it allocates), size is the block size it
  * last held (to tell a double free from a wild pointer), and dirty_ms takes
  * the place of the list links.
@@ -168,7 +172,7 @@ struct pool {
 };
 
 /* The part of a descriptor only cross-thread frees touch. */
-struct cold {
+struct pool_remote {
     struct pool *pnext;          /* pending stack */
     uint8_t pending;             /* on the owner's pending stack */
     _Atomic uint64_t remote[];   /* nwords */
@@ -239,6 +243,9 @@ struct theap {
                                     the fast path runs only while equal */
 };
 
+/* g.state: set-up runs once, on first use (init.c). */
+enum shed_state { S_NEW, S_INITIALISING, S_READY, S_NO_REGION };
+
 enum release_mode { REL_BATCHED, REL_INLINE, REL_MANUAL, REL_OFF };
 enum backend { BK_AUTO, BK_PMADV, BK_MADV, BK_URING };
 enum err_kind { E_DOUBLE, E_INVALID, E_INTERIOR, E_HEAP };
@@ -264,7 +271,7 @@ struct counters {
 struct stripe { pthread_mutex_t m; char pad[64 - sizeof(pthread_mutex_t) % 64]; };
 
 struct global {
-    _Atomic int state;           /* 0 new, 1 initialising, 2 ready, 3 no region */
+    _Atomic int state;           /* enum shed_state */
     char *region;
     size_t region_size, page_size, npools;
     size_t page_mask;            /* page_size - 1 */
@@ -276,7 +283,7 @@ struct global {
                                     when free() asks for a release thread */
     unsigned page_shift, desc_shift, nwords;   /* desc_shift: page_shift - 6 */
     char *descs;                 /* struct pool table */
-    char *colds;                 /* struct cold table, same stride */
+    char *remotes;               /* struct pool_remote table, same stride */
     struct arena *arenas;
     size_t narenas, narenas_max;
     uint16_t nblocks[NCLS];
@@ -372,13 +379,13 @@ static inline _Atomic uint64_t *free_map(struct pool *p)
 {
     return p->free;
 }
-static inline struct cold *cold_of(const struct pool *p)
+static inline struct pool_remote *remote_of(const struct pool *p)
 {
-    return (struct cold *)(g.colds + ((const char *)p - g.descs));
+    return (struct pool_remote *)(g.remotes + ((const char *)p - g.descs));
 }
 static inline _Atomic uint64_t *remote_map(struct pool *p)
 {
-    return cold_of(p)->remote;
+    return remote_of(p)->remote;
 }
 /* List links are pool indices + 1, so that a descriptor fits a cache line. */
 static inline struct pool *pool_at(uint32_t ref)
@@ -403,14 +410,14 @@ static inline void pool_set_nfree(struct pool *p, unsigned nfree)
 /* May the owner take a block from p: it has one, and is not sealed? */
 static inline bool pool_can_take(struct pool *p)
 {
-    return pool_nfree(p) != 0 && !LOAD(p->sealed);
+    return pool_nfree(p) != 0 && !RELAXED_LOAD(p->sealed);
 }
 
 /* The first word of p's bitmap with a free block (its last word if none). */
 static inline unsigned pool_first_word(struct pool *p)
 {
     unsigned w = 0;
-    while (w + 1 < g.nwords && LOAD(free_map(p)[w]) == 0)
+    while (w + 1 < g.nwords && RELAXED_LOAD(free_map(p)[w]) == 0)
         w++;
     return w;
 }
@@ -419,7 +426,7 @@ static inline unsigned pool_first_word(struct pool *p)
  * blocks of size bytes: malloc's fast path, and the slow path's. */
 static inline void *cur_word_take(struct cur_word *c, uint64_t m, size_t size)
 {
-    STORE(*c->word, m & (m - 1));
+    RELAXED_STORE(*c->word, m & (m - 1));
     c->pool->to_settle++;
     char *b = c->base + (unsigned)__builtin_ctzll(m) * (unsigned)size;
     /* The block after it, likely the next one taken: the caller will write
@@ -446,7 +453,7 @@ static inline void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
     } else {
         unsigned w = pool_first_word(p);
         c->word = &free_map(p)[w];
-        c->base = pool_addr(p) + (size_t)w * 64 * LOAD(p->size);
+        c->base = pool_addr(p) + (size_t)w * 64 * RELAXED_LOAD(p->size);
         c->pool = p;
     }
 }
@@ -457,7 +464,8 @@ static inline void pool_place(struct pool *p, enum pool_list where)
 {
     unsigned nfree = pool_nfree(p);
     p->where = (uint8_t)where;
-    p->settle_at = where == IN_FULL && !LOAD(p->sealed) ? g.avail_min[p->cls] : p->nblocks;
+    p->settle_at = where == IN_FULL && !RELAXED_LOAD(p->sealed) ? g.avail_min[p->cls]
+                                                                 : p->nblocks;
     pool_set_nfree(p, nfree);
 }
 
@@ -469,8 +477,8 @@ static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
 {
     size_t off = (size_t)((const char *)ptr - g.region);
     struct pool *p = desc_at(off);
-    struct theap *o = LOAD(p->owner);
-    unsigned sz = LOAD(p->size);
+    struct theap *o = RELAXED_LOAD(p->owner);
+    unsigned sz = RELAXED_LOAD(p->size);
     size_t boff = off & g.page_mask, i;
     if (unlikely(o == NULL)) {
         /* A free pool: a block start of the class it held was freed twice. */
@@ -508,10 +516,10 @@ static inline _Atomic uint64_t *imap_of(const struct pool *p)
 static inline uint64_t pool_free_word(struct pool *p, unsigned w)
 {
     uint64_t f = atomic_load_explicit(&remote_map(p)[w], memory_order_acquire);
-    f |= LOAD(free_map(p)[w]);
+    f |= RELAXED_LOAD(free_map(p)[w]);
     _Atomic uint64_t *im;
     if (unlikely(g.imap != NULL) && (im = imap_of(p)) && w < pool_words(p))
-        f |= LOAD(im[w]);
+        f |= RELAXED_LOAD(im[w]);
     return f;
 }
 
@@ -526,7 +534,7 @@ int  shed_init_slow(void) HIDDEN;
 static inline bool shed_ready(void)
 {
     int s = atomic_load_explicit(&g.state, memory_order_acquire);
-    return likely(s == 2) || (s != 3 && shed_init_slow());
+    return likely(s == S_READY) || (s != S_NO_REGION && shed_init_slow());
 }
 
 /* fork() hooks, one set per module that holds locks, called by init.c in
@@ -558,6 +566,8 @@ bool     fault_hit(enum fault_site site) HIDDEN;
 /* os.c: the platform glue */
 void    *os_reserve(size_t *size) HIDDEN;
 void    *os_map(size_t size) HIDDEN;
+void     os_unmap(void *addr, size_t size) HIDDEN;
+size_t   os_resident_pages(void *addr, size_t npages) HIDDEN;
 int      os_commit(void *addr, size_t size) HIDDEN;
 void     os_probe_backend(void) HIDDEN;
 void     os_fork_child(void) HIDDEN;
@@ -566,6 +576,9 @@ uint32_t now_ms(void) HIDDEN;
 uint64_t now_ns(void) HIDDEN;
 void     os_write_err(const char *s) HIDDEN;
 void     os_count_call(uint64_t t0, bool failed) HIDDEN;
+bool     os_thread_is_last(void) HIDDEN;
+int      os_thread_handle(void) HIDDEN;
+void     os_thread_wait_gone(int fd) HIDDEN;
 
 /* uring.c: the optional io_uring backend */
 bool     uring_available(void) HIDDEN;
@@ -659,6 +672,7 @@ void     shed_warn(const char *msg, const char *detail) HIDDEN;
 void     options_defaults(void) HIDDEN;
 void     options_from_env(void) HIDDEN;
 int      options_apply(const char *settings, bool report) HIDDEN;
+const char *option_choice_name(const char *key, int value) HIDDEN;
 
 /* The system allocator, for what pools do not serve: glibc's own functions,
  * which a preloaded libshed.so cannot reach through the standard names.  A

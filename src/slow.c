@@ -14,7 +14,7 @@
 static inline void *cur_take(struct theap *th, unsigned cls, struct pool *p)
 {
     struct cur_word *c = &th->fast[cls + 1];
-    return cur_word_take(c, LOAD(*c->word), LOAD(p->size));
+    return cur_word_take(c, RELAXED_LOAD(*c->word), RELAXED_LOAD(p->size));
 }
 
 /* g.epoch moved (a freeze or a thaw), or th is new: no current pool may be
@@ -24,12 +24,12 @@ static void theap_sync(struct theap *th, unsigned epoch)
 {
     for (unsigned c = 0; c < NCLS; c++) {
         struct pool *p = th->cur[c];
-        if (p != NO_POOL && LOAD(p->sealed)) {
+        if (p != NO_POOL && RELAXED_LOAD(p->sealed)) {
             theap_set_cur(th, c, NO_POOL);
             pool_set_aside(p);
         }
     }
-    if (th->thaw_seen != LOAD(g.thaw_epoch))
+    if (th->thaw_seen != RELAXED_LOAD(g.thaw_epoch))
         theap_relist(th);
     if (!g.checker)
         th->epoch = epoch;
@@ -96,7 +96,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
             theap_set_cur(th, cls, NO_POOL);
             return NULL;
         }
-        if (unlikely(LOAD(p->sealed))) {  /* frozen since it was listed */
+        if (unlikely(RELAXED_LOAD(p->sealed))) {  /* frozen since it was listed */
             pool_set_aside(p);
             continue;
         }

@@ -23,8 +23,8 @@ EXPORT int shed_stats(struct shed_stats *st)
     for (size_t a = 0; a < g.narenas; a++) {
         for (uint64_t m = g.arenas[a].used; m; m &= m - 1) {
             struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m));
-            unsigned size = LOAD(p->size);
-            if (!LOAD(p->owner))
+            unsigned size = RELAXED_LOAD(p->size);
+            if (!RELAXED_LOAD(p->owner))
                 continue;
             size_t nfree = 0;
             for (unsigned w = 0; w < g.nwords; w++)
@@ -51,29 +51,28 @@ EXPORT int shed_stats(struct shed_stats *st)
     st->pool_size = g.page_size;
     st->bytes_reserved = g.region_size;
     st->bytes_resident = arena_resident_bytes();
-    st->release_syscalls = LOAD(g.c.syscalls);
-    st->release_syscalls_app = LOAD(g.c.app_syscalls);
-    st->release_batches = LOAD(g.c.batches);
-    st->release_ranges = LOAD(g.c.ranges);
-    st->pages_released = LOAD(g.c.pages);
-    st->release_failures = LOAD(g.c.failures);
-    st->release_ns = LOAD(g.c.ns);
-    st->pools_reused_dirty = LOAD(g.c.reused_dirty);
-    st->large_allocs = LOAD(g.c.large);
-    st->errors = LOAD(g.c.errors);
+    st->release_syscalls = RELAXED_LOAD(g.c.syscalls);
+    st->release_syscalls_app = RELAXED_LOAD(g.c.app_syscalls);
+    st->release_batches = RELAXED_LOAD(g.c.batches);
+    st->release_ranges = RELAXED_LOAD(g.c.ranges);
+    st->pages_released = RELAXED_LOAD(g.c.pages);
+    st->release_failures = RELAXED_LOAD(g.c.failures);
+    st->release_ns = RELAXED_LOAD(g.c.ns);
+    st->pools_reused_dirty = RELAXED_LOAD(g.c.reused_dirty);
+    st->large_allocs = RELAXED_LOAD(g.c.large);
+    st->errors = RELAXED_LOAD(g.c.errors);
     return 0;
 }
 
 EXPORT void shed_stats_print(FILE *out)
 {
-    static const char *const modes[] = { "batched", "inline", "manual", "off" };
-    static const char *const backends[] = { "auto", "process_madvise", "madvise", "io_uring" };
     struct shed_stats st;
     if (!out)
         return;
     shed_stats(&st);
     fprintf(out, "shed: release=%s backend=%s pool=%zu B\n",
-            modes[LOAD(g.opt.release)], backends[os_backend_in_use()], st.pool_size);
+            option_choice_name("release", RELAXED_LOAD(g.opt.release)),
+            option_choice_name("backend", os_backend_in_use()), st.pool_size);
     fprintf(out, "  class  blocks      bytes        pools\n");
     for (unsigned c = 0; c < NCLS; c++) {
         const struct shed_class_stats *cs = &st.classes[c];

@@ -80,7 +80,7 @@ struct theap *theap_new(bool shared)
         theap_clear(th);
         th->shared = shared;
         th->live = true;
-        th->thaw_seen = LOAD(g.thaw_epoch);
+        th->thaw_seen = RELAXED_LOAD(g.thaw_epoch);
         th->epoch = 1;               /* odd: never g.epoch, so not yet synced */
     }
     pthread_mutex_unlock(&g.theap_lock);
@@ -138,14 +138,14 @@ int theap_setup(void)
 void pool_retire_as(struct pool *p, bool bulk)
 {
     pthread_mutex_t *m = stripe_of(p);
-    LOAD(p->owner)->npools--;
+    RELAXED_LOAD(p->owner)->npools--;
     pthread_mutex_lock(m);
-    STORE(p->owner, NULL);
+    RELAXED_STORE(p->owner, NULL);
     pthread_mutex_unlock(m);
     arena_return_pool(p);
     if (g.in_fork_child || bulk)  /* no thread starts in an atfork handler */
         return;
-    switch (LOAD(g.opt.release)) {
+    switch (RELAXED_LOAD(g.opt.release)) {
     case REL_INLINE:
         release_pool_now(p);
         break;
@@ -179,12 +179,12 @@ void pool_set_aside(struct pool *p)
 void theap_settle(struct theap *th, struct pool *p)
 {
     if (pool_nfree(p) == p->nblocks) {
-        if (p->where == IN_CUR && LOAD(g.opt.release) != REL_INLINE)
+        if (p->where == IN_CUR && RELAXED_LOAD(g.opt.release) != REL_INLINE)
             return;
         list_remove(th, p);
         pool_retire(p);
     } else if (p->where == IN_FULL) {
-        if (pool_nfree(p) >= g.avail_min[p->cls] && !LOAD(p->sealed))
+        if (pool_nfree(p) >= g.avail_min[p->cls] && !RELAXED_LOAD(p->sealed))
             list_push(th, p);
         else
             pool_place(p, IN_FULL);    /* sealed meanwhile: settle when empty */
@@ -196,7 +196,7 @@ void theap_drain(struct theap *th)
 {
     struct pool *p = atomic_exchange_explicit(&th->pending, NULL, memory_order_acquire);
     while (p) {
-        struct pool *next = cold_of(p)->pnext;  /* read before pending is cleared */
+        struct pool *next = remote_of(p)->pnext;  /* read before pending is cleared */
         pthread_mutex_t *m = stripe_of(p);
         pthread_mutex_lock(m);
         pool_merge_remote(p);
@@ -233,9 +233,9 @@ bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
 {
     pthread_mutex_t *m = stripe_of(p);
     pthread_mutex_lock(m);
-    bool ok = !cold_of(p)->pending;
+    bool ok = !remote_of(p)->pending;
     if (ok)
-        STORE(p->owner, to);
+        RELAXED_STORE(p->owner, to);
     pthread_mutex_unlock(m);
     if (ok) {
         list_remove(th, p);
@@ -273,7 +273,7 @@ struct full_walk {
 static bool full_pool(struct pool *p, void *arg)
 {
     struct full_walk *w = arg;
-    if (LOAD(p->owner) == w->th && p->where == IN_FULL) {
+    if (RELAXED_LOAD(p->owner) == w->th && p->where == IN_FULL) {
         w->fn(w->th, p, w->arg);
         w->left--;
     }
@@ -307,7 +307,7 @@ void theap_for_each_pool(struct theap *th,
 static void relist_pool(struct theap *th, struct pool *p, void *arg)
 {
     (void)arg;
-    if (p->where == IN_FULL && pool_nfree(p) > 0 && !LOAD(p->sealed))
+    if (p->where == IN_FULL && pool_nfree(p) > 0 && !RELAXED_LOAD(p->sealed))
         list_push(th, p);
     else if (p->where == IN_FULL)
         pool_place(p, IN_FULL);          /* unsealed: settle at avail_min */
@@ -317,7 +317,7 @@ static void relist_pool(struct theap *th, struct pool *p, void *arg)
  * that their free blocks are used again. */
 void theap_relist(struct theap *th)
 {
-    th->thaw_seen = LOAD(g.thaw_epoch);
+    th->thaw_seen = RELAXED_LOAD(g.thaw_epoch);
     theap_for_each_pool(th, relist_pool, NULL);
 }
 
@@ -326,7 +326,7 @@ static void vg_free_live(struct pool *p)
 {
     for (size_t i = 0; i < p->nblocks; i++)
         if (!block_is_free(p, i))
-            chk_free_early(pool_addr(p) + i * LOAD(p->size));
+            chk_free_early(pool_addr(p) + i * RELAXED_LOAD(p->size));
 }
 
 static void destroy_pool(struct theap *th, struct pool *p, void *arg)
@@ -335,12 +335,12 @@ static void destroy_pool(struct theap *th, struct pool *p, void *arg)
     if (unlikely(g.valgrind))
         vg_free_live(p);
     /* A retired pool has no remote bits and is on no pending stack.  Only
-     * what is set is cleared: a page of struct cold never touched stays so. */
+     * what is set is cleared: a page of struct pool_remote never touched stays so. */
     for (unsigned w = 0; w < g.nwords; w++)
-        if (LOAD(remote_map(p)[w]))
-            STORE(remote_map(p)[w], 0);
-    if (cold_of(p)->pending)
-        cold_of(p)->pending = 0;
+        if (RELAXED_LOAD(remote_map(p)[w]))
+            RELAXED_STORE(remote_map(p)[w], 0);
+    if (remote_of(p)->pending)
+        remote_of(p)->pending = 0;
     chk_noaccess(pool_addr(p), g.page_size);
     list_remove(th, p);
     pool_retire_as(p, true);

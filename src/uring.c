@@ -70,7 +70,7 @@ size_t uring_advise(struct iovec *iov, size_t n, int advice, bool *ok)
                 ok[cqes[j]->user_data] = good;
                 done += good;
                 if (!good)
-                    ADD(g.c.failures, 1);
+                    RELAXED_ADD(g.c.failures, 1);
             }
             io_uring_cq_advance(&u.ring, c);
             got += c;
