@@ -46,7 +46,7 @@ bench-smoke: $(LIB_SO) $(BENCH_BIN)
 CHECK_TARGETS += bench-smoke
 
 # Programs that call shed's API (linked with libshed.a): release cost per
-# backend (issue 3) and the choice of delay_ms.
+# backend (process_madvise, madvise, io_uring) and the choice of delay_ms.
 $(SHED_BENCH): $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -Iinclude $< $(LIB_A) $(LIB_A_LIBS) -o $@

@@ -1,4 +1,5 @@
-# make demo: the main job (issue 2 item 7, issue 4 item 4).
+# make demo: shed's story, in C and in Python: build a large structure of
+# small blocks, drop most of it, and show what the kernel got back.
 # The C program bench/demo.c, linked with libshed.a, shows what the kernel gets
 # back with each release mode; then, when python3 is present, bench/demo.py
 # runs the same story in CPython under pymalloc, glibc and the preloaded

@@ -29,7 +29,7 @@ import time
 
 SETTLE_S = 1.0          # wait before the second RSS reading
 TIMEOUT_S = 120         # a hung run is killed
-RSS_TARGET = 0.25       # issue 4: shed's RSS after the drop <= 25% of pymalloc's
+RSS_TARGET = 0.25       # shed's target: RSS after the drop <= 25% of pymalloc's
 TIME_TARGET = 1.10      # ... with build time within 10% of pymalloc's
 
 
@@ -175,7 +175,7 @@ def main(argv):
         p, s = best["pymalloc"], best["shed"]
         rss = s["later"] / p["later"]
         tim = s["build_s"] / p["build_s"]
-        print("shed against pymalloc (issue 4's targets):\n"
+        print("shed against pymalloc (shed's targets):\n"
               "  RSS 1 s after the drop  %6s of pymalloc's   target at most %-5s  %s\n"
               "  build time              %6s of pymalloc's   target at most %-5s  %s"
               % ("%.0f%%" % (100 * rss), "%.0f%%" % (100 * RSS_TARGET),

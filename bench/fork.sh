@@ -1,10 +1,10 @@
 #!/bin/sh
 # fork.sh BIN LIBSHED [load_mb children steps ws]: bench/fork under every
 # allocator (LD_PRELOAD), one after the other, and a table of the mean
-# child Private_Dirty and Pss, with shed's ratios to jemalloc; twice: the
-# issue's order (churn, then free 10% of the parent's blocks), then with
-# --free-first (the frees first, so the churn may fill the parent's holes:
-# what freeze is for).
+# child Private_Dirty and Pss, with shed's ratios to jemalloc; twice: in
+# the order the targets were set for (churn, then free 10% of the parent's
+# blocks), then with --free-first (the frees first, so the churn may fill
+# the parent's holes: what freeze is for).
 #   sh bench/fork.sh build/bench/fork build/libshed.so          (150 MB, 4 children)
 #   sh bench/fork.sh build/bench/fork build/libshed.so 20 2 200000 20000   (quick)
 # A peer whose library is not installed is skipped (and says so).

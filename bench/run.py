@@ -13,6 +13,9 @@ time.svg (gnuplot).  A QUICK run writes to results/quick/ instead, so it
 never replaces the full results.
 
 Usage: bench/run.py --bin build/bench --lib-so build/libshed.so [--quick]
+       bench/run.py --readme README.md --readme-from bench/results/latest.md
+The README shows a summary of latest.md (readme_summary), between its
+markers; the second form rewrites it from the last run without running.
 """
 import argparse
 import csv
@@ -41,7 +44,8 @@ PEER_LIBS = {
                  "libtcmalloc_minimal.so", "libtcmalloc.so"],
 }
 
-# Sizes: (full, quick).  Full sizes are those of the issues.
+# Sizes: (full, quick).  Full sizes are those the targets were set for
+# (shed's targets: see targets() and docs/performance.md).
 SIZES = {
     "churn": (["5M", "100k"], ["1M", "100k"]),
     "burst": (["500k", "3"], ["500k", "1"]),
@@ -265,7 +269,15 @@ def main():
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--readme", help="README to update between "
                     "<!-- bench:begin --> and <!-- bench:end -->")
+    ap.add_argument("--readme-from", metavar="LATEST_MD",
+                    help="run nothing: rewrite --readme's block from this "
+                    "latest.md (after a merge, or a change to the summary)")
     args = ap.parse_args()
+    if args.readme_from:
+        with open(args.readme_from) as f:
+            update_readme(args.readme or "README.md", f.read(),
+                          os.path.dirname(os.path.abspath(args.readme_from)))
+        return
     repeats = args.repeats or 3
     out_dir = args.out or os.path.join(HERE, "results",
                                        "quick" if args.quick else "")
@@ -514,7 +526,10 @@ def extras(args):
 
 
 def targets(names, peers, med, fastest, works):
-    """The issue's targets, checked against this run's numbers.  A speed
+    """shed's targets, checked against this run's numbers: one second after
+    the drop, frag-sparse and frag-phase within 1.10x of the survivors' bound
+    (and every peer above 2x, or the workload shows nothing); churn and
+    bursts at or below the best peer.  A speed
     target is met when shed is at or below the best peer both in the median
     and in the fastest run: on a shared machine a peer's median can be
     inflated by neighbours that the fastest run escaped."""
@@ -628,8 +643,45 @@ def plot(out_dir, names, rss, med, works):
             log("bench: gnuplot failed: %s" % r.stderr.strip())
 
 
+# The paragraphs of latest.md that the README shows (by their first words):
+# the run's line, the time table, the targets and the plots.  The README
+# links to latest.md for the rest, so that it stays short.
+README_PARTS = ("Made by ", "Time per operation", "Targets ", "![")
+
+
+def readme_summary(text):
+    """The README's part of latest.md: its paragraphs (split at blank lines
+    outside code blocks) whose first line starts with one of README_PARTS,
+    each with the table or list that follows its title."""
+    paras, cur, fence = [], [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        if not line.strip() and not fence:
+            if cur:
+                paras.append(cur)
+            cur = []
+        else:
+            cur.append(line)
+    if cur:
+        paras.append(cur)
+    out, take_next = [], False
+    for p in paras:
+        if take_next or p[0].startswith(README_PARTS):
+            out.append("\n".join(p))
+            # A title (ending in ':') brings the table or list after it.
+            take_next = not take_next and p[0].endswith(":")
+        else:
+            take_next = False
+    out.append("The other tables of this run (memory after the drop, "
+               "CPython, reuse distance, release syscalls, release cost per "
+               "backend, forking server) are in [latest.md](latest.md).")
+    return "\n\n".join(out) + "\n"
+
+
 def update_readme(path, text, out_dir):
-    """Replace what lies between the README's bench markers, if it has them."""
+    """Replace what lies between the README's bench markers, if it has them,
+    with readme_summary(text), its links made relative to the README."""
     begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
     try:
         with open(path) as f:
@@ -639,8 +691,9 @@ def update_readme(path, text, out_dir):
     if begin not in s or end not in s:
         return
     rel = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(path)))
-    text = text.replace("](rss.svg)", "](%s/rss.svg)" % rel).replace(
-        "](time.svg)", "](%s/time.svg)" % rel)
+    text = readme_summary(text)
+    for f in ("rss.svg", "time.svg", "latest.md"):
+        text = text.replace("](%s)" % f, "](%s/%s)" % (rel, f))
     head, rest = s.split(begin, 1)
     tail = rest.split(end, 1)[1]
     with open(path, "w") as f:

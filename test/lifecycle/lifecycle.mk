@@ -1,5 +1,5 @@
-# Lifecycle tests: the release thread (issue 3), heaps and freeze with
-# fork() (issue 6), and the fork benchmark (included by the Makefile).
+# Lifecycle tests: the release thread (batched mode, claiming, fork), heaps
+# and freeze with fork(), and the fork benchmark (included by the Makefile).
 #   make check-lifecycle           the cmocka programs, then the strace check
 #   make check-lifecycle-strace    batched mode under strace: every madvise /
 #                                  process_madvise comes from shed's thread

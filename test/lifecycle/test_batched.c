@@ -1,5 +1,5 @@
 /*
- * Issue 3: the release thread.  In batched mode (the default) freed pools
+ * The release thread.  In batched mode (the default) freed pools
  * leave memory within a bounded wait while the program's own threads make no
  * release call; delay_ms and max_dirty are honoured; the release statistics
  * are consistent with each other; inline mode, for contrast, releases from

@@ -1,5 +1,5 @@
 /*
- * Issue 3, fork(): the process forks at least 200 times while two other
+ * fork() under load: the process forks at least 200 times while two other
  * threads allocate and free whole pools and the release thread is busy
  * (delay_ms=0).  Each child allocates, frees a whole pool's worth, waits
  * (bounded poll) until mincore shows the pages gone, which needs a release

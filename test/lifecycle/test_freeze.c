@@ -1,5 +1,5 @@
 /*
- * Issue 6, freeze and fork: a parent allocates many small blocks (some by a
+ * Freeze and fork: a parent allocates many small blocks (some by a
  * second thread), forks, and the child frees a quarter of the parent's blocks
  * and allocates as many new ones.  Without freeze the child's blocks land in
  * the holes of the parent's pages, which the kernel then copies; after

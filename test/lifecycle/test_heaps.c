@@ -1,5 +1,5 @@
 /*
- * Issue 6, heaps: blocks of two heaps and of the default heap never share a
+ * Heaps: blocks of two heaps and of the default heap never share a
  * page; shed_heap_destroy frees every block (small and large) and gives
  * every page back; heaps are used from several threads with cross-thread
  * frees; shed_free, shed_usable_size and shed_realloc take heap blocks.

@@ -1,5 +1,5 @@
 /*
- * Issue 3, claiming: threads free whole pools and at once allocate again
+ * Claiming: threads free whole pools and at once allocate again
  * while the release thread runs with delay_ms=0, so that the thread claims
  * pools that an allocation wants back in the same instant.  A pool released
  * while a block in it is live would come back zeroed (MADV_DONTNEED): every
