@@ -6,6 +6,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 # Each part of the tree has its own fragment (test/test.mk,
 # test/preload/preload.mk, test/attack/attack.mk, test/lifecycle/lifecycle.mk,
+# test/stats/stats.mk,
 # bench/bench.mk, bench/demo.mk, man/man.mk), included at the end.
 
 CC      ?= cc
@@ -86,6 +87,7 @@ CHECK_TARGETS :=
 -include bench/demo.mk
 -include man/man.mk
 -include test/pages/pages.mk
+-include test/stats/stats.mk
 
 check: $(CHECK_TARGETS)
 	@echo "make check: all passed ($(CHECK_TARGETS))"

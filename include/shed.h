@@ -50,6 +50,23 @@ struct shed_class_stats {
     size_t pools_in_use;    /* pools holding blocks of this class */
 };
 
+/* Pools by how full they are (blocks live / blocks a pool holds): the bins
+ * of pools_by_fill. */
+enum shed_fill_bin {
+    SHED_FILL_EMPTY,        /* no block live (a thread's current or spare pool) */
+    SHED_FILL_UNDER10,      /* under 10% of its blocks live */
+    SHED_FILL_UNDER50,      /* 10% to under 50% */
+    SHED_FILL_UNDER90,      /* 50% to under 90% */
+    SHED_FILL_UNDER100,     /* 90% and more, not full */
+    SHED_FILL_FULL,         /* every block live */
+    SHED_FILL_BINS
+};
+
+struct shed_class_fill {
+    size_t blocks_per_pool; /* blocks of this class one pool holds */
+    size_t pools_by_fill[SHED_FILL_BINS];  /* its pools in use, by fill */
+};
+
 struct shed_stats {
     struct shed_class_stats classes[SHED_NUM_CLASSES];
     size_t blocks_in_use;       /* sums over the classes */
@@ -75,7 +92,17 @@ struct shed_stats {
     uint64_t pools_reused_dirty;/* free pools reused before release */
     uint64_t large_allocs;      /* requests passed to the system allocator */
     uint64_t errors;            /* bad pointers reported */
+    /* The struct ended here in shed 0.1.0 (SHED_STATS_SIZE_0_1 bytes).  New
+     * fields are only ever appended, and shed fills as many bytes as the
+     * caller says its struct has (shed_stats_get), so a program built
+     * against an older shed.h keeps working with a newer library. */
+    size_t size;                /* bytes of *st that shed filled */
+    size_t pools_untouched;     /* of pools_released: never used since their
+                                   arena was carved */
+    size_t pools_by_fill[SHED_FILL_BINS];  /* pools in use by fill, all classes */
+    struct shed_class_fill fill[SHED_NUM_CLASSES];  /* the same per class */
 };
+#define SHED_STATS_SIZE_0_1 offsetof(struct shed_stats, size)
 
 /* Heaps: separate sets of pools.  Blocks of different heaps never share a
  * pool; shed_free, shed_realloc and shed_usable_size take a block of any heap,
@@ -93,10 +120,23 @@ void   shed_heap_destroy(shed_heap_t *heap);
 void shed_freeze(void);
 void shed_thaw(void);
 
-/* Fill *st; returns 0, or -1 with errno = EINVAL when st is NULL. */
+/* Fill the first size bytes of *st (size is sizeof *st); returns 0, or -1
+ * with errno = EINVAL when st is NULL or size is below SHED_STATS_SIZE_0_1. */
+int  shed_stats_get(struct shed_stats *st, size_t size);
+/* The same with the size of this header's struct.  The function (the
+ * symbol that programs built against shed 0.1.0 call) fills the 0.1.0
+ * fields only; the macro passes the size of the struct the caller has. */
 int  shed_stats(struct shed_stats *st);
-/* Print the statistics in a human-readable table. */
+#define shed_stats(st) shed_stats_get((st), sizeof(struct shed_stats))
+/* Print the statistics for people: sizes in KiB, MiB and GiB, a first line
+ * that says where the memory is, occupancy per class. */
 void shed_stats_print(FILE *out);
+/* The same as one JSON object on one line (for tools). */
+void shed_stats_print_json(FILE *out);
+/* Draw the heap region as an SVG picture: a cell per pool, an arena a row,
+ * coloured by state and fullness.  Returns 0, or -1 with errno set (EINVAL
+ * when out is NULL, or what writing failed with). */
+int  shed_heap_map_svg(FILE *out);
 
 #ifdef __cplusplus
 }

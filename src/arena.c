@@ -133,6 +133,7 @@ size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
                                             (usable >> bit & 1); bit++) {
         *from &= ~(1ull << bit);
         a->used |= 1ull << bit;
+        a->touched |= 1ull << bit;
         out[n] = desc_of((size_t)a->index * POOLS_PER_ARENA + (size_t)bit);
         out[n++]->cls = (uint8_t)cls;     /* counted in class_pools[cls] */
     }

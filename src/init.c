@@ -3,7 +3,6 @@
  * whichever thread allocates first; a malloc made while it initialises (from
  * inside the libc calls it makes) is served by the system allocator.
  */
-#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,21 +20,6 @@ struct global g = {
 };
 
 static __thread bool in_init;
-static int stats_fd = -1;          /* a copy of stderr, for SHED_STATS */
-
-/* Programs such as sort(1) close stderr in an exit handler of their own,
- * registered after ours and so run before it: print to the copy of it taken
- * at start-up. */
-static void stats_at_exit(void)
-{
-    if (!RELAXED_LOAD(g.opt.stats_at_exit))
-        return;
-    FILE *f = stats_fd >= 0 ? fdopen(stats_fd, "w") : NULL;
-    shed_stats_print(f ? f : stderr);
-    if (f)
-        fclose(f);
-}
-
 __attribute__((destructor)) static void shed_fini(void)
 {
     if (atomic_load(&g.state) == S_READY)
@@ -78,6 +62,7 @@ static void fork_child(void)
     release_fork_child();
     heap_fork_child();
     os_fork_child();
+    report_fork_child();
     inherit_fork_child();
 }
 
@@ -131,9 +116,7 @@ static bool setup(void)
     g.fast_size = g.checker ? 0 : g.region_size;
     os_probe_backend();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
-    if (RELAXED_LOAD(g.opt.stats_at_exit))
-        stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
-    atexit(stats_at_exit);
+    report_setup();               /* SHED_STATS and SHED_MAP at exit */
     return true;
 }
 

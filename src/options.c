@@ -28,8 +28,10 @@ static const struct choice on_errors[] = {
     { "abort", 1 }, { "report", 0 }, { NULL, 0 } };
 static const struct choice bools[] = {
     { "0", 0 }, { "1", 1 }, { "no", 0 }, { "yes", 1 }, { NULL, 0 } };
+static const struct choice stats_kinds[] = {
+    { "0", 0 }, { "1", 1 }, { "no", 0 }, { "yes", 1 }, { "json", 2 }, { NULL, 0 } };
 
-enum kind { K_CHOICE, K_NUMBER };
+enum kind { K_CHOICE, K_NUMBER, K_PATH };
 struct key {
     const char *name;
     enum kind kind;
@@ -45,7 +47,9 @@ static const struct key keys[] = {
     { "advice", K_CHOICE, advices, 0, 0, &g.opt.advice, NULL, NULL },
     { "backend", K_CHOICE, backends, 0, 0, &g.opt.backend, NULL, NULL },
     { "on_error", K_CHOICE, on_errors, 0, 0, &g.opt.on_error_abort, NULL, NULL },
-    { "stats", K_CHOICE, bools, 0, 0, &g.opt.stats_at_exit, NULL, NULL },
+    { "stats", K_CHOICE, stats_kinds, 0, 0, &g.opt.stats_at_exit, NULL, NULL },
+    { "stats_interval_ms", K_NUMBER, NULL, 0, 86400000, NULL, &g.opt.stats_interval_ms, NULL },
+    { "stats_file", K_PATH, NULL, 0, 0, NULL, NULL, NULL },
     { "freeze_on_fork", K_CHOICE, bools, 0, 0, &g.opt.freeze_on_fork, NULL, NULL },
     { "delay_ms", K_NUMBER, NULL, 0, 3600000, NULL, &g.opt.delay_ms, NULL },
     { "max_dirty", K_NUMBER, NULL, 0, UINT_MAX, NULL, &g.opt.max_dirty, NULL },
@@ -75,6 +79,7 @@ void options_defaults(void)
     RELAXED_STORE(g.opt.batch, IOV_MAX);
     RELAXED_STORE(g.opt.on_error_abort, 1);
     RELAXED_STORE(g.opt.stats_at_exit, 0);
+    RELAXED_STORE(g.opt.stats_interval_ms, 0);
     RELAXED_STORE(g.opt.freeze_on_fork, 0);
     g.opt.region_size = DEFAULT_REGION;
 }
@@ -101,6 +106,11 @@ static bool apply_one(char *item, bool report)
         if (!c->name)
             goto bad;
         RELAXED_STORE(*k->ivar, c->value);
+        return true;
+    }
+    if (k->kind == K_PATH) {          /* stats_file: report.c keeps it */
+        if (!report_set_file(val))
+            goto bad;
         return true;
     }
     char *end;
@@ -144,7 +154,7 @@ void options_from_env(void)
         options_apply(conf, true);
     const char *st = getenv("SHED_STATS");
     if (st && *st && strcmp(st, "0") != 0)
-        RELAXED_STORE(g.opt.stats_at_exit, 1);
+        RELAXED_STORE(g.opt.stats_at_exit, strcmp(st, "json") == 0 ? 2 : 1);
 }
 
 EXPORT int shed_config(const char *settings)
@@ -156,6 +166,7 @@ EXPORT int shed_config(const char *settings)
     shed_ready();          /* read SHED_CONF first, so these settings win */
     int old_backend = RELAXED_LOAD(g.opt.backend), old_advice = RELAXED_LOAD(g.opt.advice);
     int old_release = RELAXED_LOAD(g.opt.release);
+    unsigned old_interval = RELAXED_LOAD(g.opt.stats_interval_ms);
     int r = options_apply(settings, false);
     if (RELAXED_LOAD(g.opt.backend) != old_backend || RELAXED_LOAD(g.opt.advice) != old_advice)
         os_probe_backend();
@@ -164,6 +175,9 @@ EXPORT int shed_config(const char *settings)
         releaser_collect_soon();      /* pools freed meanwhile are due */
         releaser_ensure();
     }
+    if (RELAXED_LOAD(g.opt.stats_interval_ms) != old_interval &&
+        atomic_load(&g.state) == S_READY)
+        releaser_stats_changed();     /* the thread writes the JSON lines */
     if (r)
         errno = EINVAL;
     return r;

@@ -123,10 +123,24 @@ static bool releaser_sleep(uint32_t ms)
 }
 
 
+/* Does the process want a release thread: batched mode, or JSON lines
+ * every stats_interval_ms (which the thread writes, in any mode)? */
+static bool releaser_wanted(void)
+{
+    return RELAXED_LOAD(g.opt.release) == REL_BATCHED ||
+           RELAXED_LOAD(g.opt.stats_interval_ms) != 0;
+}
+
+static uint32_t min_ms(uint32_t a, uint32_t b)
+{
+    return a < b ? a : b;
+}
+
 static void *releaser_main(void *arg)
 {
     (void)arg;
     tls_is_releaser = true;
+    uint32_t alone_checked = now_ms();
     pthread_mutex_lock(&rel.mx);
     while (!rel.stop) {
         uint64_t gen = atomic_load(&rel.gen);
@@ -136,22 +150,32 @@ static void *releaser_main(void *arg)
             collect_unowned(false);
             release_pass(false, &wait);
         }
+        report_interval_tick();       /* a JSON line, if one is due */
         pthread_mutex_lock(&rel.mx);
         if (rel.stop)
             break;
         if (wait == UINT32_MAX) {
-            /* Nothing dirty: sleep until a retired pool kicks us, and end if
-             * the program's threads have all ended meanwhile.  The seq_cst
-             * pair idle/gen makes sure a kick is never missed. */
-            bool alone = false;
+            /* Nothing dirty: sleep until a retired pool kicks us, or a JSON
+             * line is due, and end if the program's threads have all ended
+             * meanwhile (looked at every ALONE_CHECK_MS).  The seq_cst pair
+             * idle/gen makes sure a kick is never missed. */
+            bool alone = false, due = false;
             atomic_store(&rel.idle, 1);
-            while (atomic_load(&rel.gen) == gen && !rel.stop && !alone)
-                alone = releaser_sleep(ALONE_CHECK_MS) && os_thread_is_last();
+            while (atomic_load(&rel.gen) == gen && !rel.stop && !alone && !due) {
+                uint32_t stats = report_interval_due(), ms = min_ms(ALONE_CHECK_MS, stats);
+                bool timed_out = releaser_sleep(ms);
+                due = timed_out && stats <= ALONE_CHECK_MS;
+                if (timed_out &&
+                    (ms == ALONE_CHECK_MS || now_ms() - alone_checked >= ALONE_CHECK_MS)) {
+                    alone_checked = now_ms();
+                    alone = os_thread_is_last();
+                }
+            }
             atomic_store(&rel.idle, 0);
             if (alone)
                 break;
         } else if (wait > 0) {
-            releaser_sleep(wait);
+            releaser_sleep(min_ms(wait, report_interval_due()));
         }
     }
     if (rel.flush) {
@@ -209,8 +233,7 @@ static void releaser_start(void)
 void releaser_ensure(void)
 {
     if (likely(atomic_load_explicit(&rel.state, memory_order_relaxed) != R_NONE) ||
-        RELAXED_LOAD(g.opt.release) != REL_BATCHED || g.in_fork_child ||
-        atomic_load(&rel.fork_idle))
+        !releaser_wanted() || g.in_fork_child || atomic_load(&rel.fork_idle))
         return;
     sigset_t all, old;
     sigfillset(&all);
@@ -272,6 +295,14 @@ void releaser_collect_soon(void)
         releaser_wake();
 }
 
+/* stats_interval_ms changed (shed_config): the thread, started if need be,
+ * wakes to see when its next line is due. */
+void releaser_stats_changed(void)
+{
+    releaser_wake();
+    releaser_ensure();
+}
+
 /* At exit: stop the thread so that nothing runs during the exit handlers,
  * and start none after.  On the thread itself (it was the process's last, so
  * glibc called exit there) there is nothing to wait for. */
@@ -321,12 +352,18 @@ void releaser_pause(void)
     pthread_setcancelstate(cancel, NULL);
 }
 
-/* After the fork: no thread, until releaser_ensure starts one. */
+/* After the fork: no thread, until releaser_ensure starts one.  A parent
+ * that wants JSON lines every stats_interval_ms starts it at its next
+ * malloc (the epoch sends that to the slow path), not when it first
+ * empties a pool: the lines go on across forks. */
 static void releaser_resume(bool parent)
 {
     if (atomic_load(&rel.state) == R_PAUSED)
         atomic_store(&rel.state, R_NONE);
-    atomic_store(&rel.fork_idle, parent);
+    bool stats = RELAXED_LOAD(g.opt.stats_interval_ms) != 0;
+    atomic_store(&rel.fork_idle, parent && !stats);
+    if (parent && stats)
+        atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
 }
 
 /* fork(): the pass lock (one release pass at a time) comes early in the

@@ -64,7 +64,8 @@
  *      remote bitmap; one at a time (fork_prepare takes all in index order)
  *   6. g.lock (arena.c): arenas, pool states, buckets
  *   7. rel.mx (release.c): the release thread's sleep and state
- * os.c's probe_lock is a leaf taken alone.  A thread holding a lock may take
+ * os.c's probe_lock and report.c's rep.lock (the stats_file path) are
+ * leaves taken alone, made afresh in a fork()ed child.  A thread holding a lock may take
  * only locks further down; the release thread ends before fork_prepare takes
  * any (releaser_pause), as it may hold any of them.
  */
@@ -185,6 +186,8 @@ struct arena {
     uint64_t used, dirty, releasing, released, sealed;
     uint64_t held;               /* released pools held in "releasing" while
                                     their page of descriptors is advised */
+    uint64_t touched;            /* pools ever used: a released pool outside
+                                    it was never touched (the heap map) */
     uint32_t index;
     uint8_t nused;
     int8_t bucket[2];            /* which bucket list it is on, -1 if none */
@@ -258,7 +261,9 @@ struct options {
     _Atomic unsigned max_dirty;
     _Atomic unsigned batch;
     _Atomic int on_error_abort;
-    _Atomic int stats_at_exit;
+    _Atomic int stats_at_exit;   /* 0, 1 text, 2 JSON */
+    _Atomic unsigned stats_interval_ms;  /* 0: no JSON lines from the thread
+                                    (stats_file: see report.c) */
     _Atomic int freeze_on_fork;
     size_t region_size;
 };
@@ -650,6 +655,7 @@ void     releaser_ensure(void) HIDDEN;
 void     releaser_kick(struct pool *p) HIDDEN;
 void     release_retired(size_t n) HIDDEN;
 void     releaser_collect_soon(void) HIDDEN;
+void     releaser_stats_changed(void) HIDDEN;
 void     releaser_pause(void) HIDDEN;
 void     releaser_stop(void) HIDDEN;
 
@@ -667,6 +673,35 @@ size_t   shed_data_len(void *ptr, size_t usable) HIDDEN;
 /* error.c */
 void     shed_error(enum err_kind kind, const void *ptr, const char *call) HIDDEN;
 void     shed_warn(const char *msg, const char *detail) HIDDEN;
+
+/* stats.c: what the reports read, beside shed_stats */
+enum cell { CELL_USED = 0,      /* + enum shed_fill_bin: in use, by fill */
+            CELL_DIRTY = SHED_FILL_BINS, CELL_RELEASING, CELL_RELEASED, CELL_UNTOUCHED,
+            NCELLS };
+size_t   stats_pool_cells(unsigned char *cell, size_t max) HIDDEN;
+
+/* report.c: stats for people and tools, without malloc */
+struct out {                     /* a buffer flushed to a FILE or a descriptor */
+    char *buf;
+    size_t len, cap;
+    FILE *f;
+    int fd;
+    bool failed;
+};
+void     out_flush(struct out *o) HIDDEN;
+void     out_str(struct out *o, const char *s) HIDDEN;
+void     out_fmt(struct out *o, const char *fmt, ...) HIDDEN;  /* %s %u %n %b */
+char    *fmt_count(char *buf, uint64_t v) HIDDEN;       /* "2,716" */
+char    *fmt_bytes(char *buf, uint64_t v) HIDDEN;       /* "212 MiB" */
+void     report_headline(struct out *o, const struct shed_stats *st) HIDDEN;
+bool     report_set_file(const char *path) HIDDEN;
+void     report_fork_child(void) HIDDEN;
+uint32_t report_interval_due(void) HIDDEN;
+void     report_interval_tick(void) HIDDEN;
+void     report_setup(void) HIDDEN;
+
+/* heapmap.c */
+void     heapmap_svg(struct out *o) HIDDEN;
 
 /* options.c */
 void     options_defaults(void) HIDDEN;

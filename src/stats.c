@@ -1,42 +1,87 @@
 /*
  * Statistics, gathered when asked for: the fast paths keep no counters.
+ * Blocks in use and how full each pool is come from the pools' bitmaps,
+ * read here under g.lock (which keeps the pool states still) but without
+ * the owners' cooperation: an owner changes its bitmap with plain relaxed
+ * stores and no lock, so a pool being allocated from meanwhile may be
+ * counted a few blocks off.  That is the price of keeping malloc and free
+ * free of counters; a quiet process gets exact numbers.
+ * The reports (text, JSON, the heap map) are in report.c and heapmap.c.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <string.h>
 
 #include "shed_impl.h"
 
-EXPORT int shed_stats(struct shed_stats *st)
+/* Blocks live in p, a pool in use (relaxed reads: see above). */
+static unsigned pool_live(struct pool *p)
 {
-    if (!st) {
-        errno = EINVAL;
-        return -1;
-    }
-    memset(st, 0, sizeof *st);
-    if (!shed_ready())
-        return 0;
+    unsigned nfree = 0;
+    for (unsigned w = 0; w < g.nwords; w++)
+        nfree += (unsigned)__builtin_popcountll(pool_free_word(p, w));
+    unsigned n = g.nblocks[size_class(RELAXED_LOAD(p->size))];
+    return nfree < n ? n - nfree : 0;
+}
 
-    /* Blocks in use, counted from the pools' bitmaps: no counter on the
-     * fast paths.  A pool still being set up (size 0) holds none. */
-    pthread_mutex_lock(&g.lock);
+static enum shed_fill_bin fill_bin(size_t live, size_t n)
+{
+    if (live == 0)
+        return SHED_FILL_EMPTY;
+    if (live >= n)
+        return SHED_FILL_FULL;
+    if (live * 10 < n)
+        return SHED_FILL_UNDER10;
+    if (live * 2 < n)
+        return SHED_FILL_UNDER50;
+    if (live * 10 < n * 9)
+        return SHED_FILL_UNDER90;
+    return SHED_FILL_UNDER100;
+}
+
+/* Pool pidx, in use: its class (< NCLS), or NCLS while it is being set up
+ * (no owner yet: it holds no block, and its size may be the last class's). */
+static unsigned used_pool(size_t pidx, unsigned *live)
+{
+    struct pool *p = desc_of(pidx);
+    if (!RELAXED_LOAD(p->owner)) {
+        *live = 0;
+        return NCLS;
+    }
+    *live = pool_live(p);
+    return size_class(RELAXED_LOAD(p->size));
+}
+
+/* The complete snapshot; st is the library's own struct.  g.lock held. */
+static void collect_pools(struct shed_stats *st)
+{
     for (size_t a = 0; a < g.narenas; a++) {
-        for (uint64_t m = g.arenas[a].used; m; m &= m - 1) {
-            struct pool *p = desc_of(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m));
-            unsigned size = RELAXED_LOAD(p->size);
-            if (!RELAXED_LOAD(p->owner))
+        const struct arena *ar = &g.arenas[a];
+        st->pools_untouched += (size_t)__builtin_popcountll(ar->released & ~ar->touched);
+        for (uint64_t m = ar->used; m; m &= m - 1) {
+            unsigned live, c = used_pool(a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(m), &live);
+            if (c == NCLS)
                 continue;
-            size_t nfree = 0;
-            for (unsigned w = 0; w < g.nwords; w++)
-                nfree += (size_t)__builtin_popcountll(pool_free_word(p, w));
-            st->classes[size_class(size)].blocks_in_use += g.nblocks[size_class(size)] - nfree;
+            enum shed_fill_bin b = fill_bin(live, g.nblocks[c]);
+            st->classes[c].blocks_in_use += live;
+            st->fill[c].pools_by_fill[b]++;
+            st->pools_by_fill[b]++;
         }
     }
+}
+
+static void stats_fill(struct shed_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!shed_ready())
+        return;
+    pthread_mutex_lock(&g.lock);
+    collect_pools(st);
     for (unsigned c = 0; c < NCLS; c++) {
         struct shed_class_stats *cs = &st->classes[c];
         cs->block_size = (c + 1) * SHED_CLASS_STEP;
         cs->bytes_in_use = cs->blocks_in_use * cs->block_size;
         cs->pools_in_use = g.class_pools[c];
+        st->fill[c].blocks_per_pool = g.nblocks[c];
         st->blocks_in_use += cs->blocks_in_use;
         st->bytes_in_use += cs->bytes_in_use;
     }
@@ -61,37 +106,55 @@ EXPORT int shed_stats(struct shed_stats *st)
     st->pools_reused_dirty = RELAXED_LOAD(g.c.reused_dirty);
     st->large_allocs = RELAXED_LOAD(g.c.large);
     st->errors = RELAXED_LOAD(g.c.errors);
+}
+
+/* The caller's struct may be older (smaller) than ours, or newer: copy what
+ * both know, zero the rest of theirs, never write past size. */
+EXPORT int shed_stats_get(struct shed_stats *st, size_t size)
+{
+    if (!st || size < SHED_STATS_SIZE_0_1) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct shed_stats mine;
+    stats_fill(&mine);
+    size_t n = size < sizeof mine ? size : sizeof mine;
+    mine.size = n;
+    memcpy(st, &mine, n);
+    if (size > n)
+        memset((char *)st + n, 0, size - n);
     return 0;
 }
 
-EXPORT void shed_stats_print(FILE *out)
+/* The symbol programs built against shed 0.1.0 call: their struct ends at
+ * errors.  (shed.h's macro of the same name calls shed_stats_get.) */
+#undef shed_stats
+EXPORT int shed_stats(struct shed_stats *st)
 {
-    struct shed_stats st;
-    if (!out)
-        return;
-    shed_stats(&st);
-    fprintf(out, "shed: release=%s backend=%s pool=%zu B\n",
-            option_choice_name("release", RELAXED_LOAD(g.opt.release)),
-            option_choice_name("backend", os_backend_in_use()), st.pool_size);
-    fprintf(out, "  class  blocks      bytes        pools\n");
-    for (unsigned c = 0; c < NCLS; c++) {
-        const struct shed_class_stats *cs = &st.classes[c];
-        if (cs->blocks_in_use || cs->pools_in_use)
-            fprintf(out, "  %5zu  %-10zu  %-11zu  %zu\n", cs->block_size,
-                    cs->blocks_in_use, cs->bytes_in_use, cs->pools_in_use);
+    return shed_stats_get(st, SHED_STATS_SIZE_0_1);
+}
+
+/* The heap map's cells: one per carved pool, up to max, in address order.
+ * Returns the number of carved pools.  Holds g.lock while it reads. */
+size_t stats_pool_cells(unsigned char *cell, size_t max)
+{
+    pthread_mutex_lock(&g.lock);
+    size_t npools = g.narenas * POOLS_PER_ARENA;
+    for (size_t i = 0; i < npools && i < max; i++) {
+        const struct arena *ar = &g.arenas[i / POOLS_PER_ARENA];
+        uint64_t bit = 1ull << (i % POOLS_PER_ARENA);
+        unsigned live, c;
+        if (ar->used & bit) {
+            c = used_pool(i, &live);
+            cell[i] = (unsigned char)(CELL_USED + fill_bin(live, c < NCLS ? g.nblocks[c] : 1));
+        } else if (ar->dirty & bit) {
+            cell[i] = CELL_DIRTY;
+        } else if (ar->releasing & bit) {
+            cell[i] = CELL_RELEASING;
+        } else {
+            cell[i] = ar->touched & bit ? CELL_RELEASED : CELL_UNTOUCHED;
+        }
     }
-    fprintf(out, "  total  %-10zu  %-11zu  %zu\n", st.blocks_in_use, st.bytes_in_use,
-            st.pools_in_use);
-    fprintf(out, "  pools: %zu in use, %zu dirty, %zu releasing, %zu released; %zu arenas\n",
-            st.pools_in_use, st.pools_dirty, st.pools_releasing, st.pools_released, st.arenas);
-    fprintf(out, "  bytes: %zu reserved, %zu mapped, %zu resident\n",
-            st.bytes_reserved, st.bytes_mapped, st.bytes_resident);
-    fprintf(out, "  release: %" PRIu64 " syscalls (%" PRIu64 " from the program's threads), %"
-            PRIu64 " batches, %" PRIu64 " ranges, %" PRIu64 " pages, %" PRIu64
-            " failures, %.3f ms\n",
-            st.release_syscalls, st.release_syscalls_app, st.release_batches, st.release_ranges,
-            st.pages_released, st.release_failures, (double)st.release_ns / 1e6);
-    fprintf(out, "  other: %" PRIu64 " dirty pools reused, %" PRIu64
-            " large allocations, %" PRIu64 " errors\n",
-            st.pools_reused_dirty, st.large_allocs, st.errors);
+    pthread_mutex_unlock(&g.lock);
+    return npools;
 }

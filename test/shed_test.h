@@ -166,8 +166,8 @@ static inline long check_fill(const void *blk, size_t n, unsigned seed)
     return -1;
 }
 
-/* Read the first line shed_stats_print() writes ("shed: release=... ..."). */
-static inline void stats_headline(char *buf, size_t len)
+/* Read the line of shed_stats_print() with the settings ("  release=... backend=... "). */
+static inline void stats_settings(char *buf, size_t len)
 {
     FILE *f = tmpfile();
     buf[0] = 0;
@@ -175,7 +175,9 @@ static inline void stats_headline(char *buf, size_t len)
         return;
     shed_stats_print(f);
     rewind(f);
-    if (!fgets(buf, (int)len, f))
+    while (fgets(buf, (int)len, f) && strncmp(buf, "  release=", 10) != 0)
+        ;
+    if (strncmp(buf, "  release=", 10) != 0)
         buf[0] = 0;
     fclose(f);
 }

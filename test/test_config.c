@@ -3,18 +3,18 @@
  * unknown keys and bad values with -1/EINVAL (keeping the setting it had and
  * still applying the valid items), and SHED_CONF, read at start-up, reports
  * each bad item in one "shed: " line and keeps going.  The environment cases
- * re-execute this program with "--child", which prints the stats headline.
+ * re-execute this program with "--child", which prints the stats settings line.
  */
 #include "shed_test.h"
 
 static const char *self;     /* argv[0], to re-execute */
 
-static void headline_has(const char *what)
+static void settings_have(const char *what)
 {
     char head[256];
-    stats_headline(head, sizeof head);
+    stats_settings(head, sizeof head);
     if (!strstr(head, what))
-        fail_msg("headline \"%s\" lacks \"%s\"", head, what);
+        fail_msg("settings \"%s\" lacks \"%s\"", head, what);
 }
 
 static void test_valid_items(void **state)
@@ -32,9 +32,9 @@ static void test_valid_items(void **state)
         if (shed_config(ok[i]) != 0)
             fail_msg("shed_config(\"%s\") refused (errno %d)", ok[i], errno);
     }
-    headline_has("release=manual ");
+    settings_have("release=manual ");
     assert_int_equal(shed_config("release=inline"), 0);
-    headline_has("release=inline ");
+    settings_have("release=inline ");
 }
 
 static void test_bad_items(void **state)
@@ -50,7 +50,7 @@ static void test_bad_items(void **state)
         errno = 0;
         if (shed_config(bad[i]) != -1 || errno != EINVAL)
             fail_msg("shed_config(\"%s\") accepted", bad[i]);
-        headline_has("release=inline ");     /* the setting is kept */
+        settings_have("release=inline ");     /* the setting is kept */
     }
     errno = 0;
     assert_int_equal(shed_config(NULL), -1);
@@ -65,9 +65,9 @@ static void test_mixed_items(void **state)
     errno = 0;
     assert_int_equal(shed_config("bogus=1,release=manual"), -1);
     assert_int_equal(errno, EINVAL);
-    headline_has("release=manual ");
+    settings_have("release=manual ");
     assert_int_equal(shed_config("release=off,backend=nope"), -1);
-    headline_has("release=off ");
+    settings_have("release=off ");
 }
 
 static int run_self(const char *conf, const char *stats, char *out, char *err, size_t len)
@@ -93,7 +93,7 @@ static int child_main(bool closes)
     for (int i = 0; i < 100; i++)
         shed_free(p[i]);
     char head[256];
-    stats_headline(head, sizeof head);
+    stats_settings(head, sizeof head);
     fputs(head, stdout);
     struct shed_stats st;
     shed_stats(&st);
@@ -107,7 +107,7 @@ static void test_env_conf(void **state)
     char out[4096], err[4096];
     int st = run_self("release=manual,delay_ms=7", NULL, out, err, sizeof out);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    assert_non_null(strstr(out, "shed: release=manual "));
+    assert_non_null(strstr(out, "  release=manual "));
     assert_int_equal(count_lines(err, "shed: "), 0);
 }
 
@@ -121,14 +121,14 @@ static void test_env_conf_bad(void **state)
     assert_int_equal(count_lines(err, "shed: "), 2);
     assert_non_null(strstr(err, "bogus"));
     assert_non_null(strstr(err, "advice=sideways"));
-    assert_non_null(strstr(out, "shed: release=manual "));
+    assert_non_null(strstr(out, "  release=manual "));
 
     /* every item bad: defaults (release=batched) */
     st = run_self("release=sometimes", NULL, out, err, sizeof out);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_int_equal(count_lines(err, "shed: "), 1);
     assert_non_null(strstr(err, "release=sometimes"));
-    assert_non_null(strstr(out, "shed: release=batched "));
+    assert_non_null(strstr(out, "  release=batched "));
 }
 
 /* region_mb, read at start-up only, sizes the region; a later shed_config
@@ -155,8 +155,8 @@ static void test_env_stats(void **state)
     char out[4096], err[4096], line[256];
     int st = run_self(NULL, "1", out, err, sizeof out);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    assert_true(find_line(err, "shed: release=", line, sizeof line));
-    assert_true(find_line(err, "  total ", line, sizeof line));
+    assert_true(find_line(err, "  release=", line, sizeof line));
+    assert_true(find_line(err, " total ", line, sizeof line));
     st = run_self(NULL, NULL, out, err, sizeof out);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_int_equal(count_lines(err, "shed: "), 0);
@@ -166,8 +166,8 @@ static void test_env_stats(void **state)
     char *argv[] = { (char *)self, "--child-closes", NULL };
     st = run_exec(argv, NULL, "1", out, err, sizeof out);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    assert_true(find_line(err, "shed: release=", line, sizeof line));
-    assert_true(find_line(err, "  total ", line, sizeof line));
+    assert_true(find_line(err, "  release=", line, sizeof line));
+    assert_true(find_line(err, " total ", line, sizeof line));
 }
 
 int main(int argc, char **argv)

@@ -417,7 +417,7 @@ static void test_backends(void **state)
         struct set s;
         release_target(&s, 2);
         /* probed by the first release at the latest */
-        stats_headline(head, sizeof head);
+        stats_settings(head, sizeof head);
         if (i == 0)
             assert_non_null(strstr(head, "backend=madvise "));
         else    /* process_madvise when the kernel allows it, else madvise */

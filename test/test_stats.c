@@ -3,6 +3,8 @@
  * and frees, the totals are the sums of the classes, every carved pool is in
  * exactly one state, and the printed table agrees with the struct.
  */
+#include <pthread.h>
+
 #include "shed_test.h"
 
 /* Consistency that holds at any moment of a quiet process. */
@@ -94,7 +96,42 @@ static void test_large_counted(void **state)
     assert_int_equal(s1.blocks_in_use, s0.blocks_in_use);
 }
 
-/* The table printed agrees with the struct. */
+/* A number of the text table: digits with thousands separators. */
+static size_t text_number(const char **s)
+{
+    size_t v = 0;
+    while (**s == ' ')
+        (*s)++;
+    for (; (**s >= '0' && **s <= '9') || **s == ','; (*s)++)
+        if (**s != ',')
+            v = v * 10 + (size_t)(**s - '0');
+    return v;
+}
+
+/* A row of the class table: blocks, pools and the pools by fill (the live
+ * bytes and the fill are skipped); false if line is not the row of name. */
+static bool text_row(const char *line, const char *name, size_t *v)
+{
+    while (*line == ' ')
+        line++;
+    size_t n = strlen(name);
+    if (strncmp(line, name, n) != 0 || line[n] != ' ')
+        return false;
+    line += n;
+    v[0] = text_number(&line);
+    line = strstr(line, " B") ? strstr(line, " B") + 2 : strstr(line, "iB") + 2;
+    v[1] = text_number(&line);
+    line = strchr(line, '|');
+    if (!line)
+        return false;
+    line++;
+    for (int b = 0; b < SHED_FILL_BINS; b++)
+        v[2 + b] = text_number(&line);
+    return true;
+}
+
+/* The table printed agrees with the struct: the headline, class 208's row
+ * and the totals, histogram included. */
 static void test_stats_print(void **state)
 {
     (void)state;
@@ -109,17 +146,22 @@ static void test_stats_print(void **state)
     rewind(f);
     char line[256];
     bool head = false, total = false, class208 = false;
+    size_t v[2 + SHED_FILL_BINS];
     while (fgets(line, sizeof line, f)) {
-        size_t a, b, c;
-        head |= strncmp(line, "shed: release=", 14) == 0;
-        if (sscanf(line, " total %zu %zu %zu", &a, &b, &c) == 3) {
-            assert_int_equal(a, st.blocks_in_use);
-            assert_int_equal(b, st.bytes_in_use);
-            assert_int_equal(c, st.pools_in_use);
+        head |= strncmp(line, "shed: ", 6) == 0 && strstr(line, " resident for ") &&
+                strstr(line, " live");
+        if (text_row(line, "total", v)) {
+            assert_int_equal(v[0], st.blocks_in_use);
+            assert_int_equal(v[1], st.pools_in_use);
+            for (int b = 0; b < SHED_FILL_BINS; b++)
+                assert_int_equal(v[2 + b], st.pools_by_fill[b]);
             total = true;
-        } else if (sscanf(line, " 208 %zu %zu %zu", &a, &b, &c) == 3) {
-            assert_int_equal(a, st.classes[12].blocks_in_use);
-            assert_true(a >= 10);
+        } else if (text_row(line, "208", v)) {
+            assert_int_equal(v[0], st.classes[12].blocks_in_use);
+            assert_true(v[0] >= 10);
+            assert_int_equal(v[1], st.classes[12].pools_in_use);
+            for (int b = 0; b < SHED_FILL_BINS; b++)
+                assert_int_equal(v[2 + b], st.fill[12].pools_by_fill[b]);
             class208 = true;
         }
     }
@@ -129,6 +171,150 @@ static void test_stats_print(void **state)
     assert_true(class208);
     for (int i = 0; i < 10; i++)
         shed_free(p[i]);
+}
+
+/* Pools by fill, in a fresh thread (no pool of its own yet): blocks of one
+ * class come from one pool until it is full, so 3 pools and a few blocks
+ * make 3 full pools and one under 10%; freeing half of the first pool's
+ * blocks makes it half full (the 50%-90% bin).  The histograms move by
+ * exactly that, and add up to the pools in use. */
+struct fill_delta { struct shed_stats s0, s1, s2; size_t per, pools; };
+
+static void *fill_thread(void *arg)
+{
+    struct fill_delta *d = arg;
+    enum { SIZE = 64, C = SIZE / 16 - 1 };
+    d->per = page_size() / SIZE;
+    size_t n = 3 * d->per + (d->per / 20 ? d->per / 20 : 1);
+    void **p = malloc(n * sizeof *p);
+    shed_stats(&d->s0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = shed_malloc(SIZE);
+    shed_stats(&d->s1);
+    for (size_t i = 0; i < d->per / 2; i++)
+        shed_free(p[i]);
+    shed_stats(&d->s2);
+    for (size_t i = d->per / 2; i < n; i++)
+        shed_free(p[i]);
+    free(p);
+    return NULL;
+}
+
+static void check_fill_sums(const struct shed_stats *st)
+{
+    size_t all[SHED_FILL_BINS] = { 0 }, pools = 0;
+    for (int c = 0; c < SHED_NUM_CLASSES; c++) {
+        size_t in_class = 0;
+        for (int b = 0; b < SHED_FILL_BINS; b++) {
+            all[b] += st->fill[c].pools_by_fill[b];
+            in_class += st->fill[c].pools_by_fill[b];
+        }
+        assert_int_equal(in_class, st->classes[c].pools_in_use);
+        assert_int_equal(st->fill[c].blocks_per_pool,
+                         page_size() / st->classes[c].block_size);
+    }
+    for (int b = 0; b < SHED_FILL_BINS; b++) {
+        assert_int_equal(all[b], st->pools_by_fill[b]);
+        pools += all[b];
+    }
+    assert_int_equal(pools, st->pools_in_use);
+    assert_true(st->pools_untouched <= st->pools_released);
+    assert_int_equal(st->size, sizeof *st);
+}
+
+static void test_fill_histogram(void **state)
+{
+    (void)state;
+    struct fill_delta d;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fill_thread, &d), 0);
+    pthread_join(t, NULL);
+    enum { C = 64 / 16 - 1 };
+    long delta[2][SHED_FILL_BINS];
+    for (int b = 0; b < SHED_FILL_BINS; b++) {
+        delta[0][b] = (long)d.s1.fill[C].pools_by_fill[b] - (long)d.s0.fill[C].pools_by_fill[b];
+        delta[1][b] = (long)d.s2.fill[C].pools_by_fill[b] - (long)d.s0.fill[C].pools_by_fill[b];
+    }
+    long taken = (long)d.s1.classes[C].pools_in_use - (long)d.s0.classes[C].pools_in_use;
+    assert_true(taken >= 4);
+    long want1[SHED_FILL_BINS] = { taken - 4, 1, 0, 0, 0, 3 };
+    long want2[SHED_FILL_BINS] = { taken - 4, 1, 0, 1, 0, 2 };
+    for (int b = 0; b < SHED_FILL_BINS; b++) {
+        assert_int_equal(delta[0][b], want1[b]);
+        assert_int_equal(delta[1][b], want2[b]);
+    }
+    check_fill_sums(&d.s0);
+    check_fill_sums(&d.s1);
+    check_fill_sums(&d.s2);
+}
+
+/* A program built against shed 0.1.0 calls shed_stats with the struct of
+ * then: nothing is written past it.  A newer, bigger struct gets zeros
+ * past ours; a size below the first struct's is refused. */
+static void test_stats_sizes(void **state)
+{
+    (void)state;
+    enum { CANARY = 256 };
+    size_t old = SHED_STATS_SIZE_0_1;
+    unsigned char *buf = malloc(sizeof(struct shed_stats) + CANARY);
+    assert_non_null(buf);
+    void *keep = shed_malloc(100);
+    struct shed_stats now;
+    shed_stats(&now);
+
+    memset(buf, 0xa5, old + CANARY);
+    assert_int_equal((shed_stats)((struct shed_stats *)buf), 0);   /* the 0.1.0 symbol */
+    for (size_t i = old; i < old + CANARY; i++)
+        assert_int_equal(buf[i], 0xa5);
+    assert_int_equal(((struct shed_stats *)buf)->blocks_in_use, now.blocks_in_use);
+    assert_int_equal(((struct shed_stats *)buf)->pool_size, page_size());
+
+    memset(buf, 0xa5, old + CANARY);
+    assert_int_equal(shed_stats_get((struct shed_stats *)buf, old), 0);
+    for (size_t i = old; i < old + CANARY; i++)
+        assert_int_equal(buf[i], 0xa5);
+
+    memset(buf, 0xa5, sizeof now + CANARY);
+    assert_int_equal(shed_stats_get((struct shed_stats *)buf, sizeof now + CANARY), 0);
+    assert_int_equal(((struct shed_stats *)buf)->size, sizeof now);
+    for (size_t i = sizeof now; i < sizeof now + CANARY; i++)
+        assert_int_equal(buf[i], 0);
+
+    errno = 0;
+    assert_int_equal(shed_stats_get((struct shed_stats *)buf, old - 1), -1);
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_int_equal(shed_stats_get(NULL, sizeof now), -1);
+    assert_int_equal(errno, EINVAL);
+    shed_free(keep);
+    free(buf);
+}
+
+/* The JSON and the map calls: NULL is refused, and the JSON is one line
+ * that starts with the pid. */
+static void test_print_json_and_map(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_int_equal(shed_heap_map_svg(NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    shed_stats_print_json(NULL);                  /* nothing, no crash */
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    shed_stats_print_json(f);
+    rewind(f);
+    char line[64], want[32];
+    assert_non_null(fgets(line, sizeof line, f));
+    snprintf(want, sizeof want, "{\"pid\":%d,", (int)getpid());
+    assert_memory_equal(line, want, strlen(want));
+    fclose(f);
+    /* shed_config refuses bad values of the new keys with EINVAL */
+    errno = 0;
+    assert_int_equal(shed_config("stats_interval_ms=fast"), -1);
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_int_equal(shed_config("stats_file="), -1);
+    assert_int_equal(errno, EINVAL);
 }
 
 int main(void)
@@ -141,6 +327,9 @@ int main(void)
         cmocka_unit_test(test_class_counts),
         cmocka_unit_test(test_large_counted),
         cmocka_unit_test(test_stats_print),
+        cmocka_unit_test(test_fill_histogram),
+        cmocka_unit_test(test_stats_sizes),
+        cmocka_unit_test(test_print_json_and_map),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

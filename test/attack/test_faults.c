@@ -183,7 +183,7 @@ static bool backend_is(const char *name)
         return false;
     shed_stats_print(f);
     rewind(f);
-    if (!fgets(line, sizeof line, f))
+    while (fgets(line, sizeof line, f) && strncmp(line, "  release=", 10) != 0)
         line[0] = 0;
     fclose(f);
     char want[64];

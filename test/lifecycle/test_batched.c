@@ -169,7 +169,7 @@ static void stats_with_backend(const char *backend)
     char conf[128], line[256];
     snprintf(conf, sizeof conf, "release=batched,delay_ms=0,backend=%s", backend);
     assert_int_equal(shed_config(conf), 0);
-    stats_headline(line, sizeof line);
+    stats_settings(line, sizeof line);
     if (!strstr(line, backend)) {
         print_message("      backend %s not in use here (%s), skipped\n", backend, line);
         return;
