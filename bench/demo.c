@@ -18,11 +18,18 @@
  * overlap.  A child that fails (a crash, a hang, a wrong survivor) shows as
  * a failed row: the demo goes on, and exits with status 1 at the end.
  *
- *   demo                 run everything, print the tables
- *   demo --child PATTERN one run, in the release mode SHED_CONF gives
+ * With --out DIR, the runs of the first pattern also write, in DIR, the heap
+ * map (shed_heap_map_svg) before the drop and 1 s after it, and what
+ * shed_stats_print (as SHED_STATS=1 prints it) says 1 s after it; the
+ * parent prints the batched run's and names the maps.
+ *
+ *   demo [--out DIR]     run everything, print the tables
+ *   demo --child PATTERN one run, in the release mode SHED_CONF gives (and
+ *                        the files in SHED_DEMO_OUT, when set)
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +168,31 @@ static void free_obj(struct obj *o)
     shed_free(o);
 }
 
+/* With SHED_DEMO_OUT set: the file DIR/PATTERN-MODE-WHAT, opened for
+ * writing; NULL otherwise (or when it cannot be opened: said on stderr). */
+static FILE *out_file(const char *pattern, const char *what)
+{
+    const char *dir = getenv("SHED_DEMO_OUT"), *conf = getenv("SHED_CONF");
+    const char *mode = conf && strncmp(conf, "release=", 8) == 0 ? conf + 8 : "default";
+    char path[4096];
+    if (!dir)
+        return NULL;
+    snprintf(path, sizeof path, "%s/%s-%s-%s", dir, pattern, mode, what);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fprintf(stderr, "demo: %s: %s\n", path, strerror(errno));
+    return f;
+}
+
+static void write_map(const char *pattern, const char *what)
+{
+    FILE *f = out_file(pattern, what);
+    if (f && shed_heap_map_svg(f) != 0)
+        fprintf(stderr, "demo: shed_heap_map_svg: %s\n", strerror(errno));
+    if (f)
+        fclose(f);
+}
+
 /* The drop patterns: which objects survive. */
 struct pattern {
     const char *name, *what;
@@ -226,6 +258,9 @@ static int run_child(const char *pname)
     shed_stats(&st);
     size_t built_bytes = st.bytes_in_use;
     long built = rss_kb();
+    bool maps = pat == &patterns[0];
+    if (maps)
+        write_map(pat->name, "before.svg");
 
     /* Drop: walk the table in hash order (so frees come in no particular
      * address order, as in a real program), then shrink the table for the
@@ -283,6 +318,13 @@ static int run_child(const char *pname)
     nanosleep(&settle, NULL);
     long later = rss_kb();
     shed_stats(&st);
+    if (maps) {
+        write_map(pat->name, "after.svg");
+        FILE *f = out_file(pat->name, "stats.txt");
+        shed_stats_print(f);
+        if (f)
+            fclose(f);
+    }
     printf("result base=%ld built=%ld after=%ld later=%ld drop_ms=%.1f "
            "built_bytes=%zu live=%zu survivors=%zu pages=%zu pagesize=%zu "
            "resident=%zu calls=%llu\n",
@@ -421,14 +463,35 @@ static int print_table(const struct pattern *pat, const struct run *runs)
     return failed;
 }
 
+/* What the batched run of the first pattern wrote: its stats, and where
+ * the maps are. */
+static void show_outputs(const char *dir)
+{
+    char path[4096], line[256];
+    snprintf(path, sizeof path, "%s/%s-batched-stats.txt", dir, patterns[0].name);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        printf("\nWhat shed_stats_print (SHED_STATS=1) says 1 s after the drop, with one object\n"
+               "in 1000 kept and release=batched (%s):\n", path);
+        while (fgets(line, sizeof line, f))
+            fputs(line, stdout);
+        fclose(f);
+    }
+    printf("\nHeap maps (shed_heap_map_svg) of that pattern before the drop and 1 s after, for\n"
+           "each mode: %s/%s-{off,inline,batched}-{before,after}.svg\n", dir, patterns[0].name);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0)
         return run_child(argv[2]);
-    if (argc != 1) {
-        fprintf(stderr, "usage: %s\n", argv[0]);
+    const char *out = argc == 3 && strcmp(argv[1], "--out") == 0 ? argv[2] : NULL;
+    if (argc != 1 && !out) {
+        fprintf(stderr, "usage: %s [--out DIR]\n", argv[0]);
         return 2;
     }
+    if (out)
+        setenv("SHED_DEMO_OUT", out, 1);     /* the children write there */
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) {
@@ -480,6 +543,8 @@ int main(int argc, char **argv)
     if (bat->ok)               /* why RSS stays above the bound */
         printf("(Above the bound: %.1f MiB outside the pools, mostly shed's pool metadata.)\n",
                mib((bat->later - bat->base) * 1024.0 - bat->resident));
+    if (out)
+        show_outputs(out);
     if (failed)
         printf("\n%d run(s) failed: see above.\n", failed);
     return failed ? 1 : 0;
