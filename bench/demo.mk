@@ -14,11 +14,12 @@ $(DEMO_BIN): bench/demo.c include/shed.h $(LIB_A)
 	$(CC) $(CFLAGS) -std=gnu11 -Wall -Wextra -Werror -Iinclude $< $(LIB_A) $(LDLIBS) -o $@
 
 demo: $(LIB_A) $(LIB_SO) $(DEMO_BIN)
-	@$(NEED) librsvg2-bin
 	@mkdir -p $(DEMO_OUT)
 	@st=0; $(DEMO_BIN) --out $(DEMO_OUT) || st=1; \
-	for f in $(DEMO_OUT)/*.svg; do rsvg-convert -o $${f%.svg}.png $$f || st=1; done; \
-	echo "(and as PNG: $(DEMO_OUT)/*.png)"; \
+	if $(NEED) librsvg2-bin; then \
+	    for f in $(DEMO_OUT)/*.svg; do rsvg-convert -o $${f%.svg}.png $$f || st=1; done; \
+	    echo "(and as PNG: $(DEMO_OUT)/*.png)"; \
+	else echo "(no PNG of the maps without rsvg-convert)"; fi; \
 	if command -v python3 >/dev/null 2>&1; then \
 	    python3 bench/demo.py $(LIB_SO) || st=1; \
 	else \

@@ -138,9 +138,11 @@ static char *fmt_pct(char *buf, uint64_t part, uint64_t whole)
         return strcpy(buf, "-");
     if (part && part * 100 < whole)
         return strcpy(buf, "<1%");
-    char *p = fmt_u64(buf, (part * 100 + whole / 2) / whole);
-    strcat(p, "%");
-    return p;
+    char num[FMT_MAX], *p = fmt_u64(num, (part * 100 + whole / 2) / whole);
+    size_t n = strlen(p);
+    memcpy(buf, p, n);
+    strcpy(buf + n, "%");
+    return buf;
 }
 
 /* printf for the reports, without malloc: %s a string, %u a uint64_t,
@@ -355,9 +357,10 @@ EXPORT void shed_stats_print_json(FILE *out)
 static struct {
     pthread_mutex_t lock;          /* path: shed_config against the thread */
     char path[256];                /* stats_file; "" for stderr */
+    bool warned;                   /* that path could not be opened */
     /* the release thread's alone: */
     uint32_t next_ms;              /* when the next line is due */
-    bool armed, warned;
+    bool armed;
     char line[32768];              /* one write(2) for a line, so that
                                       processes sharing a file do not mix */
 } rep = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -409,9 +412,12 @@ void report_interval_tick(void)
     pthread_mutex_unlock(&rep.lock);
     int fd = STDERR_FILENO;
     if (path[0] && (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0) {
-        if (!rep.warned)
+        pthread_mutex_lock(&rep.lock);
+        bool warn = !rep.warned && strcmp(path, rep.path) == 0;
+        rep.warned |= warn;
+        pthread_mutex_unlock(&rep.lock);
+        if (warn)
             shed_warn("cannot open stats_file, no stats written", path);
-        rep.warned = true;
         return;
     }
     struct shed_stats st;
