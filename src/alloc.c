@@ -11,11 +11,22 @@
 #include "fast.h"
 #include "vg.h"
 
+/* One more request for the system allocator: in the thread's theap (one
+ * writer, no shared line), or in g.c.large for a thread that has none. */
+static inline void count_large(void)
+{
+    struct theap *th = tls_heap;
+    if (likely(th != NO_THEAP))
+        RELAXED_BUMP(th->nlarge, 1);
+    else
+        RELAXED_ADD(g.c.large, 1);
+}
+
 /* A block from the system allocator, aligned to align when it is more than
  * malloc's 16 bytes.  Sets errno on failure. */
 void *alloc_large(size_t size, size_t align)
 {
-    RELAXED_ADD(g.c.large, 1);
+    count_large();
     return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }
 
@@ -54,7 +65,7 @@ EXPORT void *shed_calloc(size_t nmemb, size_t size)
         return NULL;
     }
     if (total > SHED_MAX_BLOCK) {
-        RELAXED_ADD(g.c.large, 1);
+        count_large();
         return sys_calloc(total, 1);
     }
     void *b = shed_malloc_impl(total);

@@ -244,6 +244,11 @@ struct theap {
     unsigned thaw_seen;          /* g.thaw_epoch when it last relisted */
     unsigned epoch;              /* g.epoch when the slow path last looked;
                                     the fast path runs only while equal */
+    _Atomic uint64_t nlarge;     /* requests its thread sent to the system
+                                    allocator (alloc_large): counted here, by
+                                    the one thread, not in a counter every
+                                    thread's requests over 512 bytes would
+                                    bounce between cores; shed_stats sums */
 };
 
 /* g.state: set-up runs once, on first use (init.c). */
@@ -270,7 +275,9 @@ struct options {
 
 struct counters {
     _Atomic uint64_t syscalls, app_syscalls, batches, ranges, pages, failures, ns;
-    _Atomic uint64_t reused_dirty, large, errors;
+    _Atomic uint64_t reused_dirty, errors;
+    _Atomic uint64_t large;      /* system-allocator requests of threads with
+                                    no theap (the others: struct theap) */
 };
 
 struct stripe { pthread_mutex_t m; char pad[64 - sizeof(pthread_mutex_t) % 64]; };
@@ -611,6 +618,7 @@ struct theap *theap_get(void) HIDDEN;
 int      theap_setup(void) HIDDEN;
 void     theap_clear(struct theap *th) HIDDEN;
 void     theap_recycle(struct theap *th) HIDDEN;
+uint64_t theaps_large_allocs(void) HIDDEN;
 void     list_push(struct theap *th, struct pool *p) HIDDEN;
 void     list_remove(struct theap *th, struct pool *p) HIDDEN;
 void     pool_retire(struct pool *p) HIDDEN;

@@ -104,7 +104,7 @@ static void stats_fill(struct shed_stats *st)
     st->release_failures = RELAXED_LOAD(g.c.failures);
     st->release_ns = RELAXED_LOAD(g.c.ns);
     st->pools_reused_dirty = RELAXED_LOAD(g.c.reused_dirty);
-    st->large_allocs = RELAXED_LOAD(g.c.large);
+    st->large_allocs = RELAXED_LOAD(g.c.large) + theaps_large_allocs();
     st->errors = RELAXED_LOAD(g.c.errors);
 }
 

@@ -112,6 +112,18 @@ void theap_recycle(struct theap *th)
     pthread_mutex_unlock(&g.theap_lock);
 }
 
+/* The system allocator's requests counted in theaps (struct theap's nlarge):
+ * every theap ever made, recycled ones too, keeps its count. */
+uint64_t theaps_large_allocs(void)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&g.theap_lock);
+    for (struct theap *th = g.theaps; th; th = th->all_next)
+        n += RELAXED_LOAD(th->nlarge);
+    pthread_mutex_unlock(&g.theap_lock);
+    return n;
+}
+
 /* Thread exit (pthread key destructor): hand the pools to the orphanage. */
 static void theap_exit(void *arg)
 {

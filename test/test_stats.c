@@ -96,6 +96,39 @@ static void test_large_counted(void **state)
     assert_int_equal(s1.blocks_in_use, s0.blocks_in_use);
 }
 
+/* Large requests are counted per thread: a thread's count outlives the
+ * thread (its theap is recycled, not lost), and a thread whose first call is
+ * a large one (it has no theap yet) is counted too. */
+static void *large_only(void *arg)
+{
+    for (int i = 0; i < 5; i++)
+        shed_free(shed_malloc(1000));
+    return arg;
+}
+
+static void *small_then_large(void *arg)
+{
+    void *s = shed_malloc(16);
+    for (int i = 0; i < 7; i++)
+        shed_free(shed_malloc(600));
+    shed_free(s);
+    return arg;
+}
+
+static void test_large_counted_threads(void **state)
+{
+    (void)state;
+    struct shed_stats s0, s1;
+    pthread_t a, b;
+    shed_stats(&s0);
+    assert_int_equal(pthread_create(&a, NULL, large_only, NULL), 0);
+    assert_int_equal(pthread_create(&b, NULL, small_then_large, NULL), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    shed_stats(&s1);
+    assert_int_equal(s1.large_allocs, s0.large_allocs + 12);
+}
+
 /* A number of the text table: digits with thousands separators. */
 static size_t text_number(const char **s)
 {
@@ -326,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_stats_null),
         cmocka_unit_test(test_class_counts),
         cmocka_unit_test(test_large_counted),
+        cmocka_unit_test(test_large_counted_threads),
         cmocka_unit_test(test_stats_print),
         cmocka_unit_test(test_fill_histogram),
         cmocka_unit_test(test_stats_sizes),
