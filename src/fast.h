@@ -23,55 +23,14 @@ void  free_slow(void *ptr, const char *call) HIDDEN;
  * last looked (so the pool is not sealed), that no checker wants to see the
  * block, that th is a theap (not NO_THEAP), and that free() has not asked
  * for a release thread to be started (releaser_wake). */
-/* The newest entry of th's block cache for blocks of rounded bytes, of which
- * c (that slot of fast[]) says there are n > 0, taken off: true with the
- * block in *b if it is still free (see struct theap), else dropped. */
-static ALWAYS_INLINE bool cache_take(struct theap *th, struct cur_word *c, uint32_t n,
-                                     size_t rounded, void **b)
-{
-    uint64_t e = th->cache[rounded / SHED_CLASS_STEP][--n];
-    c->ncached = n;
-    size_t off = (size_t)(e & CACHE_OFF_MASK), i = (size_t)(e >> CACHE_IDX_SHIFT);
-    struct pool *p = desc_at(off);
-    _Atomic uint64_t *f = &free_map(p)[i / 64];
-    uint64_t word = RELAXED_LOAD(*f), bit = 1ull << (i % 64);
-    if (unlikely(!(word & bit)))
-        return false;
-    RELAXED_STORE(*f, word & ~bit);
-    p->to_settle++;
-    *b = g.region + off;
-    return true;
-}
-
-/* A block th's owner just freed (bit set) goes on top of the cache of its
- * class (in place of the top one when the cache is full: no branch, which a
- * burst of frees mispredicted at every other block), unless its pool is
- * sealed (shed_freeze: no block of it may be handed out again). */
-static ALWAYS_INLINE void cache_put(struct theap *th, struct pool *p, size_t off, size_t i)
-{
-    unsigned s = p->cls + 1u;
-    struct cur_word *c = &th->fast[s];
-    uint32_t n = c->ncached;
-    if (likely(!RELAXED_LOAD(p->sealed))) {
-        n -= n == BLOCK_CACHE;
-        th->cache[s][n] = off | (uint64_t)i << CACHE_IDX_SHIFT;
-        c->ncached = n + 1;
-    }
-}
-
 static ALWAYS_INLINE void *alloc_fast(size_t req, size_t rounded, size_t align)
 {
     struct theap *th = tls_heap;
     struct cur_word *c = (struct cur_word *)((char *)th->fast + rounded * 2);
     uint64_t m;
-    if (likely(th->epoch == RELAXED_LOAD(g.epoch))) {
-        uint32_t n = c->ncached;
-        void *b;
-        if (n && likely(cache_take(th, c, n, rounded, &b)))
-            return b;
-        if (likely((m = RELAXED_LOAD(*c->word)) != 0))
-            return cur_word_take(c, m, rounded);
-    }
+    if (likely(th->epoch == RELAXED_LOAD(g.epoch)) &&
+        likely((m = RELAXED_LOAD(*c->word)) != 0))
+        return cur_word_take(c, m, rounded);
     return alloc_slow(req, rounded, align);
 }
 
@@ -86,29 +45,15 @@ static ALWAYS_INLINE void *malloc_fast(size_t size)
  * is free already.  The remote bitmap is not read here (another cache line):
  * a block freed by another thread and again by its owner is caught at the
  * merge. */
-static inline bool owner_free_bit(struct pool *p, size_t i)
+static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
 {
     _Atomic uint64_t *f = &free_map(p)[i / 64];
     uint64_t word = RELAXED_LOAD(*f), freed = word | 1ull << (i % 64);
     if (unlikely(freed == word))
         return false;
     RELAXED_STORE(*f, freed);
-    return true;
-}
-
-/* After owner_free_bit: count the block, and settle p when due (which may
- * retire it: see cache_forget). */
-static inline void owner_count_free(struct theap *th, struct pool *p)
-{
     if (unlikely(--p->to_settle < 0))
         theap_settle(th, p);
-}
-
-static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
-{
-    if (!owner_free_bit(p, i))
-        return false;
-    owner_count_free(th, p);
     return true;
 }
 
@@ -125,11 +70,8 @@ static ALWAYS_INLINE void free_fast(void *ptr, const char *call)
         if (likely(RELAXED_LOAD(p->owner) == th) &&
             likely(block_index(off & g.page_mask, p->magic, &i)) &&
             likely((uint16_t)i < p->nblocks) &&   /* i < 2^13: see block_index */
-            likely(owner_free_bit(p, i))) {
-            cache_put(th, p, off, i);      /* before a retire forgets p's */
-            owner_count_free(th, p);
+            likely(owner_free(th, p, i)))
             return;
-        }
     }
     free_slow(ptr, call);
 }

@@ -88,10 +88,6 @@
                                         two copies at each fork (the parent
                                         unlocks, the child re-initialises) */
 #define POOL_RUN        4            /* adjacent pools a thread takes at once */
-#define BLOCK_CACHE     32           /* recently freed blocks a theap keeps per
-                                        class for malloc (struct theap) */
-#define CACHE_IDX_SHIFT 48           /* a cache entry: offset | index << this */
-#define CACHE_OFF_MASK  ((1ull << CACHE_IDX_SHIFT) - 1)
 #define DEFAULT_REGION  ((size_t)32 << 30)
 #define MIN_REGION      ((size_t)16 << 20)
 /* A descriptor is 1/64 of a page (64 bytes with 4 KiB pages): room for the
@@ -223,8 +219,7 @@ struct cur_word {
     _Atomic uint64_t *word;
     char *base;
     struct pool *pool;
-    uint32_t ncached;            /* entries in the theap's cache[] of this slot */
-    uint32_t unused;             /* 32 bytes: fast[size / 16] is at 2 * size */
+    void *unused;                /* 32 bytes: fast[size / 16] is at 2 * size */
 };
 _Static_assert(sizeof(struct cur_word) == 2 * SHED_CLASS_STEP, "alloc_fast indexes by 2 * size");
 
@@ -233,22 +228,6 @@ struct theap {
     struct cur_word fast[NCLS + 1];  /* by size slot, (size + 15) / 16: slot 0
                                     (malloc(0)) is never set, slot c + 1 is
                                     class c's current pool */
-    /* Recently freed blocks, per size slot as fast[] (fast[slot].ncached
-     * of them, the newest last): a hint malloc tries before the current
-     * pool, never the truth.  Each entry is a block's offset in the region
-     * with its index in its pool above CACHE_IDX_SHIFT.  The block's bit is
-     * set in its pool's free[] when it is cached, as for any free block, so
-     * the bitmap, the pool's free count, double-free detection and release
-     * are as if there were no cache.  Every entry is of a pool th owns, of
-     * the slot's class, not sealed: a pool that leaves th (retired, handed
-     * on) takes its entries with it (cache_forget), a sealed pool's blocks
-     * are not cached, and theap_sync empties the cache after a freeze.
-     * An entry may be stale (its block handed out from the current pool
-     * since, then maybe freed again: a block may have two entries): malloc
-     * hands it out only if its bit is still set, else drops it.  So an
-     * entry never keeps a page from being released and nothing needs
-     * flushing. */
-    uint64_t cache[NCLS + 1][BLOCK_CACHE];
     struct pool *cur[NCLS];      /* pool blocks come from, per class */
     struct pool *avail[NCLS];    /* other owned pools with free blocks */
     struct pool *_Atomic pending;/* pools with remote frees to merge */

@@ -24,7 +24,6 @@ static void theap_sync(struct theap *th, unsigned epoch)
 {
     for (unsigned c = 0; c < NCLS; c++) {
         struct pool *p = th->cur[c];
-        th->fast[c + 1].ncached = 0;     /* entries may be in sealed pools */
         if (p != NO_POOL && RELAXED_LOAD(p->sealed)) {
             theap_set_cur(th, c, NO_POOL);
             pool_set_aside(p);
@@ -99,10 +98,6 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
         }
         if (unlikely(RELAXED_LOAD(p->sealed))) {  /* frozen since it was listed */
             pool_set_aside(p);
-            continue;
-        }
-        if (unlikely(pool_nfree(p) == 0)) {       /* the block cache took them */
-            pool_place(p, IN_FULL);
             continue;
         }
         p->where = IN_CUR;               /* from a list or none: settle_at stays */

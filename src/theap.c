@@ -143,15 +143,6 @@ int theap_setup(void)
 
 /* ---- giving pools back ---- */
 
-/* p leaves th: drop th's block-cache entries of p (struct theap), which
- * malloc takes without asking whose pool they are in.  All of the class's
- * are dropped: one store, where sorting out p's cost a mispredicted branch
- * an entry when bursts of frees empty pool after pool. */
-static void cache_forget(struct theap *th, struct pool *p)
-{
-    th->fast[p->cls + 1].ncached = 0;
-}
-
 /* p is empty and out of every list: back to its arena, then per the policy.
  * bulk: one of many that go back together (a thread's exit, a heap's
  * destruction, shed_trim), which the caller releases in one pass after
@@ -159,7 +150,6 @@ static void cache_forget(struct theap *th, struct pool *p)
 void pool_retire_as(struct pool *p, bool bulk)
 {
     pthread_mutex_t *m = stripe_of(p);
-    cache_forget(RELAXED_LOAD(p->owner), p);
     RELAXED_LOAD(p->owner)->npools--;
     pthread_mutex_lock(m);
     RELAXED_STORE(p->owner, NULL);
@@ -260,7 +250,6 @@ bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
         RELAXED_STORE(p->owner, to);
     pthread_mutex_unlock(m);
     if (ok) {
-        cache_forget(th, p);
         list_remove(th, p);
         th->npools--;
         to->npools++;
