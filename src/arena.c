@@ -135,6 +135,7 @@ size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
         a->used |= 1ull << bit;
         a->touched |= 1ull << bit;
         out[n] = desc_of((size_t)a->index * POOLS_PER_ARENA + (size_t)bit);
+        CHECK(RELAXED_LOAD(out[n]->owner) == NULL, pool_addr(out[n]));
         out[n++]->cls = (uint8_t)cls;     /* counted in class_pools[cls] */
     }
     if (from == &a->dirty) {
@@ -147,6 +148,7 @@ size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
     arena_reindex(a);
     g.npools_used += n;
     g.class_pools[cls] += n;
+    arena_check_pool(out[0]);
     pthread_mutex_unlock(&g.lock);
     return n;
 }
@@ -157,6 +159,7 @@ void arena_return_pool(struct pool *p)
     size_t pidx = pool_index(p);
     struct arena *a = &g.arenas[pidx / POOLS_PER_ARENA];
     pthread_mutex_lock(&g.lock);
+    CHECK((a->used & pool_bit(pidx)) && RELAXED_LOAD(p->owner) == NULL, pool_addr(p));
     p->dirty_ms = now_ms();
     a->used &= ~pool_bit(pidx);
     a->dirty |= pool_bit(pidx);
@@ -165,6 +168,7 @@ void arena_return_pool(struct pool *p)
     g.npools_used--;
     g.npools_dirty++;
     g.class_pools[p->cls]--;
+    arena_check_pool(p);
     pthread_mutex_unlock(&g.lock);
 }
 
@@ -246,6 +250,7 @@ size_t arena_claim_pool(struct pool *p, struct iovec *iov)
         add_desc_ranges(a, pool_bit(pidx), iov, &n, 3);
         arena_reindex(a);             /* after the masks are all changed */
     }
+    arena_check_pool(p);
     pthread_mutex_unlock(&g.lock);
     return n;
 }
@@ -292,6 +297,7 @@ size_t arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
     }
     if (stop && g.npools_dirty > keep)
         wait = 0;          /* ran out of room: come back at once */
+    arena_check();
     pthread_mutex_unlock(&g.lock);
     if (next_ms)
         *next_ms = wait;
@@ -331,6 +337,7 @@ void arena_settle(struct iovec *iov, size_t n, const bool *ok)
             RELAXED_ADD(g.c.ranges, 1);
         }
     }
+    arena_check();
     pthread_mutex_unlock(&g.lock);
 }
 
@@ -347,6 +354,7 @@ void arena_seal_all(bool seal)
         a->sealed = seal ? a->sealed | a->used : 0;
         arena_reindex(a);
     }
+    arena_check();
     pthread_mutex_unlock(&g.lock);
     if (!seal)
         RELAXED_ADD(g.thaw_epoch, 1);       /* theaps relist their sealed pools */

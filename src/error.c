@@ -1,7 +1,8 @@
 /*
  * Reporting bad input: one line on stderr naming the error, the address and
  * the call, then abort() (on_error=abort, the default) or carry on having
- * changed nothing (on_error=report).
+ * changed nothing (on_error=report).  In the checking build (SHED_DEBUG), a
+ * failed internal check too (check_failed).
  */
 #include <stdlib.h>
 
@@ -66,3 +67,38 @@ void shed_warn(const char *msg, const char *detail)
     *o = 0;
     os_write_err(line);
 }
+
+#ifdef SHED_DEBUG
+static char *put_dec(char *out, unsigned long v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *out++ = tmp[--n];
+    return out;
+}
+
+/* The checking build: an invariant does not hold (check.c).  One line,
+ * "shed: internal check failed: <what> at <file>:<line>, pool <address>"
+ * (the address of a theap when the check is about one), then abort. */
+void check_failed(const char *what, const void *at, const char *file, int line)
+{
+    char out[512], *end = out + sizeof out - 48, *o = out;
+    o = put_str(o, "shed: internal check failed: ", end);
+    o = put_str(o, what, end);
+    o = put_str(o, " at ", end);
+    o = put_str(o, file, end);
+    *o++ = ':';
+    o = put_dec(o, (unsigned long)line);
+    o = put_str(o, in_region(at) ? ", pool " : ", theap ", end + 16);
+    o = put_hex(o, (uintptr_t)at);
+    *o++ = '\n';
+    *o = 0;
+    os_write_err(out);
+    abort();
+}
+#endif

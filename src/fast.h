@@ -52,7 +52,9 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
     if (unlikely(freed == word))
         return false;
     RELAXED_STORE(*f, freed);
-    if (unlikely(--p->to_settle < 0))
+    --p->to_settle;
+    CHECK(pool_nfree(p) <= p->settle_at && p->settle_at <= p->nblocks, pool_addr(p));
+    if (unlikely(p->to_settle < 0))
         theap_settle(th, p);
     return true;
 }

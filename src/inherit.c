@@ -169,6 +169,7 @@ void theap_reclaim_inherited(void)
         }
     }
     pthread_mutex_unlock(&g.theap_lock);
+    theap_check(g.orphanage, false);
     RELAXED_STORE(g.inherit_pools, 0);
     RELAXED_STORE(g.inherit_frees, 0);
     pthread_mutex_unlock(&g.orphan_lock);

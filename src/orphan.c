@@ -18,6 +18,7 @@ void orphanage_place(struct pool *p)
         list_push(g.orphanage, p);
     else
         pool_place(p, IN_FULL);
+    pool_check(p);
     RELAXED_ADD(g.norphans, 1);
 }
 
@@ -55,6 +56,8 @@ void theap_abandon(struct theap *th)
         if (a.left)
             sched_yield();
     }
+    theap_check(th, true);
+    theap_check(g.orphanage, false);
     pthread_mutex_unlock(&g.orphan_lock);
     release_retired(a.retired);
 }

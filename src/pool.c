@@ -12,11 +12,9 @@
 void pool_init(struct pool *p, struct theap *owner, unsigned cls)
 {
     unsigned size = (cls + 1) * SHED_CLASS_STEP, n = g.nblocks[cls];
-    for (unsigned w = 0; w < g.nwords; w++) {   /* remote[] is zero already */
-        unsigned lo = w * 64;
-        uint64_t bits = n <= lo ? 0 : n - lo >= 64 ? ~0ull : (1ull << (n - lo)) - 1;
-        RELAXED_STORE(free_map(p)[w], bits);
-    }
+    CHECK(RELAXED_LOAD(p->owner) == NULL, pool_addr(p));
+    for (unsigned w = 0; w < g.nwords; w++)     /* remote[] is zero already */
+        RELAXED_STORE(free_map(p)[w], block_bits(n, w));
     p->nblocks = (uint16_t)n;
     p->settle_at = (uint16_t)n;
     pool_set_nfree(p, n);
@@ -28,6 +26,7 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
     RELAXED_STORE(p->size, (uint16_t)size);
     owner->npools++;
     atomic_store_explicit(&p->owner, owner, memory_order_release);
+    pool_check(p);
 }
 
 /* Owner: merge the blocks other threads freed.  Caller holds the stripe lock.
@@ -38,6 +37,7 @@ void pool_merge_remote(struct pool *p)
         uint64_t r = RELAXED_LOAD(remote_map(p)[w]), f = RELAXED_LOAD(free_map(p)[w]);
         if (!r)
             continue;
+        CHECK((r & ~block_bits(p->nblocks, w)) == 0, pool_addr(p));  /* none >= nblocks */
         if (unlikely(r & f)) {
             size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(r & f);
             shed_error(E_DOUBLE, pool_addr(p) + idx * RELAXED_LOAD(p->size), "free");

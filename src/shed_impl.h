@@ -53,6 +53,18 @@
  * The arena lock (g.lock) guards the masks; a pool in "releasing"
  * belongs to whoever claimed it, so no allocation can get it while the kernel
  * is advised, and no live block can be in a pool that is advised.
+ * Under g.lock, for each carved arena: the four state masks are disjoint and
+ * cover its 64 pools; held is within releasing and sealed within used, dirty
+ * or releasing; nused is popcount(used); it is on the dirty bucket list
+ * (at index nused) iff it has an unsealed dirty pool, on the released one
+ * iff it has a released pool, and its bit of g.dirty_arenas is set iff it
+ * has a dirty pool.  g.npools_used, _dirty, _releasing and _released are the
+ * masks' popcounts summed, and g.class_pools[c] counts the pools in use whose
+ * descriptor says class c.  [checked: arena_check_pool (the arena changed)
+ * when a pool is taken or given back, arena_check (all, and the counts) at
+ * each release pass, freeze, thaw and shed_stats.  bent: a pool "used" but
+ * not yet set up (between arena_acquire_pools and pool_init) has no owner;
+ * shed_stats' counters of system calls are read without any lock.]
  *
  * Lock order, outermost first (fork_prepare in init.c takes them all in
  * this order through each module's fork hooks):
@@ -127,32 +139,62 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  * (the remote bitmap and the pending-stack link) is in a second table,
  * struct pool_remote, at the same index, so a program that frees where it
  * allocates never brings those pages in.
- * Invariants while the pool is in use (owner != NULL):
+ * Invariants while the pool is in use (owner != NULL).  [checked: where the
+ * checking build (SHED_DEBUG) verifies it; bent: where it does not hold on
+ * purpose, which the checks allow for.]
  *   - a block's bit is set in free[] iff the owner may hand it out, and in
  *     remote[] iff another thread freed it and the owner has not merged it;
- *     never in both; bits at or above nblocks are never set;
+ *     never in both; bits at or above nblocks are never set.  [checked:
+ *     pool_check (free[]), pool_merge_remote (remote[]: the merge empties
+ *     it, and a bit in both is reported there).  bent: a program's double
+ *     free, by another thread then by the owner, sets both until the merge
+ *     reports it, so no walk checks the two against each other.]
  *   - pool_nfree(p), settle_at - 1 - to_settle, == popcount(free[]): the
  *     owner's free counts to_settle down, and calls theap_settle when it
- *     goes negative (one decrement and one branch); malloc counts it up;
- *   - magic and size are those of class cls;
+ *     goes negative (one decrement and one branch); malloc counts it up.
+ *     [checked: pool_check, at pool_init, theap_settle, the slow path's
+ *     choice of a current pool, orphanage_place, pool_retire_as and the
+ *     theap walks; cheaply at every owner's malloc and free.]
+ *   - magic and size are those of class cls.  [checked: pool_check]
+ *   - where says where the owner keeps it: IN_CUR iff it is cur[cls] (and
+ *     fast[cls + 1] points into its bitmap).  [checked: pool_check]
  *   - a pool on an avail list has free blocks; a pool IN_FULL has fewer
  *     than avail_min[cls] of them, or is sealed (a pool re-enters the
  *     avail list only with avail_min free blocks, so that the owner does not
- *     hop between pools that have one free block each);
+ *     hop between pools that have one free block each).  [checked:
+ *     list_push, pool_check, theap_check.  bent: an orphaned pool whose
+ *     remote frees wait on the orphanage's pending stack (orphan_adopt puts
+ *     it IN_FULL whatever its count, the merge relists it); a thaw
+ *     (arena_seal_all) unseals pools IN_FULL that their owner relists later
+ *     (theap_relist).]
  *   - settle_at is the free count at which the owner's free calls
  *     theap_settle: avail_min[cls] for an unsealed pool IN_FULL, nblocks
  *     otherwise (pool_place keeps it so; a pool sealed meanwhile is put
- *     right by that call);
+ *     right by that call); so pool_nfree <= settle_at, equal only for a
+ *     pool all free (a spare, or a current pool theap_settle keeps).
+ *     [checked: pool_check, and to_settle at each owner's free.  bent: as
+ *     the previous one.]
  *   - pending (in struct pool_remote) == 1 iff the pool is on its owner's pending
  *     stack.
  * While it is not in use, remote[] is all zero and pending 0 (so that
  * pool_init need not touch struct pool_remote, whose pages stay unmapped in a
  * program that frees where it allocates), size is the block size it
  * last held (to tell a double free from a wild pointer), and dirty_ms takes
- * the place of the list links.
+ * the place of the list links.  [checked: owner is NULL when an arena hands
+ * the pool out and when it takes it back (arena_acquire_pools,
+ * arena_return_pool, pool_init); only a heap's destruction retires a pool
+ * with live blocks (pool_retire_as).  The remote table is not read by the
+ * checks where the code does not read it, so that its pages stay unmapped.]
  * owner and pending change only under the pool's stripe lock; to_settle,
  * settle_at, the list links and free[] stores belong to the owner (free[]
  * words are read by other threads under the stripe lock, hence atomics).
+ * [bent: pool_init stores owner without the stripe lock (the pool is in no
+ * one's hands; a stale remote free reads owner with acquire); shed_stats
+ * and the double-free checks read other owners' free[] without it (each
+ * word read once, atomically).  In a fork()ed child, the descriptors of
+ * inherited pools are as the parent's threads left them, maybe mid-change:
+ * the child never writes them (inherit.c) and the checks skip them until
+ * reclaim_pool rebuilds them.]
  */
 struct pool {
     struct theap *_Atomic owner; /* NULL while the pool is not in use */
@@ -343,6 +385,33 @@ extern struct global g HIDDEN;
 extern __thread struct theap *tls_heap HIDDEN __attribute__((tls_model("initial-exec")));
 extern __thread bool tls_is_releaser HIDDEN __attribute__((tls_model("initial-exec")));
 
+/* ---- the checking build (-DSHED_DEBUG): check.c ----
+ * CHECK(cond, at): a cheap check, inline where it stands; pool_check(p),
+ * theap_check(th, empty), arena_check() (caller holds g.lock) and
+ * arena_check_pool(p) (the arena of p, under g.lock): the walks, called
+ * where what they check changes.  In the normal build they are nothing (and
+ * their arguments are not evaluated). */
+#ifdef SHED_DEBUG
+void check_failed(const char *what, const void *at, const char *file, int line)
+    HIDDEN COLD __attribute__((noreturn));
+void pool_check_at(struct pool *p, const char *file, int line) HIDDEN;
+void theap_check_at(struct theap *th, bool empty, const char *file, int line) HIDDEN;
+void arena_check_at(const char *file, int line) HIDDEN;
+void arena_check_pool_at(const struct pool *p, const char *file, int line) HIDDEN;
+#define CHECK(cond, at) \
+    (likely(cond) ? (void)0 : check_failed(#cond, (at), __FILE__, __LINE__))
+#define pool_check(p)            pool_check_at((p), __FILE__, __LINE__)
+#define theap_check(th, empty)   theap_check_at((th), (empty), __FILE__, __LINE__)
+#define arena_check()            arena_check_at(__FILE__, __LINE__)
+#define arena_check_pool(p)      arena_check_pool_at((p), __FILE__, __LINE__)
+#else
+#define CHECK(cond, at)          ((void)sizeof((cond) ? 1 : 0), (void)sizeof(at))
+#define pool_check(p)            ((void)sizeof(p))
+#define theap_check(th, empty)   ((void)sizeof(th), (void)sizeof(empty))
+#define arena_check()            ((void)0)
+#define arena_check_pool(p)      ((void)sizeof(p))
+#endif
+
 /* ---- small helpers used on the fast paths ---- */
 static inline struct pool *desc_of(size_t pidx)
 {
@@ -438,6 +507,7 @@ static inline unsigned pool_first_word(struct pool *p)
  * blocks of size bytes: malloc's fast path, and the slow path's. */
 static inline void *cur_word_take(struct cur_word *c, uint64_t m, size_t size)
 {
+    CHECK(pool_nfree(c->pool) > 0 && (RELAXED_LOAD(*c->word) & m) == m, c->base);
     uint64_t rest = m & (m - 1);
     RELAXED_STORE(*c->word, rest);
     c->pool->to_settle++;
@@ -508,6 +578,13 @@ static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
     *size = sz;
     *owner = o;
     return -1;
+}
+
+/* The bits of word w of a bitmap of n blocks that stand for blocks. */
+static inline uint64_t block_bits(unsigned n, unsigned w)
+{
+    unsigned lo = w * 64;
+    return n <= lo ? 0 : n - lo >= 64 ? ~0ull : (1ull << (n - lo)) - 1;
 }
 
 /* Words of a pool's bitmap that its class uses. */

@@ -25,7 +25,7 @@ static void theap_sync(struct theap *th, unsigned epoch)
     for (unsigned c = 0; c < NCLS; c++) {
         struct pool *p = th->cur[c];
         if (p != NO_POOL && RELAXED_LOAD(p->sealed)) {
-            theap_set_cur(th, c, NO_POOL);
+            list_remove(th, p);          /* no longer current, in no list */
             pool_set_aside(p);
         }
     }
@@ -84,6 +84,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
     if (p != NO_POOL) {
         if (pool_can_take(p)) {         /* its free blocks are in another word */
             theap_set_cur(th, cls, p);
+            pool_check(p);
             return cur_take(th, cls, p);
         }
         th->cur[cls] = NO_POOL;         /* fast[] follows below */
@@ -102,6 +103,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
         }
         p->where = IN_CUR;               /* from a list or none: settle_at stays */
         theap_set_cur(th, cls, p);
+        pool_check(p);
         return cur_take(th, cls, p);
     }
 }

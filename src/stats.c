@@ -85,6 +85,7 @@ static void stats_fill(struct shed_stats *st)
         st->blocks_in_use += cs->blocks_in_use;
         st->bytes_in_use += cs->bytes_in_use;
     }
+    arena_check();
     st->pools_in_use = g.npools_used;
     st->pools_dirty = g.npools_dirty;
     st->pools_releasing = g.npools_releasing;

@@ -21,6 +21,7 @@ __thread struct theap *tls_heap __attribute__((tls_model("initial-exec"))) = NO_
 
 void list_push(struct theap *th, struct pool *p)
 {
+    CHECK(pool_nfree(p) > 0, pool_addr(p));      /* a listed pool has free blocks */
     pool_place(p, IN_AVAIL);
     struct pool **head = &th->avail[p->cls];
     p->next = pool_ref(*head);
@@ -150,6 +151,9 @@ int theap_setup(void)
 void pool_retire_as(struct pool *p, bool bulk)
 {
     pthread_mutex_t *m = stripe_of(p);
+    CHECK(RELAXED_LOAD(p->owner) != NULL, pool_addr(p));
+    pool_check(p);                    /* before it is another's to change */
+    CHECK(bulk || pool_nfree(p) == p->nblocks, pool_addr(p)); /* live blocks: a heap, in bulk */
     RELAXED_LOAD(p->owner)->npools--;
     pthread_mutex_lock(m);
     RELAXED_STORE(p->owner, NULL);
@@ -192,14 +196,17 @@ void theap_settle(struct theap *th, struct pool *p)
 {
     if (pool_nfree(p) == p->nblocks) {
         if (p->where == IN_CUR && RELAXED_LOAD(g.opt.release) != REL_INLINE)
-            return;
+            return pool_check(p);
         list_remove(th, p);
-        pool_retire(p);
+        pool_retire(p);                /* which checks p first */
     } else if (p->where == IN_FULL) {
         if (pool_nfree(p) >= g.avail_min[p->cls] && !RELAXED_LOAD(p->sealed))
             list_push(th, p);
         else
             pool_place(p, IN_FULL);    /* sealed meanwhile: settle when empty */
+        pool_check(p);
+    } else {
+        pool_check(p);
     }
 }
 
@@ -237,6 +244,7 @@ void theap_flush_empty(struct theap *th)
             }
         }
     }
+    theap_check(th, false);
 }
 
 /* Move p from th to the theap to; false when p has remote frees waiting on
@@ -331,6 +339,7 @@ void theap_relist(struct theap *th)
 {
     th->thaw_seen = RELAXED_LOAD(g.thaw_epoch);
     theap_for_each_pool(th, relist_pool, NULL);
+    theap_check(th, false);
 }
 
 /* Tell memcheck that the live blocks of p are gone. */
@@ -367,6 +376,7 @@ void theap_destroy_pools(struct theap *th)
     theap_for_each_pool(th, destroy_pool, NULL);
     /* Pools pushed for remote frees meanwhile are retired already. */
     atomic_store(&th->pending, NULL);
+    theap_check(th, true);
     release_retired(owned);
 }
 

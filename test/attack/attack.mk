@@ -11,6 +11,11 @@
 #   make fuzz FUZZ_SECONDS=N   fuzz test/fuzz/fuzz_ops.c for N seconds
 #   make check-fuzz        the regressions, then 60 seconds of fuzzing (.ci/run)
 #   make soak SECONDS=N    8 threads, forks, trims, freezes, heaps; RSS bound
+#                          (against the checking build)
+#   make check-debug       the checking build (-DSHED_DEBUG, src/check.c):
+#                          the cmocka suites (test/test_*.c, the attack and
+#                          lifecycle programs, test/internal/test_*.c)
+#                          against $(BUILD)/debug/libshed.a
 
 ATTACK_OUT   := $(BUILD)/attack
 ATTACK_SRC   := $(wildcard test/attack/test_*.c)
@@ -47,6 +52,12 @@ SAN_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
 SAN_asan    := -fsanitize=address
 SAN_ubsan   := -fsanitize=undefined -fno-sanitize-recover=all
 SAN_tsan    := -fsanitize=thread
+# The checking build is a variant as the sanitizers are, with the compiler
+# and flags of the normal build and the checks compiled in.
+SAN_debug   := -DSHED_DEBUG
+VARIANT_CC_debug := $(CC)
+VARIANT_CFLAGS_debug := -std=gnu11 $(WARN) $(CFLAGS) $(NO_SPLIT) -Iinclude -Isrc -Itest \
+               -D_GNU_SOURCE $(URING)
 # allocator_may_return_null=1: the tests ask for SIZE_MAX bytes on purpose;
 # detect_leaks=0: the tests keep blocks on purpose (the bad-input children);
 # detect_deadlocks=0: fork_prepare holds every lock of shed (more than 64),
@@ -67,15 +78,20 @@ LC_TESTS := $(wildcard test/lifecycle/test_*.c)
 SAN_EXTRA_asan += $(patsubst test/%.c,$(BUILD)/asan/test/%,$(LC_TESTS))
 SAN_EXTRA_ubsan := $(patsubst test/%.c,$(BUILD)/ubsan/test/%,$(LC_TESTS))
 SAN_EXTRA_tsan := $(patsubst test/%.c,$(BUILD)/tsan/test/%,$(LC_TESTS))
+SAN_EXTRA_debug := $(patsubst test/%.c,$(BUILD)/debug/test/%,$(LC_TESTS) \
+                     $(wildcard test/internal/test_*.c))
 
 san-deps:
 	@$(NEED) clang libclang-rt-14-dev libcmocka-dev pkg-config valgrind
 
-# $(call san_rules,asan): objects, library and test programs of one sanitizer.
+# $(call san_rules,asan): objects, library and test programs of one sanitizer
+# (or of the checking build: VARIANT_CC_debug and VARIANT_CFLAGS_debug).
 define san_rules
+VARIANT_CC_$(1) ?= $(SAN_CC)
+VARIANT_CFLAGS_$(1) ?= $(SAN_CFLAGS)
 $(BUILD)/$(1)/obj/%.o: src/%.c $(HDRS) | san-deps
 	@mkdir -p $$(dir $$@)
-	$(SAN_CC) $(SAN_CFLAGS) $(SAN_$(1)) -c $$< -o $$@
+	$$(VARIANT_CC_$(1)) $$(VARIANT_CFLAGS_$(1)) $(SAN_$(1)) -c $$< -o $$@
 
 $(BUILD)/$(1)/libshed.a: $(SRC:src/%.c=$(BUILD)/$(1)/obj/%.o)
 	@rm -f $$@
@@ -83,7 +99,7 @@ $(BUILD)/$(1)/libshed.a: $(SRC:src/%.c=$(BUILD)/$(1)/obj/%.o)
 
 $(BUILD)/$(1)/test/%: test/%.c $$(wildcard test/*.h test/attack/*.h test/lifecycle/*.h) include/shed.h $(BUILD)/$(1)/libshed.a
 	@mkdir -p $$(dir $$@)
-	$(SAN_CC) $(SAN_CFLAGS) $(SAN_$(1)) -o $$@ $$< $(BUILD)/$(1)/libshed.a $$(CMOCKA_LIBS) $(LIB_A_LIBS)
+	$$(VARIANT_CC_$(1)) $$(VARIANT_CFLAGS_$(1)) $(SAN_$(1)) -o $$@ $$< $(BUILD)/$(1)/libshed.a $$(CMOCKA_LIBS) $(LIB_A_LIBS)
 
 SAN_BIN_$(1) := $(SAN_TESTS:test/%.c=$(BUILD)/$(1)/test/%) $(SAN_EXTRA_$(1))
 
@@ -93,11 +109,11 @@ check-$(1): san-deps $$(SAN_BIN_$(1))
 	if [ -n "$$$$failed" ]; then echo "check-$(1): failed:$$$$failed" >&2; exit 1; fi
 	@echo "check-$(1): $$(words $$(SAN_BIN_$(1))) test programs passed under $(1)"
 endef
-$(foreach s,asan ubsan tsan,$(eval $(call san_rules,$(s))))
+$(foreach s,asan ubsan tsan debug,$(eval $(call san_rules,$(s))))
 
-CHECK_TARGETS += check-attack check-asan check-ubsan check-tsan
+CHECK_TARGETS += check-attack check-asan check-ubsan check-tsan check-debug
 
-# ---- fuzzing: libFuzzer + ASan over the library sources ----
+# ---- fuzzing: libFuzzer + ASan over the library sources, checks compiled in ----
 
 FUZZ_OUT     := $(BUILD)/fuzz
 FUZZ_BIN     := $(FUZZ_OUT)/fuzz_ops
@@ -109,7 +125,7 @@ FUZZ_FLAGS   := -max_len=512 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
 $(FUZZ_BIN): test/fuzz/fuzz_ops.c $(SRC) $(HDRS) | san-deps
 	@mkdir -p $(dir $@)
-	$(SAN_CC) $(SAN_CFLAGS) -fsanitize=fuzzer,address -o $@ test/fuzz/fuzz_ops.c \
+	$(SAN_CC) $(SAN_CFLAGS) -DSHED_DEBUG -fsanitize=fuzzer,address -o $@ test/fuzz/fuzz_ops.c \
 	    $(SRC) $(LIB_A_LIBS)
 
 # Replays the seed corpus and every saved crash: each must run clean.
@@ -136,9 +152,10 @@ CHECK_TARGETS += check-fuzz-regress
 
 SECONDS ?= 30
 
-$(ATTACK_OUT)/soak: test/attack/soak.c test/attack/attack.h test/child.h include/shed.h $(LIB_A)
+$(ATTACK_OUT)/soak: test/attack/soak.c test/attack/attack.h test/child.h include/shed.h \
+                    $(BUILD)/debug/libshed.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ATTACK_CFLAGS) -o $@ $< $(LIB_A) $(LIB_A_LIBS)
+	$(CC) $(ATTACK_CFLAGS) -o $@ $< $(BUILD)/debug/libshed.a $(LIB_A_LIBS)
 
 soak: $(ATTACK_OUT)/soak
 	$(ATTACK_OUT)/soak $(SECONDS)
