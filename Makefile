@@ -1,14 +1,27 @@
 # shed: build, test, benchmark and install.
 #   make            libshed.a and libshed.so in build/
-#   make check      cmocka tests, the same under valgrind, preload and man checks
+#   make check      every check of every fragment (CHECK_TARGETS)
+#   make check-debug  the checking build (-DSHED_DEBUG) under the suites
 #   make demo       the main job: what the kernel gets back
 #   make bench      shed against its peers (QUICK=1 for a short run)
 #   make install    PREFIX=/usr/local DESTDIR=
-# Each part of the tree has its own fragment (test/test.mk,
-# test/preload/preload.mk, test/attack/attack.mk, test/lifecycle/lifecycle.mk,
-# test/stats/stats.mk,
-# bench/bench.mk, bench/demo.mk, man/man.mk), included at the end.
+#
+# Fragments.  Each folder with programs to build or run has one fragment,
+# FOLDER/NAME.mk, listed in FRAGMENTS at the end.  A fragment defines the
+# rules of its own folder and adds to the shared lists:
+#   CHECK_TARGETS  targets that make check runs
+#   SUITE_SRC      cmocka programs (test/.../test_*.c) that every library
+#                  variant (checking build, sanitizers) runs too
+#   PAGES_BIN      programs that check-pages runs with larger pages
+#   VARIANTS       library variants (see "Variants" below)
+# and uses what this file defines first: WARN, PROG_CFLAGS, CMOCKA_LIBS,
+# DEPFLAGS, the recipes compile, run_tests, run_each and name_failures, and
+# $(call need,PKG...).  Another fragment's variables are read only in
+# recipes or, in prerequisites, as $$(VAR) (second expansion), so the order
+# of FRAGMENTS does not matter.  Adding one: write FOLDER/NAME.mk, add it to
+# FRAGMENTS (make refuses a fragment that exists but is not listed).
 
+VERSION := $(shell cat VERSION)
 CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -26,32 +39,63 @@ URING   := $(shell printf '\043include <liburing.h>\n' | $(CC) -E -x c - >/dev/n
 SHED_CFLAGS := -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc $(NO_SPLIT) \
                -D_GNU_SOURCE $(URING) $(EXTRA_CFLAGS)
 LDLIBS  := -lpthread
+# Test programs, tools and benchmarks.
+PROG_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE $(CFLAGS)
+# Evaluated when a recipe runs, after need.sh installed pkg-config.
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+# Header dependencies: every compile writes $@.d, included at the end.
+DEPFLAGS = -MMD -MP -MF $@.d -MT $@
 
 SRC     := $(filter-out src/preload.c,$(wildcard src/*.c))
 # Programs linked with libshed.a need these too.
 LIB_A_LIBS := -lpthread -ldl
 OBJ     := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 SO_OBJ  := $(SRC:src/%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/preload.o
-HDRS    := $(wildcard src/*.h) include/shed.h
 
 LIB_A   := $(BUILD)/libshed.a
 LIB_SO  := $(BUILD)/libshed.so
 
-.PHONY: all deps clean install check demo bench
+.PHONY: all clean install check check-version
+.SECONDEXPANSION:
 all: $(LIB_A) $(LIB_SO)
 
-# valgrind's client-request headers are compiled in; make sure they exist.
-$(BUILD)/.deps-build:
-	@$(NEED) valgrind
-	@mkdir -p $(BUILD) && touch $@
+# ---- shared recipes ----
 
-$(BUILD)/obj/%.o: src/%.c $(HDRS) $(BUILD)/.deps-build
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SHED_CFLAGS) -c $< -o $@
+# $(call need,PKG...): order-only prerequisites that install each Debian
+# package through tools/need.sh once (a stamp in $(BUILD)/need/), or name it
+# and stop: no target dies with a bare compiler error.
+need = $(addprefix $(BUILD)/need/,$(1))
+$(BUILD)/need/%:
+	@$(NEED) $*
+	@mkdir -p $(@D) && touch $@
 
-$(BUILD)/pic/%.o: src/%.c $(HDRS) $(BUILD)/.deps-build
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SHED_CFLAGS) -DSHED_PRELOAD -c $< -o $@
+# $(call compile,COMPILER AND FLAGS,LIBRARIES): $@ from $< (a program, or
+# with -c an object).
+define compile
+@mkdir -p $(@D)
+$(1) $(DEPFLAGS) -o $@ $< $(2)
+endef
+
+# $(call run_each,PROGRAMS,LABEL,PREFIX,SUFFIX): shell text that runs every
+# program (after PREFIX: an environment, a checker), each announced by
+# "== LABEL program", and adds the failures (with SUFFIX) to $$failed.
+run_each = for t in $(1); do echo "== $(2)$$t"; $(3) $$t || failed="$$failed $$t$(4)"; done
+# $(call name_failures,TARGET,MESSAGE): fail naming $$failed, or say MESSAGE.
+name_failures = if [ -n "$$failed" ]; then echo "$(1): FAILED:$$failed" >&2; exit 1; fi; \
+	echo "$(1): $(2)"
+# $(call run_tests,TARGET,PROGRAMS,LABEL,PREFIX,WHAT): the recipe of a check
+# that runs programs: every one runs, then the failures are named.
+run_tests = @failed=; $(call run_each,$(2),$(3),$(4)); \
+	$(call name_failures,$(1),$(words $(2)) test programs $(or $(5),passed))
+
+# ---- the library ----
+
+# valgrind's client-request headers are compiled in.
+$(BUILD)/obj/%.o: src/%.c | $(call need,valgrind)
+	$(call compile,$(CC) $(CFLAGS) $(SHED_CFLAGS) -c)
+
+$(BUILD)/pic/%.o: src/%.c | $(call need,valgrind)
+	$(call compile,$(CC) $(CFLAGS) $(SHED_CFLAGS) -DSHED_PRELOAD -c)
 
 $(LIB_A): $(OBJ)
 	@rm -f $@
@@ -60,9 +104,9 @@ $(LIB_A): $(OBJ)
 $(LIB_SO): $(SO_OBJ)
 	$(CC) -shared -Wl,-soname,libshed.so -o $@ $^ $(LDLIBS) -ldl
 
-$(BUILD)/shed.pc: Makefile
+$(BUILD)/shed.pc: VERSION Makefile
 	@mkdir -p $(BUILD)
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: shed\nDescription: small-object allocator that gives pages back to the kernel\nVersion: 0.1.0\nLibs: -L$${libdir} -lshed\nLibs.private: -lpthread -ldl\nCflags: -I$${includedir}\n' '$(PREFIX)' > $@
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: shed\nDescription: small-object allocator that gives pages back to the kernel\nVersion: %s\nLibs: -L$${libdir} -lshed\nLibs.private: -lpthread -ldl\nCflags: -I$${includedir}\n' '$(PREFIX)' '$(VERSION)' > $@
 
 install: all $(BUILD)/shed.pc
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
@@ -77,17 +121,54 @@ install: all $(BUILD)/shed.pc
 clean:
 	rm -rf $(BUILD)
 
-# Each fragment adds its checks to CHECK_TARGETS.
-CHECK_TARGETS :=
--include test/test.mk
--include test/preload/preload.mk
--include test/attack/attack.mk
--include test/lifecycle/lifecycle.mk
--include bench/bench.mk
--include bench/demo.mk
--include man/man.mk
--include test/pages/pages.mk
--include test/stats/stats.mk
+# VERSION is the one version: shed.pc is made from it, and shed.h's
+# SHED_VERSION and every man page's .TH must say the same.
+check-version: $(BUILD)/shed.pc
+	@sh tools/check-version.sh VERSION include/shed.h $(BUILD)/shed.pc man
+
+# ---- variants of the library: $(BUILD)/V/libshed.a and the suites ----
+# A fragment (or this file) adds V to VARIANTS and sets VARIANT_CC_V and
+# VARIANT_CFLAGS_V (library and programs alike), VARIANT_ENV_V (how its
+# programs run), VARIANT_NEED_V (packages), and may add programs to
+# VARIANT_EXTRA_V.  make check-V runs SUITE_SRC and VARIANT_EXTRA_V against
+# $(BUILD)/V/libshed.a, each program at $(BUILD)/V/test/PATH (from test/PATH.c).
+define variant_rules
+$(BUILD)/$(1)/obj/%.o: src/%.c | $(call need,$(VARIANT_NEED_$(1)))
+	$$(call compile,$(VARIANT_CC_$(1)) $(VARIANT_CFLAGS_$(1)) -c)
+
+$(BUILD)/$(1)/libshed.a: $(SRC:src/%.c=$(BUILD)/$(1)/obj/%.o)
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+$(BUILD)/$(1)/test/%: test/%.c $(BUILD)/$(1)/libshed.a | $(call need,$(VARIANT_NEED_$(1)) libcmocka-dev pkg-config)
+	$$(call compile,$(VARIANT_CC_$(1)) $(VARIANT_CFLAGS_$(1)),$(BUILD)/$(1)/libshed.a $$(CMOCKA_LIBS) $(LIB_A_LIBS))
+
+VARIANT_BIN_$(1) := $(SUITE_SRC:test/%.c=$(BUILD)/$(1)/test/%) $(VARIANT_EXTRA_$(1))
+.PHONY: check-$(1)
+check-$(1): $$(VARIANT_BIN_$(1))
+	$$(call run_tests,check-$(1),$$(VARIANT_BIN_$(1)),$(1) ,$(VARIANT_ENV_$(1)),passed under $(1))
+endef
+
+# The checking build (src/check.c): the compiler and flags of the normal
+# build, the invariants of shed_impl.h checked where they change.  The fuzzer
+# and the soak are built with it too.
+VARIANTS += debug
+VARIANT_CC_debug     := $(CC)
+VARIANT_CFLAGS_debug := -std=gnu11 $(WARN) $(CFLAGS) $(NO_SPLIT) -Iinclude -Isrc -Itest \
+                        -D_GNU_SOURCE $(URING) -DSHED_DEBUG
+VARIANT_NEED_debug   := valgrind
+DEBUG_LIB_A          := $(BUILD)/debug/libshed.a
+
+FRAGMENTS := test/test.mk test/preload/preload.mk test/attack/attack.mk test/fuzz/fuzz.mk \
+             test/lifecycle/lifecycle.mk test/pages/pages.mk test/internal/internal.mk \
+             test/stats/stats.mk bench/bench.mk man/man.mk
+include $(FRAGMENTS)
+unlisted := $(filter-out $(FRAGMENTS),$(wildcard */*.mk */*/*.mk))
+$(if $(unlisted),$(error fragments not in FRAGMENTS (Makefile): $(unlisted)))
+CHECK_TARGETS += check-debug check-version
+
+$(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 check: $(CHECK_TARGETS)
 	@echo "make check: all passed ($(CHECK_TARGETS))"

@@ -1,26 +1,40 @@
-# Benchmarks: shed against glibc, jemalloc, mimalloc and tcmalloc.
+# Benchmarks: shed against glibc, jemalloc, mimalloc and tcmalloc, and the demo.
 #   make bench           every workload, every allocator, 3 repeats (11 for
 #                        churn and burst, which are short) (< 5 min)
 #   make bench QUICK=1   smaller sizes (< 1 min), results in bench/results/quick
 #   make bench-smoke     every workload once under shed, tiny sizes (in check)
+#   make bench-release   release cost per backend (process_madvise, madvise,
+#                        io_uring)
+#   make bench-delay     the choice of delay_ms
+#   make bench-fork      bench/fork.sh: forking-server memory, peers
+#   make demo            shed's story, in C and in Python: build a large
+#                        structure of small blocks, drop most of it, and show
+#                        what the kernel got back (not in make check: it
+#                        measures, it does not test)
+#   make docs-maps       the README's pair of heap maps, docs/heapmap-*.png
 # The workloads call plain malloc/free; each allocator is LD_PRELOADed.
 
-BENCH_PROGS  := churn burst threads frag reuse threxit forkcost
+BENCH_PROGS  := churn burst threads frag reuse threxit forkcost fork
 BENCH_BIN    := $(BENCH_PROGS:%=$(BUILD)/bench/%)
-BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -D_GNU_SOURCE
+BENCH_CFLAGS := -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE
 BENCH_PEERS  := libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
+# Programs that call shed's API (linked with libshed.a).
 SHED_BENCH   := $(BUILD)/bench/release_cost $(BUILD)/bench/delay
+DEMO_BIN     := $(BUILD)/demo
+DEMO_OUT     := $(BUILD)/demo-out
 
-.PHONY: bench bench-smoke bench-progs
-bench-progs: $(BENCH_BIN)
+.PHONY: bench bench-smoke bench-smoke-api bench-progs bench-release bench-delay bench-fork demo \
+        docs-maps
+bench-progs: $(BENCH_BIN) $(SHED_BENCH)
 
-$(BENCH_BIN): $(BUILD)/bench/%: bench/%.c bench/common.h
-	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) $< -o $@ -lpthread
+$(BENCH_BIN): $(BUILD)/bench/%: bench/%.c
+	$(call compile,$(CC) $(BENCH_CFLAGS),-lpthread)
 
-# A peer or tool that cannot be installed is skipped by run.py, which says so.
-bench: $(LIB_SO) $(BENCH_BIN) $(SHED_BENCH) $(BUILD)/bench/fork
-	@$(NEED) python3
+$(SHED_BENCH): $(BUILD)/bench/%: bench/%.c $(LIB_A)
+	$(call compile,$(CC) $(BENCH_CFLAGS) -Iinclude,$(LIB_A) $(LIB_A_LIBS))
+
+# A peer or tool that cannot be installed is skipped (run.py says so).
+bench: $(LIB_SO) $(BENCH_BIN) $(SHED_BENCH) | $(call need,python3)
 	@for p in $(BENCH_PEERS) gnuplot-nox strace; do \
 	    $(NEED) $$p || echo "bench: $$p unavailable; what needs it is skipped"; \
 	done
@@ -29,8 +43,7 @@ bench: $(LIB_SO) $(BENCH_BIN) $(SHED_BENCH) $(BUILD)/bench/fork
 
 # Tiny sizes, shed only (batched: the default), each workload once; fails
 # when a workload fails or finds a block's content wrong.
-bench-smoke: $(LIB_SO) $(BENCH_BIN)
-	@$(NEED) python3
+bench-smoke: $(LIB_SO) $(BENCH_BIN) | $(call need,python3)
 	@set -e; so=$(abspath $(LIB_SO)); b=$(BUILD)/bench; \
 	run() { echo "bench-smoke: $$*"; LD_PRELOAD=$$so "$$@" >/dev/null; }; \
 	run $$b/churn 100k 10k; \
@@ -43,26 +56,52 @@ bench-smoke: $(LIB_SO) $(BENCH_BIN)
 	run env PYTHONMALLOC=malloc python3 bench/pyobjs.py 20k 100; \
 	echo "bench-smoke: all workloads ran under shed"
 
-CHECK_TARGETS += bench-smoke
-
-# Programs that call shed's API (linked with libshed.a): release cost per
-# backend (process_madvise, madvise, io_uring) and the choice of delay_ms.
-$(SHED_BENCH): $(BUILD)/bench/%: bench/%.c $(LIB_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_CFLAGS) -Iinclude $< $(LIB_A) $(LIB_A_LIBS) -o $@
-
-.PHONY: bench-release bench-delay
 bench-release: $(BUILD)/bench/release_cost
 	$< $(if $(QUICK),8192 1,65536 3)
 
 bench-delay: $(BUILD)/bench/delay
 	$< $(if $(QUICK),50000 4,200000 10)
-bench-progs: $(SHED_BENCH)
 
 # Keep them compiling and running in make check (tiny sizes).
-.PHONY: bench-smoke-api
 bench-smoke-api: $(SHED_BENCH)
 	$(BUILD)/bench/release_cost 256 1 >/dev/null
 	$(BUILD)/bench/delay 2000 2 >/dev/null
 	@echo "bench-smoke-api: release_cost and delay ran"
-CHECK_TARGETS += bench-smoke-api
+
+bench-fork: $(BUILD)/bench/fork $(LIB_SO)
+	@for p in $(BENCH_PEERS); do \
+	    $(NEED) $$p || echo "bench-fork: $$p unavailable; that peer is skipped"; done
+	sh bench/fork.sh $(BUILD)/bench/fork $(LIB_SO)
+
+# The C program bench/demo.c, linked with libshed.a, shows what the kernel
+# gets back with each release mode (and its heap maps, in $(DEMO_OUT)); then,
+# when python3 is present, bench/demo.py runs the same story in CPython under
+# pymalloc, glibc and the preloaded libshed.so.  Both parts run even if the
+# other failed; a failed run fails the target.
+$(DEMO_BIN): bench/demo.c $(LIB_A)
+	$(call compile,$(CC) $(PROG_CFLAGS) -Iinclude,$(LIB_A) $(LDLIBS))
+
+demo: $(LIB_A) $(LIB_SO) $(DEMO_BIN)
+	@mkdir -p $(DEMO_OUT)
+	@st=0; $(DEMO_BIN) --out $(DEMO_OUT) || st=1; \
+	if $(NEED) librsvg2-bin; then \
+	    for f in $(DEMO_OUT)/*.svg; do rsvg-convert -o $${f%.svg}.png $$f || st=1; done; \
+	    echo "(and as PNG: $(DEMO_OUT)/*.png)"; \
+	else echo "(no PNG of the maps without rsvg-convert)"; fi; \
+	if command -v python3 >/dev/null 2>&1; then \
+	    python3 bench/demo.py $(LIB_SO) || st=1; \
+	else \
+	    echo; echo "(python3 not found: the Python part of the demo is skipped)"; \
+	fi; exit $$st
+
+# The pair of heap maps in the README: the demo's first pattern under
+# release=batched, before the drop and 1 s after, as PNG in docs/.
+DOCS_MAPS := docs/heapmap-before.png docs/heapmap-after.png
+
+docs-maps: $(DEMO_BIN) | $(call need,librsvg2-bin)
+	@mkdir -p $(DEMO_OUT)/docs docs
+	SHED_CONF=release=batched SHED_DEMO_OUT=$(DEMO_OUT)/docs $(DEMO_BIN) --child every1000 >/dev/null
+	rsvg-convert -o docs/heapmap-before.png $(DEMO_OUT)/docs/every1000-batched-before.svg
+	rsvg-convert -o docs/heapmap-after.png $(DEMO_OUT)/docs/every1000-batched-after.svg
+
+CHECK_TARGETS += bench-smoke bench-smoke-api

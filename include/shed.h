@@ -16,6 +16,9 @@
 extern "C" {
 #endif
 
+/* The version of this header and its library, as in the file VERSION
+ * (make check-version keeps them equal). */
+#define SHED_VERSION       "0.1.0"
 #define SHED_VERSION_MAJOR 0
 #define SHED_VERSION_MINOR 1
 #define SHED_VERSION_PATCH 0

@@ -1,4 +1,4 @@
-# man/man.mk: the manual, included by the top-level Makefile.
+# man/man.mk: the manual.
 #   make check-man          every function of include/shed.h has a page, and
 #                           every page renders without a warning (mandoc
 #                           -Tlint -Wwarning, groff -ww); see man/check-man.sh
@@ -14,14 +14,12 @@ MAN_PAGE    ?= shed.7
 .PHONY: check-man man
 CHECK_TARGETS += check-man
 
-check-man:
-	@$(NEED) mandoc groff
+check-man: | $(call need,mandoc groff)
 	@sh $(MAN_DIR)/check-man.sh include/shed.h $(MAN_DIR) src
 
 # From inside man/, so that the .so of a link page resolves; paged on a
 # terminal, plain text (no overstrike) into a pipe or a file.
-man:
-	@$(NEED) mandoc
+man: | $(call need,mandoc)
 	@cd $(MAN_DIR) && page='man$(subst .,,$(suffix $(MAN_PAGE)))/$(notdir $(MAN_PAGE))' && \
 	    test -f "$$page" || { echo "make man: no page $(MAN_DIR)/$$page" >&2; exit 1; } && \
 	    if [ -t 1 ]; then mandoc -a "$$page"; \

@@ -1,5 +1,4 @@
-# The drop-in malloc checks (included by the Makefile), all against
-# $(LIB_SO) through the standard names:
+# The drop-in malloc checks, all against $(LIB_SO) through the standard names:
 #   make check-preload            all of the below
 #   make check-preload-unit       the cmocka suite test/test_*.c, built again
 #                                 with shed_malloc & co renamed to malloc & co
@@ -17,7 +16,7 @@
 #                                 check-preload, it takes minutes a run
 
 PRELOAD_OUT    := $(BUILD)/preload
-PRELOAD_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE $(CFLAGS)
+PRELOAD_CFLAGS := $(PROG_CFLAGS) -Iinclude
 # The same sources as test/test.mk's, linked dynamically: libshed.so comes
 # before libc, so its malloc & co serve the whole program, cmocka included.
 PRELOAD_UNIT_SRC := $(wildcard test/test_*.c)
@@ -33,63 +32,46 @@ PRELOAD_PYTHON   ?= /usr/bin/python3
 .PHONY: check-preload check-preload-unit check-preload-semantics check-preload-programs \
         check-cpython
 
-$(PRELOAD_OUT)/test_%: test/test_%.c test/shed_test.h test/child.h test/preload/names.h include/shed.h $(LIB_SO)
-	@$(NEED) libcmocka-dev valgrind
-	@mkdir -p $(dir $@)
-	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_UNIT_CFLAGS) -include test/preload/names.h -o $@ $< $(PRELOAD_SO_LINK) \
-	    $$(pkg-config --libs cmocka 2>/dev/null || echo -lcmocka) $(LDLIBS)
+$(PRELOAD_OUT)/test_%: test/test_%.c $(LIB_SO) | $(call need,libcmocka-dev pkg-config valgrind)
+	$(call compile,$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_UNIT_CFLAGS) -include test/preload/names.h,$(PRELOAD_SO_LINK) $(CMOCKA_LIBS) $(LDLIBS))
 
 check-preload-unit: $(PRELOAD_UNIT_BIN)
-	@$(if $(PRELOAD_UNIT_BIN),,echo "check-preload-unit: no test/test_*.c to run")
-	@failed=; for t in $(PRELOAD_UNIT_BIN); do echo "== preload $$t"; \
-	    $$t || failed="$$failed $${t##*/}"; done; \
-	if [ -n "$$failed" ]; then echo "check-preload-unit: failed:$$failed" >&2; exit 1; fi
+	$(call run_tests,check-preload-unit,$(PRELOAD_UNIT_BIN),preload )
 
 # -fno-builtin: GCC may otherwise fold or drop malloc/free pairs under test.
-$(PRELOAD_OUT)/semantics: test/preload/semantics.c include/shed.h
-	@mkdir -p $(dir $@)
-	$(CC) $(PRELOAD_CFLAGS) -fno-builtin -o $@ $< -ldl
+$(PRELOAD_OUT)/semantics: test/preload/semantics.c
+	$(call compile,$(CC) $(PRELOAD_CFLAGS) -fno-builtin,-ldl)
 
 $(PRELOAD_OUT)/usable: test/preload/usable.c
-	@mkdir -p $(dir $@)
-	$(CC) $(PRELOAD_CFLAGS) -fno-builtin -o $@ $<
+	$(call compile,$(CC) $(PRELOAD_CFLAGS) -fno-builtin)
 
 $(PRELOAD_OUT)/decoy.so: test/preload/decoy.c
-	@mkdir -p $(dir $@)
-	$(CC) $(PRELOAD_CFLAGS) -shared -fPIC -o $@ $<
+	$(call compile,$(CC) $(PRELOAD_CFLAGS) -shared -fPIC)
 
 check-preload-semantics: $(PRELOAD_OUT)/semantics $(PRELOAD_OUT)/usable $(PRELOAD_OUT)/decoy.so $(LIB_SO)
 	LD_PRELOAD=$(abspath $(LIB_SO)) $(PRELOAD_OUT)/semantics
 	LD_PRELOAD="$(abspath $(LIB_SO)) $(abspath $(PRELOAD_OUT)/decoy.so)" $(PRELOAD_OUT)/usable
 
 # probe.so reports shed's statistics at each process's exit (see probe.c).
-$(PRELOAD_OUT)/probe.so: test/preload/probe.c include/shed.h
-	@mkdir -p $(dir $@)
-	$(CC) $(PRELOAD_CFLAGS) -shared -fPIC -o $@ $< -ldl
+$(PRELOAD_OUT)/probe.so: test/preload/probe.c
+	$(call compile,$(CC) $(PRELOAD_CFLAGS) -shared -fPIC,-ldl)
 
-$(PRELOAD_OUT)/threads: test/preload/threads.c
-	@mkdir -p $(dir $@)
-	$(CC) $(PRELOAD_CFLAGS) -o $@ $< $(LDLIBS)
+$(PRELOAD_OUT)/threads $(PRELOAD_OUT)/first_large: $(PRELOAD_OUT)/%: test/preload/%.c
+	$(call compile,$(CC) $(PRELOAD_CFLAGS),$(LDLIBS))
 
-$(PRELOAD_OUT)/first_large: test/preload/first_large.c
-	@mkdir -p $(dir $@)
-	$(CC) $(PRELOAD_CFLAGS) -o $@ $< $(LDLIBS)
-
-$(PRELOAD_OUT)/cxx: test/preload/cxx.cpp
-	@$(NEED) g++
-	@mkdir -p $(dir $@)
-	g++ -std=gnu++17 -Wall -Wextra -Werror $(CFLAGS) -o $@ $<
+$(PRELOAD_OUT)/cxx: test/preload/cxx.cpp | $(call need,g++)
+	$(call compile,g++ -std=gnu++17 $(WARN) $(CFLAGS))
 
 check-preload-programs: $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT)/threads \
-                        $(PRELOAD_OUT)/first_large $(PRELOAD_OUT)/cxx
-	@$(NEED) python3 sqlite3 xz-utils git
+                        $(PRELOAD_OUT)/first_large $(PRELOAD_OUT)/cxx \
+                        | $(call need,python3 sqlite3 xz-utils git)
 	sh test/preload/programs.sh $(LIB_SO) $(PRELOAD_OUT)/probe.so $(PRELOAD_OUT) $(PRELOAD_PYTHON)
 
 # CPYTHON_TESTS: test files to run (default: the whole suite).
-check-cpython: $(LIB_SO)
-	@$(NEED) python3
+check-cpython: $(LIB_SO) | $(call need,python3)
 	sh test/preload/cpython.sh $(LIB_SO) $(PRELOAD_PYTHON) $(CPYTHON_TESTS)
 
 check-preload: check-preload-unit check-preload-semantics check-preload-programs
 
+PAGES_BIN += $(PRELOAD_UNIT_BIN)
 CHECK_TARGETS += check-preload
