@@ -97,13 +97,15 @@ static void arena_check_one(struct arena *a, const char *file, int line)
     char *base = g.region + ((size_t)a->index * POOLS_PER_ARENA << g.page_shift);
     uint64_t u = a->used, d = a->dirty, r = a->releasing, f = a->released;
     uint64_t two = (u & d) | (u & r) | (u & f) | (d & r) | (d & f) | (r & f);
-    uint64_t bad = two | ~(u | d | r | f) | (a->held & ~r) | (a->sealed & ~(u | d | r));
+    uint64_t bad = two | ~(u | d | r | f) | (a->held & ~r) | (a->sealed & ~(u | d | r)) |
+                   ((u | d | (r & ~a->held)) & ~a->touched);
     /* the first pool whose bits are wrong, else the arena's first */
     const void *at = base + ((size_t)(bad ? __builtin_ctzll(bad) : 0) << g.page_shift);
     FAIL_UNLESS(((u & d) | (u & r) | (u & f) | (d & r) | (d & f) | (r & f)) == 0, at);
     FAIL_UNLESS((u | d | r | f) == ~0ull, at);
     FAIL_UNLESS((a->held & ~r) == 0, at);
     FAIL_UNLESS((a->sealed & ~(u | d | r)) == 0, at);
+    FAIL_UNLESS(((u | d | (r & ~a->held)) & ~a->touched) == 0, at);
     FAIL_UNLESS(a->nused == __builtin_popcountll(u), at);
     FAIL_UNLESS(a->bucket[B_DIRTY] == ((d & ~a->sealed) ? a->nused : -1), at);
     FAIL_UNLESS(a->bucket[B_RELEASED] == (f ? a->nused : -1), at);

@@ -55,7 +55,7 @@
  * is advised, and no live block can be in a pool that is advised.
  * Under g.lock, for each carved arena: the four state masks are disjoint and
  * cover its 64 pools; held is within releasing and sealed within used, dirty
- * or releasing; nused is popcount(used); it is on the dirty bucket list
+ * or releasing; touched covers every pool used, dirty or releasing but held; nused is popcount(used); it is on the dirty bucket list
  * (at index nused) iff it has an unsealed dirty pool, on the released one
  * iff it has a released pool, and its bit of g.dirty_arenas is set iff it
  * has a dirty pool.  g.npools_used, _dirty, _releasing and _released are the
