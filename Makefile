@@ -86,7 +86,7 @@ name_failures = if [ -n "$$failed" ]; then echo "$(1): FAILED:$$failed" >&2; exi
 # $(call run_tests,TARGET,PROGRAMS,LABEL,PREFIX,WHAT): the recipe of a check
 # that runs programs: every one runs, then the failures are named.
 run_tests = @failed=; $(call run_each,$(2),$(3),$(4)); \
-	$(call name_failures,$(1),$(words $(2)) test programs $(or $(5),passed))
+	$(call name_failures,$(1),$(words $(2)) test program(s) $(or $(5),passed))
 
 # ---- the library ----
 
