@@ -1,7 +1,9 @@
 # Benchmarks: shed against glibc, jemalloc, mimalloc and tcmalloc, and the demo.
 #   make bench           every workload, every allocator, 3 repeats (11 for
-#                        churn and burst, which are short) (< 5 min)
-#   make bench QUICK=1   smaller sizes (< 1 min), results in bench/results/quick
+#                        churn and burst, which are short; 7 for issue 21's
+#                        threaded workloads) (about 10 min on an idle machine)
+#   make bench QUICK=1   smaller sizes (about 3 min), results in
+#                        bench/results/quick
 #   make bench-smoke     every workload once under shed, tiny sizes (in check)
 #   make bench-release   release cost per backend (process_madvise, madvise,
 #                        io_uring)
@@ -14,10 +16,13 @@
 #   make docs-maps       the README's pair of heap maps, docs/heapmap-*.png
 # The workloads call plain malloc/free; each allocator is LD_PRELOADed.
 
-BENCH_PROGS  := churn burst threads frag reuse threxit forkcost fork
+BENCH_PROGS  := churn burst threads frag reuse threxit forkcost fork larson \
+                xmalloc scratch
 BENCH_BIN    := $(BENCH_PROGS:%=$(BUILD)/bench/%)
 BENCH_CFLAGS := -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE
 BENCH_PEERS  := libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
+# The real programs of bench/programs.py (python3 is needed anyway).
+BENCH_TOOLS  := sqlite3 redis-server redis-tools
 # Programs that call shed's API (linked with libshed.a).
 SHED_BENCH   := $(BUILD)/bench/release_cost $(BUILD)/bench/delay
 DEMO_BIN     := $(BUILD)/demo
@@ -35,7 +40,7 @@ $(SHED_BENCH): $(BUILD)/bench/%: bench/%.c $(LIB_A)
 
 # A peer or tool that cannot be installed is skipped (run.py says so).
 bench: $(LIB_SO) $(BENCH_BIN) $(SHED_BENCH) | $(call need,python3)
-	@for p in $(BENCH_PEERS) gnuplot-nox strace; do \
+	@for p in $(BENCH_PEERS) $(BENCH_TOOLS) gnuplot-nox strace; do \
 	    $(NEED) $$p || echo "bench: $$p unavailable; what needs it is skipped"; \
 	done
 	python3 bench/run.py --bin $(BUILD)/bench --lib-so $(LIB_SO) \
@@ -52,8 +57,13 @@ bench-smoke: $(LIB_SO) $(BENCH_BIN) | $(call need,python3)
 	run $$b/threads 100k 10k 100k; \
 	run $$b/threxit 10k 10; \
 	run $$b/forkcost 10 10k; \
+	run $$b/larson 20k 100 1000 16-512; \
+	run $$b/larson 20k 100 1000 8-1000; \
+	run $$b/xmalloc 20k 16; \
+	run $$b/scratch 2 100 8 100; \
 	for m in random sparse phase; do run $$b/frag $$m 100k 100; done; \
 	run env PYTHONMALLOC=malloc python3 bench/pyobjs.py 20k 100; \
+	run env PYTHONMALLOC=malloc python3 bench/jsonrt.py 2000; \
 	echo "bench-smoke: all workloads ran under shed"
 
 bench-release: $(BUILD)/bench/release_cost

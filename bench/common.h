@@ -110,4 +110,36 @@ static inline void metric(const char *name, double value)
     printf("metric %s %.3f\n", name, value);
 }
 
+/* A block's content for the workloads that check every block: an 8-byte tag
+ * at its head and the tag's last byte everywhere after it, so a block of 8 B
+ * holds the tag alone.  block_tag mixes an owner and an index into one. */
+static inline uint64_t block_tag(uint64_t owner, uint64_t index)
+{
+    uint64_t x = (owner ^ (index * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL;
+    return x ^ x >> 31;
+}
+
+static inline unsigned char tag_byte(uint64_t tag)
+{
+    unsigned char b[sizeof tag];
+    memcpy(b, &tag, sizeof tag);
+    return b[sizeof tag - 1];
+}
+
+/* Write all of an n-byte block (n >= 8), as a caller initialising it would. */
+static inline void fill_block(char *p, size_t n, uint64_t tag)
+{
+    memset(p + sizeof tag, tag_byte(tag), n - sizeof tag);
+    memcpy(p, &tag, sizeof tag);
+}
+
+/* Read a block before it is freed: its head and its last byte, where an
+ * allocator's free-list link or a neighbour's overrun would show. */
+static inline int check_block(const char *p, size_t n, uint64_t tag)
+{
+    uint64_t head;
+    memcpy(&head, p, sizeof head);
+    return head == tag && (unsigned char)p[n - 1] == tag_byte(tag);
+}
+
 #endif

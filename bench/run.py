@@ -12,6 +12,11 @@ workloads), latest.md (the tables, with the command and date), rss.svg and
 time.svg (gnuplot).  A QUICK run writes to results/quick/ instead, so it
 never replaces the full results.
 
+The workloads of issue 21 (larson, larson-wide, xmalloc, scratch and the
+real programs of bench/programs.py) run under the peers and shed-batched
+only, and get tables of their own: throughput (higher is better) and the
+programs' times with their geometric mean per allocator.
+
 Usage: bench/run.py --bin build/bench --lib-so build/libshed.so [--quick]
        bench/run.py --readme README.md --readme-from bench/results/latest.md
 The README shows a summary of latest.md (readme_summary), between its
@@ -21,6 +26,7 @@ import argparse
 import csv
 import datetime
 import glob
+import math
 import os
 import platform
 import re
@@ -30,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import programs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = ["glibc", "jemalloc", "mimalloc", "tcmalloc"]
@@ -55,7 +63,27 @@ SIZES = {
     "reuse": (["2M", "100k"], ["500k", "100k"]),
     "threxit": (["10M", "2000"], ["1M", "500"]),
     "forkcost": (["300", "200k"], ["100", "200k"]),
+    "larson": (["10M", "1000", "10000", "16-512"],
+               ["2M", "1000", "10000", "16-512"]),
+    "larson-wide": (["10M", "1000", "10000", "8-1000"],
+                    ["2M", "1000", "10000", "8-1000"]),
+    "xmalloc": (["5M", "64"], ["1M", "64"]),
+    "scratch": (["2", "1000", "8", "50000"], ["2", "1000", "8", "10000"]),
 }
+# Issue 21's workloads: short multi-threaded programs, run 2 * repeats + 1
+# times, and the real programs (bench/programs.py), prog-NAME.  They run
+# under the peers and NEW_SHED only.
+THREADED = ["larson", "larson-wide", "xmalloc", "scratch"]
+PROGS = ["prog-" + p for p in programs.PROGRAMS]
+NEW_SHED = "shed-batched"
+# Throughput metrics: (key, workload, label), higher is better.
+THROUGHPUTS = [
+    ("larson_16_512_mops", "larson",
+     "larson-style server, 16-512 B, M pairs/s"),
+    ("larson_8_1000_mops", "larson-wide",
+     "larson-style server, 8-1000 B, M pairs/s"),
+    ("xmalloc_mops", "xmalloc", "xmalloc-style, 2+2 threads, M blocks/s"),
+]
 
 # Timing metrics: (key, workload, label) in table order.
 TIMINGS = [
@@ -68,6 +96,7 @@ TIMINGS = [
     ("fork_us", "forkcost", "fork(), 200k live blocks, us"),
     ("fork_round_us", "forkcost", "churn+fork+wait round, us"),
     ("frag_alloc_ns", "frag-random", "frag-random alloc, ns/block"),
+    ("scratch_ms", "scratch", "cache-scratch, 2 threads, ms"),
 ]
 FRAGS = ["frag-random", "frag-sparse", "frag-phase"]
 # One colour per allocator in every plot.
@@ -172,11 +201,23 @@ def command(work, args):
     if work == "python":
         return [args.python, os.path.join(HERE, "pyobjs.py")] + \
             SIZES["python"][quick]
+    if work == "larson-wide":
+        return [os.path.join(b, "larson")] + SIZES[work][quick]
     return [os.path.join(b, work)] + SIZES[work][quick]
 
 
 def run_one(work, alloc, args):
     extra = {}
+    if work.startswith("prog-"):
+        name = work[5:]
+        if name in programs.PYTHON_PROGRAMS and alloc.name != "pymalloc":
+            extra["PYTHONMALLOC"] = "malloc"
+        env = alloc.environ(extra)
+        if name == "redis" and alloc.name == "glibc" and args.libc:
+            # Debian's redis-server is linked with libjemalloc: glibc's
+            # malloc is the one it calls only when libc comes first.
+            env["LD_PRELOAD"] = args.libc
+        return {"prog_s": args.programs.run(name, env)}, []
     if work == "python":
         # pymalloc is measured as its own row, with glibc underneath.
         if alloc.name != "pymalloc":
@@ -230,6 +271,18 @@ def count_syscalls(work, alloc, args):
         return mine, other
 
 
+def commit():
+    """ ", commit abc1234" (with "+" if the tree has changes), or nothing."""
+    try:
+        git = lambda *a: subprocess.run(["git", "-C", HERE] + list(a),
+                                        capture_output=True, text=True)
+        h = git("rev-parse", "--short", "HEAD").stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout
+    except OSError:
+        return ""
+    return ", commit %s%s" % (h, "+" if dirty.strip() else "") if h else ""
+
+
 def fmt(v, unit=""):
     if v is None:
         return "-"
@@ -278,7 +331,11 @@ def main():
             update_readme(args.readme or "README.md", f.read(),
                           os.path.dirname(os.path.abspath(args.readme_from)))
         return
-    repeats = args.repeats or 3
+    # Inputs of the real programs (a copy of the standard library, redis's
+    # socket); removed at exit.
+    tmp = tempfile.TemporaryDirectory(prefix="shed-bench-")
+    args.tmp = tmp.name
+    repeats = args.repeats = args.repeats or 3
     out_dir = args.out or os.path.join(HERE, "results",
                                        "quick" if args.quick else "")
     os.makedirs(out_dir, exist_ok=True)
@@ -294,7 +351,15 @@ def main():
     timed = ["churn", "burst", "threads", "threxit", "forkcost"]
     frags = list(FRAGS)
     works = args.workloads.split(",") if args.workloads else \
-        timed + frags + ["python", "reuse"]
+        timed + frags + ["python", "reuse"] + THREADED + PROGS
+    for w in [w for w in works if w.startswith("prog-")]:
+        miss = programs.missing_tools(w[5:])
+        if miss:
+            log("bench: skipping %s: install %s" % (w, " ".join(miss)))
+            works.remove(w)
+    new_allocs = [a for a in allocs if a.name in PEERS + [NEW_SHED]]
+    args.libc = find_lib(["libc.so.6"])
+    args.programs = programs.Programs(args.tmp, args.quick, args.python)
     # frag figures are RSS, not timings: one run each in QUICK mode.
     frag_repeats = 1 if args.quick else repeats
     # churn and burst take a fraction of a second a run: many more runs make
@@ -303,9 +368,11 @@ def main():
     py_allocs = allocs + [Alloc("pymalloc")]
 
     plan = []
-    for rep in range(max(repeats, short_repeats)):
+    for rep in range(max(repeats, short_repeats, 2 * repeats + 1)):
         for w in works:
-            if rep >= (short_repeats if w in SHORT_RUNS else repeats):
+            runs = short_repeats if w in SHORT_RUNS else \
+                2 * repeats + 1 if w in THREADED else repeats
+            if rep >= runs:
                 continue
             if w in frags and rep >= frag_repeats:
                 continue
@@ -313,7 +380,15 @@ def main():
                 continue
             if w == "reuse" and rep > 0:      # no timing: one run says it all
                 continue
-            al = py_allocs if w == "python" else allocs
+            if w == "python":
+                al = py_allocs
+            elif w in THREADED:
+                al = new_allocs
+            elif w in PROGS:
+                al = new_allocs + ([Alloc("pymalloc")] if w[5:] in
+                                   programs.PYTHON_PROGRAMS else [])
+            else:
+                al = allocs
             k = rep % len(al)
             for a in al[k:] + al[:k]:  # rotate the order every repeat
                 plan.append((rep, w, a))
@@ -345,7 +420,10 @@ def main():
         key = {"churn": "churn_ns", "burst": "burst_lifo_ns",
                "threads": "threads_churn2_ns", "python": "py_build_ns",
                "threxit": "threxit_us", "forkcost": "fork_us",
-               "reuse": "reuse_median_below"}.get(w, "frag_ratio1000")
+               "reuse": "reuse_median_below", "larson": "larson_16_512_mops",
+               "larson-wide": "larson_8_1000_mops", "xmalloc": "xmalloc_mops",
+               "scratch": "scratch_ms"}.get(
+                   w, "prog_s" if w in PROGS else "frag_ratio1000")
         log("[%3d/%d] %-11s %-12s rep %d  %s=%s  (%.1f s)" %
             (step, total, w, a.name, rep + 1, key, fmt(metrics.get(key)),
              time.time() - t0))
@@ -368,23 +446,17 @@ def main():
 
     # ---- tables
     date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    md = ["Made by `%s` on %s (%s, %s, Linux %s, %d CPUs); %d repeats "
-          "(%d of %s), medians." % (
-              cmdline, date, platform.node() or "host", platform.machine(),
-              platform.release(), os.cpu_count() or 0, repeats,
-              short_repeats, " and ".join(SHORT_RUNS)), ""]
+    md = ["Made by `%s` on %s%s (%s, %s, Linux %s, %d CPUs); %d repeats "
+          "(%d of %s, %d of %s), medians." % (
+              cmdline, date, commit(), platform.node() or "host",
+              platform.machine(), platform.release(), os.cpu_count() or 0,
+              repeats, short_repeats, " and ".join(SHORT_RUNS),
+              2 * repeats + 1, ", ".join(THREADED)), ""]
     trows = []
     for k, w, label in TIMINGS:
-        if w not in works:
-            continue
-        vals = {n: med(w, n, k) for n in names}
-        best = min([vals[p] for p in peers if vals[p] is not None] or [None])
-        row = [label]
-        for n in names:
-            v = vals[n]
-            row.append("-" if v is None else fmt(v) +
-                       (" (%.2fx)" % (v / best) if best else ""))
-        trows.append(row)
+        if w in works:
+            trows.append(ratio_row(label, {n: med(w, n, k) for n in names},
+                                   names, peers, min))
     if trows:
         md += ["Time per operation (median; in brackets, the ratio to the "
                "best peer among %s; lower is better):" % ", ".join(peers), "",
@@ -459,10 +531,13 @@ def main():
                "",
                table(["allocator"] + tws, srow), ""]
 
+    md += new_tables(names, peers, med, works, args)
     md += targets(names, peers, med, fastest, works)
     md += extras(args)
     md.append("![RSS through the frag workloads](rss.svg)")
     md.append("![time per operation](time.svg)")
+    if relative_rows(names, med, works):
+        md.append("![issue 21's workloads against the best peer](new.svg)")
     text = "\n".join(md) + "\n"
     log("")
     log(text)
@@ -525,6 +600,75 @@ def extras(args):
     return md
 
 
+def ratio_row(label, vals, cols, peers, best_of):
+    """A table row: each value of vals (None: "-") with, in brackets, its
+    ratio to the best peer's (best_of: min for times, max for rates)."""
+    best = best_of([vals[p] for p in peers if vals.get(p) is not None] or
+                   [0])
+    return [label] + ["-" if vals[n] is None else fmt(vals[n]) + (
+        " (%.2fx)" % (vals[n] / best) if best else "") for n in cols]
+
+
+def geomean(vals):
+    return math.exp(sum(math.log(v) for v in vals) / len(vals))
+
+
+def new_tables(names, peers, med, works, args):
+    """Issue 21's tables: the threaded workloads' throughput and the real
+    programs' times, under the peers and NEW_SHED."""
+    cols = [n for n in names if n in peers + [NEW_SHED]]
+    md = []
+    rows = []
+    for k, w, label in THROUGHPUTS:
+        if w in works:
+            rows.append(ratio_row(label, {n: med(w, n, k) for n in cols},
+                                  cols, peers, max))
+    if rows:
+        md += ["Throughput of issue 21's threaded workloads (median of %d "
+               "runs; in brackets, the ratio to the best peer; higher is "
+               "better; cache-scratch is in the time table above):" %
+               (2 * args.repeats + 1), "", table(["workload"] + cols, rows),
+               ""]
+    if "scratch" in works:
+        md += ["cache-scratch: workers given, at their first malloc, a block "
+               "on a 64-byte line that the other worker's block touches "
+               "(false sharing; a machine whose two CPUs share one core's "
+               "cache does not show it in the time): " + ", ".join(
+                   "%s %s" % (n, fmt(med("scratch", n, "scratch_shared")))
+                   for n in cols) + ".", ""]
+    progs = [w for w in PROGS if w in works]
+    if not progs:
+        return md
+    pcols = cols + ["pymalloc"]
+    rows = []
+    for w in progs:
+        rows.append(ratio_row(PROG_LABELS[w[5:]],
+                              {n: med(w, n, "prog_s") for n in pcols},
+                              pcols, peers, min))
+    # The geometric mean over the programs every allocator ran.
+    full = [w for w in progs if all(med(w, n, "prog_s") for n in cols)]
+    if full:
+        g = {n: geomean([med(w, n, "prog_s") for w in full]) for n in cols}
+        best = min(g[p] for p in peers if p in g)
+        rows.append(["geometric mean"] + ["%.3f (%.2fx)" % (g[n], g[n] / best)
+                                          for n in cols] + ["-"])
+    md += ["Real programs, the allocator preloaded (bench/programs.py; "
+           "seconds of wall time, median of %d runs; in brackets, the ratio "
+           "to the best peer; lower is better; the Python programs run with "
+           "PYTHONMALLOC=malloc, except under pymalloc, CPython's own, with "
+           "glibc beneath):" % args.repeats, "",
+           table(["program"] + pcols, rows), ""]
+    return md
+
+
+PROG_LABELS = {
+    "compileall": "python3 -m compileall -f -q, the stdlib",
+    "json": "python3 json dump+load round trip",
+    "sqlite": "sqlite3: build, index, update, delete rows",
+    "redis": "redis-server: SET/GET/LPUSH/LPOP, -P 16",
+}
+
+
 def targets(names, peers, med, fastest, works):
     """shed's targets, checked against this run's numbers: one second after
     the drop, frag-sparse and frag-phase within 1.10x of the survivors' bound
@@ -567,7 +711,98 @@ def targets(names, peers, med, fastest, works):
                    "below, in both): %s." %
                    (label, v, bp, best, fs, fp, fast[fp],
                     "met" if v <= best and fs <= fast[fp] else "MISSED"))
+    for k, w, label in THROUGHPUTS:
+        v = med(w, s, k) if w in works else None
+        vals = {p: med(w, p, k) for p in peers} if v else {}
+        vals = {p: x for p, x in vals.items() if x is not None}
+        if vals:
+            bp = max(vals, key=vals.get)
+            out.append("- %s: shed %.3g, best peer %s %.3g: %.2fx (target: "
+                       "at or above): %s." % (label, v, bp, vals[bp],
+                                              v / vals[bp], "met" if
+                                              v >= vals[bp] else "MISSED"))
+    v = med("scratch", s, "scratch_ms") if "scratch" in works else None
+    vals = {p: med("scratch", p, "scratch_ms") for p in peers} if v else {}
+    vals = {p: x for p, x in vals.items() if x is not None}
+    if vals:
+        bp = min(vals, key=vals.get)
+        out.append("- cache-scratch: shed %.1f ms, best peer %s %.1f ms: "
+                   "%.2fx (target: no worse): %s." % (
+                       v, bp, vals[bp], v / vals[bp],
+                       "met" if v <= vals[bp] else "MISSED"))
+    progs = [w for w in PROGS if w in works and
+             all(med(w, n, "prog_s") for n in (s, "mimalloc"))]
+    if progs and "mimalloc" in peers:
+        gs = geomean([med(w, s, "prog_s") for w in progs])
+        gm = geomean([med(w, "mimalloc", "prog_s") for w in progs])
+        out.append("- real programs (%s): geometric mean of time, shed %.3f s, "
+                   "mimalloc %.3f s: %.2fx (target: at or below): %s." % (
+                       ", ".join(w[5:] for w in progs), gs, gm, gs / gm,
+                       "met" if gs <= gm else "MISSED"))
+    for w in ["prog-" + p for p in programs.PYTHON_PROGRAMS]:
+        v, pm = (med(w, s, "prog_s"), med(w, "pymalloc", "prog_s")) \
+            if w in works else (None, None)
+        if v and pm:
+            out.append("- %s: shed %.3f s, pymalloc %.3f s: %.2fx (target: "
+                       "within 1.05x): %s." % (
+                           PROG_LABELS[w[5:]], v, pm, v / pm,
+                           "met" if v <= 1.05 * pm else "MISSED"))
     return out + [""] if len(out) > 2 else []
+
+
+def relative_rows(names, med, works):
+    """Issue 21's rows as time relative to the best peer (throughputs
+    inverted), so that lower is better in every one: [(label, {n: r})]."""
+    peers = [n for n in names if n in PEERS]
+    rows = []
+    for k, w, label in THROUGHPUTS + [("scratch_ms", "scratch",
+                                       "cache-scratch")] + [
+            ("prog_s", w, w[5:]) for w in PROGS]:
+        if w not in works:
+            continue
+        v = {n: med(w, n, k) for n in names if med(w, n, k)}
+        pv = [v[p] for p in peers if p in v]
+        if not pv:
+            continue
+        if k.endswith("_mops"):
+            best = max(pv)
+            r = {n: best / x for n, x in v.items()}
+        else:
+            best = min(pv)
+            r = {n: x / best for n, x in v.items()}
+        rows.append((label.split(",")[0].replace("larson-style server",
+                                                  "larson") +
+                     (" " + label.split(",")[1].strip()
+                      if w.startswith("larson") else ""), r))
+    return rows
+
+
+def plot_relative(out_dir, tmp, names, med, works):
+    """gnuplot commands of new.svg: issue 21's rows against the best peer."""
+    rows = relative_rows(names, med, works)
+    cols = [n for n in names if any(n in r for _, r in rows)]
+    if not rows:
+        return []
+    p = os.path.join(tmp, "new.dat")
+    with open(p, "w") as f:
+        for label, r in rows:
+            f.write('"%s" %s\n' % (label, " ".join(
+                "%g" % r.get(n, 0) for n in cols)))
+    return ["reset",
+            "set terminal svg size 1200,420 dynamic font 'sans,11'",
+            "set output '%s'" % os.path.join(out_dir, "new.svg"),
+            "set title 'Issue 21 workloads: time relative to the best peer "
+            "(throughputs inverted; lower is better)'",
+            "set style data histograms",
+            "set style histogram clustered gap 1",
+            "set style fill solid 0.8 border -1", "set boxwidth 0.9",
+            "set ylabel 'x the best peer'", "set grid ytics",
+            "set key outside right", "set yrange [0:*]",
+            "set xtics rotate by -20",
+            "plot " + ", ".join(
+                "'%s' using %d:xtic(1) lc rgb '%s' title '%s'" %
+                (p, i + 2, COLOURS.get(n, "#000000"), n)
+                for i, n in enumerate(cols)) + ", 1 notitle lc 'black'"]
 
 
 def plot(out_dir, names, rss, med, works):
@@ -637,6 +872,7 @@ def plot(out_dir, names, rss, med, works):
                          "'%s' using %d:xtic(1) lc rgb '%s' title '%s'" %
                          (p, i + 2, COLOURS.get(n, "#000000"), n)
                          for i, n in enumerate(names))]
+        cmds += plot_relative(out_dir, tmp, names, med, works)
         r = subprocess.run([gp], input="\n".join(cmds) + "\n", text=True,
                            capture_output=True)
         if r.returncode != 0:
@@ -646,7 +882,8 @@ def plot(out_dir, names, rss, med, works):
 # The paragraphs of latest.md that the README shows (by their first words):
 # the run's line, the time table, the targets and the plots.  The README
 # links to latest.md for the rest, so that it stays short.
-README_PARTS = ("Made by ", "Time per operation", "Targets ", "![")
+README_PARTS = ("Made by ", "Time per operation", "Throughput of",
+                "Real programs", "Targets ", "![")
 
 
 def readme_summary(text):
@@ -674,8 +911,9 @@ def readme_summary(text):
         else:
             take_next = False
     out.append("The other tables of this run (memory after the drop, "
-               "CPython, reuse distance, release syscalls, release cost per "
-               "backend, forking server) are in [latest.md](latest.md).")
+               "CPython, reuse distance, release syscalls, cache-scratch's "
+               "false sharing, release cost per backend, forking server) are "
+               "in [latest.md](latest.md).")
     return "\n\n".join(out) + "\n"
 
 
@@ -692,7 +930,7 @@ def update_readme(path, text, out_dir):
         return
     rel = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(path)))
     text = readme_summary(text)
-    for f in ("rss.svg", "time.svg", "latest.md"):
+    for f in ("rss.svg", "time.svg", "new.svg", "latest.md"):
         text = text.replace("](%s)" % f, "](%s/%s)" % (rel, f))
     head, rest = s.split(begin, 1)
     tail = rest.split(end, 1)[1]
