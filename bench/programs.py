@@ -3,9 +3,11 @@
 bench/run.py imports this module: Programs(tmp, quick, python) prepares
 their inputs once in the directory tmp, and .run(name, env) runs one program
 with the environment env (the allocator's LD_PRELOAD, and PYTHONMALLOC for
-the Python programs), checks what it produced and returns its wall time in
-seconds.  A program whose output is wrong raises RuntimeError: a timing of
-a run that corrupted its data is worthless.
+the Python programs), checks what it produced and returns its wall time and
+its CPU time (user + system) in seconds.  On a shared machine the CPU time
+is the steadier one: a wall time also counts the time the program waited for
+a CPU.  A program whose output is wrong raises RuntimeError: a timing of a
+run that corrupted its data is worthless.
 
   compileall  python3 -m compileall -f -q over a copy of the standard
               library (without its tests)
@@ -16,11 +18,13 @@ a run that corrupted its data is worthless.
   redis       redis-benchmark (SET, GET, LPUSH, LPOP, -P 16) against a
               redis-server on a unix socket in tmp (port 0: nothing listens
               on the network); only the server is preloaded; its stored
-              values are checked after the benchmark
+              values are checked after the benchmark.  Wall time: the
+              benchmark's; CPU time: the server's, over its whole life
 
 Usage by hand: python3 bench/programs.py [--quick] NAME [LD_PRELOAD]
 """
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -145,6 +149,7 @@ SELECT count(*) FROM t INDEXED BY t_v WHERE v > '';
     # ---- redis
     def run_redis(self, env):
         n = self.size("redis")
+        cpu = None
         d = os.path.join(self.tmp, "redis")
         os.makedirs(d, exist_ok=True)
         sock = os.path.join(d, "redis.sock")
@@ -173,15 +178,27 @@ SELECT count(*) FROM t INDEXED BY t_v WHERE v > '';
             if server.poll() is None:
                 subprocess.run(["redis-cli", "-s", sock, "shutdown", "nosave"],
                                capture_output=True, timeout=30)
-                try:
-                    server.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+                cpu = self.reap(server)
         if server.returncode != 0:
             raise RuntimeError("redis-server exited %d: %s" % (
                 server.returncode, server.stderr.read().decode()[-300:]))
-        return t
+        if cpu is None:
+            raise RuntimeError("redis-server ended before the benchmark did")
+        return t[0], cpu
+
+    @staticmethod
+    def reap(proc):
+        """Wait for proc (30 s at most, then kill it); its CPU seconds."""
+        deadline = time.monotonic() + 30
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return ru.ru_utime + ru.ru_stime
+            if time.monotonic() > deadline:
+                proc.kill()
+                deadline += 30
+            time.sleep(0.01)
 
     @staticmethod
     def wait_ready(server, sock, d):
@@ -242,10 +259,15 @@ SELECT count(*) FROM t INDEXED BY t_v WHERE v > '';
     # ---- common
     @staticmethod
     def timed(cmd, env, stdin=None, output=False):
+        """Run cmd: (wall s, CPU s) [, its stdout].  The CPU time is that of
+        the children this process waited for, of which cmd is the one."""
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         r = subprocess.run(cmd, env=env, input=stdin, capture_output=True,
                            text=True, timeout=600)
-        t = time.monotonic() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = (time.monotonic() - t0, ru1.ru_utime + ru1.ru_stime -
+             ru0.ru_utime - ru0.ru_stime)
         if r.returncode != 0 or "cannot be preloaded" in r.stderr:
             raise RuntimeError("%s failed (exit %d): %s" % (
                 " ".join(cmd[:3]), r.returncode, r.stderr.strip()[-300:]))
@@ -267,4 +289,4 @@ if __name__ == "__main__":
         e.setdefault("PYTHONMALLOC", "malloc")
     with tempfile.TemporaryDirectory() as tmp:
         p = Programs(tmp, quick, sys.executable)
-        print("%s: %.3f s" % (a[0], p.run(a[0], e)))
+        print("%s: %.3f s wall, %.3f s CPU" % ((a[0],) + p.run(a[0], e)))
