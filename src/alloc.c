@@ -123,7 +123,7 @@ static size_t block_size(const void *ptr, const char *call)
     unsigned size;
     struct theap *owner;
     int err = block_locate(ptr, &p, &idx, &size, &owner);
-    if (err < 0 && block_is_free(p, idx))
+    if (err < 0 && (block_is_free(p, idx) || (g.checker && quarantine_holds(ptr))))
         err = E_DOUBLE;
     if (unlikely(err >= 0)) {
         shed_error(err, ptr, call);

@@ -73,6 +73,9 @@ static struct arena *arena_new(void)
     if (os_commit(base, bytes) != 0)
         return NULL;
     chk_noaccess(base, bytes);
+    size_t descs = (size_t)POOLS_PER_ARENA << g.desc_shift;
+    chk_table(desc_of(g.narenas * POOLS_PER_ARENA), descs, true);
+    chk_table(remote_of(desc_of(g.narenas * POOLS_PER_ARENA)), descs, true);
     struct arena *a = &g.arenas[g.narenas];
     a->index = (uint32_t)g.narenas++;
     a->released = ~0ull;
@@ -367,11 +370,12 @@ void arena_seal_all(bool seal)
 size_t arena_resident_bytes(void)
 {
     pthread_mutex_lock(&g.lock);
-    size_t npages = g.narenas * POOLS_PER_ARENA;
+    size_t npages = (g.narenas - g.first_arena) * POOLS_PER_ARENA;
     pthread_mutex_unlock(&g.lock);
     if (npages == 0)
         return 0;
-    return os_resident_pages(g.region, npages) << g.page_shift;
+    return os_resident_pages(g.region + (g.first_arena * POOLS_PER_ARENA << g.page_shift),
+                             npages) << g.page_shift;
 }
 
 /* fork(): the arena lock, innermost but for the release thread's sleep lock. */

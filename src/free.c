@@ -27,7 +27,8 @@ static __attribute__((noinline)) void free_foreign(void *ptr)
 }
 
 /* A pointer inside the region: check it, then free the block.  checked:
- * tell ASan, once the block is known good. */
+ * tell ASan, once the block is known good, and hold the block in the
+ * quarantine (quarantine.c) rather than give it back now. */
 static inline __attribute__((always_inline)) void free_in_region(void *ptr, const char *call,
                                                                  bool checked)
 {
@@ -38,9 +39,20 @@ static inline __attribute__((always_inline)) void free_in_region(void *ptr, cons
     int err = block_locate(ptr, &p, &idx, &size, &owner);
     if (unlikely(err >= 0))
         return shed_error(err, ptr, call);
-    if (checked)
+    if (checked) {
+        if (block_is_free(p, idx))
+            return shed_error(E_DOUBLE, ptr, call);
         chk_free(ptr, size);
+        if (quarantine_put(ptr, size, call))
+            return;
+    }
     free_block(ptr, call, p, idx, size, owner);
+}
+
+/* A block leaving the quarantine, checked when it was freed. */
+void free_now(void *ptr, const char *call)
+{
+    free_in_region(ptr, call, false);
 }
 
 /* Under valgrind or ASan: memcheck hears of the free first, so that it
@@ -90,6 +102,20 @@ void chk_noaccess(void *addr, size_t len)
 {
     VG(VALGRIND_MAKE_MEM_NOACCESS(addr, len));
     ASAN_POISON_MEMORY_REGION(addr, len);
+}
+
+/* Under memcheck: [addr, addr + len) of a metadata table is in use (used)
+ * or not yet (carved later).  memcheck's leak check reads every word of a
+ * defined mapping, where it skips no-access memory 64 KiB at a time: 1 GiB of
+ * descriptor tables cost seconds per leak check while defined. */
+void chk_table(void *addr, size_t len, bool used)
+{
+    if (!g.valgrind)
+        return;
+    if (used)
+        VALGRIND_MAKE_MEM_DEFINED(addr, len);
+    else
+        VALGRIND_MAKE_MEM_NOACCESS(addr, len);
 }
 
 EXPORT void shed_free(void *ptr)

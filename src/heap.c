@@ -8,6 +8,8 @@
  * from it, and frees of its blocks take the cross-thread path of theap.c.
  * Its blocks larger than SHED_MAX_BLOCK come from the system allocator and
  * are remembered in a small open-addressing set, so that destroy frees them.
+ * Under memcheck such a block the program no longer points at is a leak, as
+ * a small block of the heap is: only destroying the heap would free it.
  */
 #include <errno.h>
 #include <string.h>
@@ -23,7 +25,9 @@ struct shed_heap {
     pthread_mutex_t lock;
     struct theap *th;
     struct shed_heap *next;       /* live heaps, or recycled ones */
-    void **large;                 /* set of system blocks; NULL = empty slot */
+    uintptr_t *large;             /* set of system blocks, hidden (hide_addr:
+                                     memcheck must not count them as reachable
+                                     from here, shed_impl.h); 0 = empty slot */
     size_t large_cap, large_n;
 };
 
@@ -33,16 +37,16 @@ static _Atomic size_t nlarge;     /* system blocks held by all heaps */
 
 /* ---- the set of large blocks (caller holds the heap's lock) ---- */
 
-static size_t slot_of(void *ptr, size_t cap)
+static size_t slot_of(uintptr_t hidden, size_t cap)
 {
-    return ((uintptr_t)ptr >> 4) * 0x9e3779b97f4a7c15ull >> 7 & (cap - 1);
+    return (hidden >> 4) * 0x9e3779b97f4a7c15ull >> 7 & (cap - 1);
 }
 
 static bool large_add(struct shed_heap *h, void *ptr)
 {
     if (2 * (h->large_n + 1) > h->large_cap) {
         size_t cap = h->large_cap ? 2 * h->large_cap : 64;
-        void **t = os_map(cap * sizeof *t);
+        uintptr_t *t = os_map(cap * sizeof *t);
         if (!t)
             return false;
         for (size_t i = 0; i < h->large_cap; i++) {
@@ -58,10 +62,11 @@ static bool large_add(struct shed_heap *h, void *ptr)
         h->large = t;
         h->large_cap = cap;
     }
-    size_t j = slot_of(ptr, h->large_cap);
+    uintptr_t e = hide_addr(ptr);
+    size_t j = slot_of(e, h->large_cap);
     while (h->large[j])
         j = (j + 1) & (h->large_cap - 1);
-    h->large[j] = ptr;
+    h->large[j] = e;
     h->large_n++;
     RELAXED_ADD(nlarge, 1);
     return true;
@@ -71,16 +76,17 @@ static bool large_remove(struct shed_heap *h, void *ptr)
 {
     if (!h->large_n)
         return false;
-    size_t mask = h->large_cap - 1, j = slot_of(ptr, h->large_cap);
-    while (h->large[j] && h->large[j] != ptr)
+    uintptr_t want = hide_addr(ptr);
+    size_t mask = h->large_cap - 1, j = slot_of(want, h->large_cap);
+    while (h->large[j] && h->large[j] != want)
         j = (j + 1) & mask;
     if (!h->large[j])
         return false;
-    h->large[j] = NULL;
+    h->large[j] = 0;
     /* Re-insert the rest of the cluster so that lookups still find it. */
     for (size_t k = (j + 1) & mask; h->large[k]; k = (k + 1) & mask) {
-        void *e = h->large[k];
-        h->large[k] = NULL;
+        uintptr_t e = h->large[k];
+        h->large[k] = 0;
         size_t s = slot_of(e, h->large_cap);
         while (h->large[s])
             s = (s + 1) & mask;
@@ -224,10 +230,10 @@ EXPORT void shed_heap_destroy(shed_heap_t *h)
     theap_destroy_pools(h->th);
     for (size_t i = 0; i < h->large_cap; i++)
         if (h->large[i])
-            sys_free(h->large[i]);
+            sys_free(unhide_addr(h->large[i]));
     RELAXED_ADD(nlarge, -h->large_n);
     if (h->large)
-        os_unmap(h->large, h->large_cap * sizeof(void *));
+        os_unmap(h->large, h->large_cap * sizeof *h->large);
     h->large = NULL;
     h->large_cap = h->large_n = 0;
     theap_recycle(h->th);

@@ -34,6 +34,7 @@ static void fork_prepare(void)
     if (RELAXED_LOAD(g.opt.freeze_on_fork))
         arena_seal_all(true);     /* the children never write our pools */
     heap_fork_prepare();          /* heaps_lock, then each heap's lock */
+    quarantine_fork_prepare();    /* q.lock */
     release_fork_prepare();       /* rel.pass */
     orphan_fork_prepare();        /* g.orphan_lock */
     theap_fork_prepare();         /* g.theap_lock, then the stripe locks */
@@ -48,6 +49,7 @@ static void fork_parent(void)
     theap_fork_parent();
     orphan_fork_parent();
     release_fork_parent();
+    quarantine_fork_parent();
     heap_fork_parent();
 }
 
@@ -60,6 +62,7 @@ static void fork_child(void)
     theap_fork_child();
     orphan_fork_child();
     release_fork_child();
+    quarantine_fork_child();
     heap_fork_child();
     os_fork_child();
     report_fork_child();
@@ -113,6 +116,14 @@ static bool setup(void)
         return false;
     }
     g.pool_delta = (uintptr_t)g.region - ((uintptr_t)g.descs << DESC_TO_PAGE);
+    /* Under a checker arena 0 is never carved: g.region, the address of its
+     * first pool, would keep that pool's first block reachable for memcheck
+     * (shed_impl.h, "No block addresses").  Descriptors are made accessible
+     * as their arena is carved (arena_new). */
+    g.first_arena = g.narenas = g.checker ? 1 : 0;
+    g.arenas[0].bucket[0] = g.arenas[0].bucket[1] = -1;
+    chk_table(g.descs, g.npools << g.desc_shift, false);
+    chk_table(g.remotes, g.npools << g.desc_shift, false);
     g.fast_size = g.checker ? 0 : g.region_size;
     os_probe_backend();
     pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -54,6 +54,7 @@ static const struct key keys[] = {
     { "delay_ms", K_NUMBER, NULL, 0, 3600000, NULL, &g.opt.delay_ms, NULL },
     { "max_dirty", K_NUMBER, NULL, 0, UINT_MAX, NULL, &g.opt.max_dirty, NULL },
     { "batch", K_NUMBER, NULL, 1, IOV_MAX, NULL, &g.opt.batch, NULL },
+    { "quarantine_kb", K_NUMBER, NULL, 0, 1u << 22, NULL, &g.opt.quarantine_kb, NULL },
     { "region_mb", K_NUMBER, NULL, 16, 1u << 22, NULL, NULL, &g.opt.region_size },
     { NULL, 0, NULL, 0, 0, NULL, NULL, NULL } };
 
@@ -81,6 +82,7 @@ void options_defaults(void)
     RELAXED_STORE(g.opt.stats_at_exit, 0);
     RELAXED_STORE(g.opt.stats_interval_ms, 0);
     RELAXED_STORE(g.opt.freeze_on_fork, 0);
+    RELAXED_STORE(g.opt.quarantine_kb, 20000);   /* memcheck's --freelist-vol */
     g.opt.region_size = DEFAULT_REGION;
 }
 
@@ -167,7 +169,10 @@ EXPORT int shed_config(const char *settings)
     int old_backend = RELAXED_LOAD(g.opt.backend), old_advice = RELAXED_LOAD(g.opt.advice);
     int old_release = RELAXED_LOAD(g.opt.release);
     unsigned old_interval = RELAXED_LOAD(g.opt.stats_interval_ms);
+    unsigned old_quarantine = RELAXED_LOAD(g.opt.quarantine_kb);
     int r = options_apply(settings, false);
+    if (RELAXED_LOAD(g.opt.quarantine_kb) < old_quarantine)
+        quarantine_trim();
     if (RELAXED_LOAD(g.opt.backend) != old_backend || RELAXED_LOAD(g.opt.advice) != old_advice)
         os_probe_backend();
     if (RELAXED_LOAD(g.opt.release) == REL_BATCHED && old_release != REL_BATCHED &&

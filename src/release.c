@@ -90,6 +90,8 @@ size_t release_pass(bool all, uint32_t *next_ms)
         size_t n = arena_claim(all, rel.ranges, MAX_RANGES, &wait);
         if (n)
             bytes += advise_and_settle(rel.ranges, n, rel.ok);
+        if (unlikely(g.checker))   /* pools reused later: no block addresses */
+            memset(rel.ranges, 0, n * sizeof *rel.ranges);
         if (wait != 0 || n == 0)
             break;
     }

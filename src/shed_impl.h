@@ -69,6 +69,8 @@
  * Lock order, outermost first (fork_prepare in init.c takes them all in
  * this order through each module's fork hooks):
  *   1. heaps_lock (heap.c), then each heap's own lock
+ *   1b. q.lock (quarantine.c): only under a checker; held while a block
+ *      leaves the quarantine for its pool (which takes 5 to 7)
  *   2. rel.pass (release.c): one release pass at a time
  *   3. g.orphan_lock (orphan.c)
  *   4. g.theap_lock (theap.c)
@@ -252,11 +254,42 @@ struct imap {
     _Atomic uint64_t *words;
 };
 
+/*
+ * No block addresses in shed's memory while a checker runs.  memcheck's leak
+ * check (valgrind --leak-check) scans all memory that is not a block (shed's
+ * tables and theaps, its globals, the stacks) for pointers: a block whose
+ * start something points at is "still reachable", one that something points
+ * into is "possibly lost", and only a block nothing points at is "definitely
+ * lost".  So if shed keeps the address of a block the program owns, a leak of
+ * that block is never reported.  Under a checker (g.checker):
+ *   - cur_word.base is NULL (the fast path, its only reader, does not run;
+ *     the slow path works the block's address out from the pool);
+ *   - the quarantine (quarantine.c) and a heap's set of large blocks keep
+ *     addresses hidden (hide_addr: the complement, a kernel-half address
+ *     that points at nothing of the program's);
+ *   - the release pass's buffer of pool addresses is cleared after use;
+ *   - g.region is the address of pool 0: arena 0 is never carved
+ *     (g.first_arena), so that no block is there.
+ * A cache added later that holds blocks (freed blocks of a per-thread cache,
+ * say) must do the same: keep them hidden, or stay empty, while g.checker is
+ * set.  (Under a checker the fast paths are off: g.fast_size is 0, and
+ * th->epoch never matches g.epoch; see fast.h and theap_sync.)
+ */
+static inline uintptr_t hide_addr(const void *p)
+{
+    return ~(uintptr_t)p;
+}
+static inline void *unhide_addr(uintptr_t h)
+{
+    return (void *)~h;
+}
+
 /* malloc's view of a class's current pool: the word of its free bitmap that
  * blocks come from, and the address of that word's first block.  Any word of
  * the current pool will do (frees go on setting bits in it); when the
  * current pool changes, so does this (theap_set_cur).  With no current pool,
- * word is NO_POOL's first word, which is zero. */
+ * word is NO_POOL's first word, which is zero.  Under a checker base is NULL:
+ * see "No block addresses" above. */
 struct cur_word {
     _Atomic uint64_t *word;
     char *base;
@@ -265,7 +298,9 @@ struct cur_word {
 };
 _Static_assert(sizeof(struct cur_word) == 2 * SHED_CLASS_STEP, "alloc_fast indexes by 2 * size");
 
-/* A thread heap: the pools one thread (or one shared heap) owns. */
+/* A thread heap: the pools one thread (or one shared heap) owns.  It holds
+ * no block address while a checker runs ("No block addresses" above), nor
+ * may anything added to it (a cache of freed blocks). */
 struct theap {
     struct cur_word fast[NCLS + 1];  /* by size slot, (size + 15) / 16: slot 0
                                     (malloc(0)) is never set, slot c + 1 is
@@ -312,6 +347,7 @@ struct options {
     _Atomic unsigned stats_interval_ms;  /* 0: no JSON lines from the thread
                                     (stats_file: see report.c) */
     _Atomic int freeze_on_fork;
+    _Atomic unsigned quarantine_kb;  /* under a checker: freed blocks held */
     size_t region_size;
 };
 
@@ -340,6 +376,8 @@ struct global {
     char *remotes;               /* struct pool_remote table, same stride */
     struct arena *arenas;
     size_t narenas, narenas_max;
+    size_t first_arena;          /* 1 under a checker: arena 0 is never
+                                    carved ("No block addresses") */
     uint16_t nblocks[NCLS];
     uint16_t avail_min[NCLS];    /* free blocks that make a full pool available */
     uint32_t magic[NCLS];        /* offset * magic >> 32 == offset / size */
@@ -503,6 +541,12 @@ static inline unsigned pool_first_word(struct pool *p)
     return w;
 }
 
+/* The first block of word w of p's bitmap. */
+static inline char *cur_word_base(struct pool *p, const _Atomic uint64_t *w)
+{
+    return pool_addr(p) + (size_t)(w - free_map(p)) * 64 * RELAXED_LOAD(p->size);
+}
+
 /* Owner: take block ctz(m) of c's word, m being that word, non-zero, of
  * blocks of size bytes: malloc's fast path, and the slow path's. */
 static inline void *cur_word_take(struct cur_word *c, uint64_t m, size_t size)
@@ -537,9 +581,8 @@ static inline void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
     if (p == NO_POOL) {
         cur_word_clear(c);
     } else {
-        unsigned w = pool_first_word(p);
-        c->word = &free_map(p)[w];
-        c->base = pool_addr(p) + (size_t)w * 64 * RELAXED_LOAD(p->size);
+        c->word = &free_map(p)[pool_first_word(p)];
+        c->base = likely(!g.checker) ? cur_word_base(p, c->word) : NULL;
         c->pool = p;
     }
 }
@@ -562,6 +605,13 @@ static inline int block_locate(const void *ptr, struct pool **pp, size_t *idx,
                                unsigned *size, struct theap **owner)
 {
     size_t off = (size_t)((const char *)ptr - g.region);
+    /* Under memcheck the descriptors of arenas not carved yet are no-access
+     * (chk_table): say here what the zeroes there would. */
+    if (unlikely(g.checker)) {
+        size_t arena = (off >> g.page_shift) / POOLS_PER_ARENA;
+        if (arena < g.first_arena || arena >= __atomic_load_n(&g.narenas, __ATOMIC_RELAXED))
+            return E_INVALID;
+    }
     struct pool *p = desc_at(off);
     struct theap *o = RELAXED_LOAD(p->owner);
     unsigned sz = RELAXED_LOAD(p->size);
@@ -637,6 +687,7 @@ static inline bool shed_ready(void)
     void m##_fork_parent(void) HIDDEN; \
     void m##_fork_child(void) HIDDEN;
 FORK_HOOKS(heap)
+FORK_HOOKS(quarantine)
 FORK_HOOKS(release)
 FORK_HOOKS(orphan)
 FORK_HOOKS(theap)
@@ -732,6 +783,13 @@ void     inherit_free(struct pool *p, size_t idx) HIDDEN;
 void     theap_reclaim_inherited(void) HIDDEN;
 void     inherited_collect(bool force) HIDDEN;
 
+/* quarantine.c: freed blocks held back under a checker */
+bool     quarantine_put(void *b, unsigned size, const char *call) HIDDEN;
+bool     quarantine_holds(const void *b) HIDDEN;
+unsigned quarantine_count(struct pool *p) HIDDEN;
+void     quarantine_trim(void) HIDDEN;
+void     quarantine_destroy_pool(struct pool *p) HIDDEN;
+
 /* heap.c: shed_heap */
 struct shed_heap *heap_take_large(void *ptr) HIDDEN;
 void     heap_put_large(struct shed_heap *h, void *ptr) HIDDEN;
@@ -753,6 +811,7 @@ void    *shed_malloc_impl(size_t size) HIDDEN;
 void     shed_free_impl(void *ptr, const char *call) HIDDEN;
 void     free_remote(struct pool *p, size_t idx, unsigned size, void *ptr,
                      const char *call) HIDDEN;
+void     free_now(void *ptr, const char *call) HIDDEN;
 void    *shed_realloc_impl(void *ptr, size_t size, const char *call,
                            struct shed_heap *heap) HIDDEN;
 void    *shed_aligned_impl(size_t align, size_t size) HIDDEN;

@@ -10,10 +10,16 @@
 #include "shed_impl.h"
 #include "vg.h"
 
-/* A block of th's current pool p of class cls, which has one. */
+/* A block of th's current pool p of class cls, which has one.  Under a
+ * checker fast[] keeps no block address (shed_impl.h): work it out. */
 static inline void *cur_take(struct theap *th, unsigned cls, struct pool *p)
 {
-    struct cur_word *c = &th->fast[cls + 1];
+    struct cur_word *c = &th->fast[cls + 1], open;
+    if (unlikely(g.checker)) {
+        open = *c;
+        open.base = cur_word_base(p, c->word);
+        c = &open;
+    }
     return cur_word_take(c, RELAXED_LOAD(*c->word), RELAXED_LOAD(p->size));
 }
 

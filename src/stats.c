@@ -19,6 +19,8 @@ static unsigned pool_live(struct pool *p)
     unsigned nfree = 0;
     for (unsigned w = 0; w < g.nwords; w++)
         nfree += (unsigned)__builtin_popcountll(pool_free_word(p, w));
+    if (unlikely(g.checker))
+        nfree += quarantine_count(p);   /* freed, held back */
     unsigned n = g.nblocks[size_class(RELAXED_LOAD(p->size))];
     return nfree < n ? n - nfree : 0;
 }
@@ -90,8 +92,8 @@ static void stats_fill(struct shed_stats *st)
     st->pools_dirty = g.npools_dirty;
     st->pools_releasing = g.npools_releasing;
     st->pools_released = g.npools_released;
-    st->arenas = g.narenas;
-    st->bytes_mapped = (g.narenas * POOLS_PER_ARENA) << g.page_shift;
+    st->arenas = g.narenas - g.first_arena;
+    st->bytes_mapped = (st->arenas * POOLS_PER_ARENA) << g.page_shift;
     pthread_mutex_unlock(&g.lock);
 
     st->pool_size = g.page_size;
@@ -140,20 +142,22 @@ EXPORT int shed_stats(struct shed_stats *st)
 size_t stats_pool_cells(unsigned char *cell, size_t max)
 {
     pthread_mutex_lock(&g.lock);
-    size_t npools = g.narenas * POOLS_PER_ARENA;
-    for (size_t i = 0; i < npools && i < max; i++) {
+    size_t first = g.first_arena * POOLS_PER_ARENA;   /* not carved */
+    size_t npools = g.narenas * POOLS_PER_ARENA - first;
+    for (size_t k = 0; k < npools && k < max; k++) {
+        size_t i = first + k;
         const struct arena *ar = &g.arenas[i / POOLS_PER_ARENA];
         uint64_t bit = 1ull << (i % POOLS_PER_ARENA);
         unsigned live, c;
         if (ar->used & bit) {
             c = used_pool(i, &live);
-            cell[i] = (unsigned char)(CELL_USED + fill_bin(live, c < NCLS ? g.nblocks[c] : 1));
+            cell[k] = (unsigned char)(CELL_USED + fill_bin(live, c < NCLS ? g.nblocks[c] : 1));
         } else if (ar->dirty & bit) {
-            cell[i] = CELL_DIRTY;
+            cell[k] = CELL_DIRTY;
         } else if (ar->releasing & bit) {
-            cell[i] = CELL_RELEASING;
+            cell[k] = CELL_RELEASING;
         } else {
-            cell[i] = ar->touched & bit ? CELL_RELEASED : CELL_UNTOUCHED;
+            cell[k] = ar->touched & bit ? CELL_RELEASED : CELL_UNTOUCHED;
         }
     }
     pthread_mutex_unlock(&g.lock);

@@ -342,19 +342,11 @@ void theap_relist(struct theap *th)
     theap_check(th, false);
 }
 
-/* Tell memcheck that the live blocks of p are gone. */
-static void vg_free_live(struct pool *p)
-{
-    for (size_t i = 0; i < p->nblocks; i++)
-        if (!block_is_free(p, i))
-            chk_free_early(pool_addr(p) + i * RELAXED_LOAD(p->size));
-}
-
 static void destroy_pool(struct theap *th, struct pool *p, void *arg)
 {
     (void)arg;
-    if (unlikely(g.valgrind))
-        vg_free_live(p);
+    if (unlikely(g.checker))
+        quarantine_destroy_pool(p);   /* memcheck hears that its blocks are gone */
     /* A retired pool has no remote bits and is on no pending stack.  Only
      * what is set is cleared: a page of struct pool_remote never touched stays so. */
     for (unsigned w = 0; w < g.nwords; w++)

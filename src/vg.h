@@ -41,5 +41,6 @@ void chk_alloc(void *block, size_t size) HIDDEN __attribute__((noinline, cold));
 void chk_free_early(void *block) HIDDEN __attribute__((noinline, cold));
 void chk_free(void *block, size_t usable) HIDDEN __attribute__((noinline, cold));
 void chk_noaccess(void *addr, size_t len) HIDDEN;
+void chk_table(void *addr, size_t len, bool used) HIDDEN;
 
 #endif

@@ -26,6 +26,7 @@ static void test_valid_items(void **state)
         "backend=auto", "delay_ms=0", "delay_ms=100", "max_dirty=0", "max_dirty=64",
         "batch=1", "batch=1024", "on_error=report", "on_error=abort", "stats=0",
         "release=manual,advice=dontneed,delay_ms=50,batch=16",
+        "quarantine_kb=0", "quarantine_kb=4194304", "quarantine_kb=20000",
     };
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         errno = 0;
@@ -44,6 +45,7 @@ static void test_bad_items(void **state)
         "nonsense=1", "release=bogus", "release=", "release", "advice=sideways",
         "backend=carrier_pigeon", "delay_ms=abc", "delay_ms=-5", "delay_ms=12x",
         "batch=0", "on_error=maybe", "stats=2", "=1",
+        "quarantine_kb=-1", "quarantine_kb=4194305", "quarantine_kb=1k",
     };
     assert_int_equal(shed_config("release=inline"), 0);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

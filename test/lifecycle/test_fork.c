@@ -174,6 +174,11 @@ static void test_fork_under_churn(void **state)
 
 int main(void)
 {
+    /* These tests check what freeing releases; under a checker (valgrind,
+     * ASan) the quarantine would hold the freed blocks and their pools
+     * back: off. */
+    if (shed_config("quarantine_kb=0") != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_under_churn),
     };

@@ -521,6 +521,11 @@ static void test_freeze_unreleased(void **state)
 int main(int argc, char **argv)
 {
     self = argv[0];
+    /* These tests check what freeing releases; under a checker (valgrind,
+     * ASan) the quarantine would hold the freed blocks and their pools
+     * back: off. */
+    if (shed_config("quarantine_kb=0") != 0)
+        return 1;
     if (argc > 1 && strcmp(argv[1], "--unreleased") == 0)
         return unreleased_child();
     const struct CMUnitTest tests[] = {

@@ -1,0 +1,104 @@
+#!/bin/sh
+# check-leaks.sh BINARY SOURCE [LIBSHED_SO]: run leaks.c's program under
+# memcheck (preloading LIBSHED_SO with --soname-synonyms=somalloc=NONE when
+# given, as the README says) and check that memcheck reports what it would on
+# its own malloc: every leaked block "definitely lost" at its allocating line
+# (each class alone, then in bulk), a block still referenced not lost, and a
+# write through a stale pointer, after its block's size was allocated again,
+# as an invalid write at its line.  See leaks.c for the phases.
+set -u
+bin=$1 src=$2 so=${3:-}
+name=$(basename "$src")
+what=linked
+[ -n "$so" ] && what=preloaded
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+if [ -n "$so" ]; then
+    LD_PRELOAD=$so valgrind --soname-synonyms=somalloc=NONE --leak-check=full \
+        --show-leak-kinds=all --log-file="$log" "$bin" >/dev/null 2>&1
+else
+    valgrind --leak-check=full --show-leak-kinds=all --log-file="$log" "$bin" >/dev/null 2>&1
+fi
+
+fail=0
+bad() { echo "check-memcheck-leaks ($what): FAIL: $*" >&2; fail=1; }
+line_of() {
+    l=$(grep -n "/\* $1 \*/" "$src" | cut -d: -f1)
+    [ -n "$l" ] || bad "no marker $1 in $src"
+    echo "$l"
+}
+one=$(line_of LEAK-ONE) keep=$(line_of KEEP) bulk=$(line_of LEAK-BULK) uaf=$(line_of UAF)
+
+# One line per loss record: "phase|kind|bytes|+bytes|blocks|+blocks|frames",
+# and per error: "phase|error|kind|frames|detail".  The +counts are those of
+# VALGRIND_DO_ADDED_LEAK_CHECK; the check at exit has none (phase "end").
+records=$(sed 's/^==[0-9]*== //' "$log" | tr -d , | awk '
+    /^\*\*[0-9]+\*\* phase / { ph = $3 ($4 != "" ? " " $4 : ""); next }
+    /^[0-9]+ (\(\+[0-9]+\) )?bytes in [0-9]+ (\(\+[0-9]+\) )?blocks are .* in loss record/ {
+        added = ($2 ~ /^\(\+/)
+        bytes = $1; pb = added ? substr($2, 3, length($2) - 3) : $1
+        i = added ? 5 : 4
+        blocks = $i; pk = added ? substr($(i + 1), 3, length($(i + 1)) - 3) : blocks
+        kind = $0; sub(/.* blocks are /, "", kind); sub(/ in loss record.*/, "", kind)
+        rec = ph "|" kind "|" bytes "|" pb "|" blocks "|" pk "|"; err = ""; next }
+    /^(Invalid|Conditional|Use of|Mismatched)/ { err = ph "|error|" $0 "|"; rec = ""; next }
+    /^   (at|by) / {
+        if (match($0, /\([^()]*:[0-9]+\)$/)) f = " " substr($0, RSTART + 1, RLENGTH - 2); else f = ""
+        if (rec != "") rec = rec f; else if (err != "") err = err f
+        next }
+    err != "" && /^ *Address / { print err "|" $0; err = ""; next }
+    /^$/ { if (rec != "") print rec; rec = ""; next }')
+
+# record PHASE KIND LINE: the +bytes and +blocks of the record of that kind
+# allocated at LINE of the source in that phase ("" when there is none).
+# Records made by pthread_create are not the program's blocks: the release
+# thread's, which the first allocation starts, has a possibly lost DTV as
+# any thread running at exit has.
+record() {
+    printf '%s\n' "$records" | awk -F'|' -v ph="$1" -v k="$2" -v at=" $name:$3" '
+        $1 == ph && $2 == k && index($7 " ", at " ") && !index($7, "pthread_create.c") {
+            print $4 " " $6 }'
+}
+
+sum_one=0 sum_keep=0
+for c in $(seq 0 31); do
+    size=$(( (c + 1) * 16 - 3 )) ksize=$(( (c + 1) * 16 - 7 ))
+    sum_one=$((sum_one + size)) sum_keep=$((sum_keep + ksize))
+    got=$(record "one $c" "definitely lost" "$one")
+    [ "$got" = "$size 1" ] ||
+        bad "class $c: the leaked $size-byte block is not reported definitely lost at $name:$one (new: \"$got\")"
+    for k in "definitely lost" "possibly lost" "indirectly lost"; do
+        got=$(record "one $c" "$k" "$keep")
+        [ -z "$got" ] || bad "class $c: the referenced block allocated at $name:$keep is reported $k"
+    done
+done
+[ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): each class leaked alone: definitely lost at $name:$one; the referenced blocks are not"
+
+got=$(record bulk "definitely lost" "$bulk")
+[ "$got" = "$((70 * sum_one)) $((70 * 32))" ] ||
+    bad "bulk: expected $((70 * 32)) blocks ($((70 * sum_one)) bytes) definitely lost at $name:$bulk, new: \"$got\""
+[ -z "$(record bulk "possibly lost" "$bulk")$(record bulk "still reachable" "$bulk")" ] ||
+    bad "bulk: some leaked blocks are reported possibly lost or still reachable"
+[ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): 70 blocks of every class leaked at once: all 2240 definitely lost at $name:$bulk"
+
+# (Where the freed block follows a live one memcheck may describe the
+# address from that one, as shed's blocks have no red zones between them.)
+if printf '%s\n' "$records" | grep -F "uaf|error|Invalid write of size 1|" |
+        grep -F -q " $name:$uaf|"; then
+    echo "check-memcheck-leaks ($what): write through a stale pointer after its size was allocated again: invalid write at $name:$uaf"
+else
+    bad "no \"Invalid write\" into a freed 40-byte block at $name:$uaf"
+fi
+
+# At exit: the referenced blocks reachable, the leaked ones lost, nothing else of ours.
+[ "$(record end "still reachable" "$keep")" = "$sum_keep 32" ] ||
+    bad "at exit the 32 referenced blocks allocated at $name:$keep are not all still reachable"
+[ "$(record end "definitely lost" "$one")" = "$sum_one 32" ] ||
+    bad "at exit the 32 blocks leaked at $name:$one are not all definitely lost"
+for l in "$one" "$keep" "$bulk"; do
+    [ -z "$(record end "possibly lost" "$l")" ] || bad "a block allocated at $name:$l is reported possibly lost"
+done
+
+[ "$fail" = 0 ] || { echo "--- valgrind log:" >&2; grep -v "^==[0-9]*== *\(at\|by\) 0x" "$log" | head -150 >&2; exit 1; }
+echo "check-memcheck-leaks ($what): all passed"
