@@ -82,6 +82,15 @@ got=$(record bulk "definitely lost" "$bulk")
     bad "bulk: some leaked blocks are reported possibly lost or still reachable"
 [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): 70 blocks of every class leaked at once: all 2240 definitely lost at $name:$bulk"
 
+if [ -z "$so" ]; then
+    hp=$(line_of LEAK-HEAP) hl=$(line_of LEAK-HEAP-LARGE)
+    [ "$(record heap "definitely lost" "$hp")" = "100 1" ] ||
+        bad "heap: the 100-byte block of a live heap is not reported definitely lost at $name:$hp"
+    [ "$(record heap "definitely lost" "$hl")" = "5000 1" ] ||
+        bad "heap: the 5000-byte (system) block of a live heap is not reported definitely lost at $name:$hl"
+    [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): a live heap's small and large blocks: definitely lost at $name:$hp and $name:$hl"
+fi
+
 # (Where the freed block follows a live one memcheck may describe the
 # address from that one, as shed's blocks have no red zones between them.)
 if printf '%s\n' "$records" | grep -F "uaf|error|Invalid write of size 1|" |

@@ -11,6 +11,11 @@
  *           the line marked LEAK-ONE, and not the kept one;
  *   bulk    70 blocks of every class leaked at once (several bitmap words
  *           and pools per class): all definitely lost, at LEAK-BULK;
+ *   heap    (linked only) a block of a heap and a large one (from the system
+ *           allocator, which the heap keeps a set of): the heap is not
+ *           destroyed, and memcheck must still report both definitely lost,
+ *           at LEAK-HEAP and LEAK-HEAP-LARGE, as only destroying the heap
+ *           would free them;
  *   uaf     a 40-byte block freed, 40 bytes allocated again, then a write
  *           through the stale pointer: memcheck reports an invalid write at
  *           the line marked UAF, as it does on its own malloc (which, like
@@ -80,6 +85,18 @@ int main(void)
     }
     scrub();
     VALGRIND_DO_ADDED_LEAK_CHECK;
+
+#ifndef USE_MALLOC
+    phase("heap", -1);
+    shed_heap_t *h = shed_heap_new(0);
+    void *volatile hp = shed_heap_malloc(h, 100);          /* LEAK-HEAP */
+    memset(hp, 6, 100);
+    hp = shed_heap_malloc(h, 5000);                        /* LEAK-HEAP-LARGE */
+    memset(hp, 7, 5000);
+    hp = NULL;
+    scrub();
+    VALGRIND_DO_ADDED_LEAK_CHECK;
+#endif
 
     phase("uaf", -1);
     char *volatile stale = ALLOC(40);
