@@ -55,7 +55,7 @@ SO_OBJ  := $(SRC:src/%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/preload.o
 LIB_A   := $(BUILD)/libshed.a
 LIB_SO  := $(BUILD)/libshed.so
 
-.PHONY: all clean install check check-version
+.PHONY: all clean install check check-version check-install FORCE
 .SECONDEXPANSION:
 all: $(LIB_A) $(LIB_SO)
 
@@ -104,9 +104,14 @@ $(LIB_A): $(OBJ)
 $(LIB_SO): $(SO_OBJ)
 	$(CC) -shared -Wl,-soname,libshed.so -o $@ $^ $(LDLIBS) -ldl
 
-$(BUILD)/shed.pc: VERSION Makefile
+# Made at every make that needs it, and replaced only when it differs: it
+# names PREFIX, which a file's date cannot tell (make check makes it for
+# the default; make install PREFIX=... must not install that one).
+$(BUILD)/shed.pc: FORCE
 	@mkdir -p $(BUILD)
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: shed\nDescription: small-object allocator that gives pages back to the kernel\nVersion: %s\nLibs: -L$${libdir} -lshed\nLibs.private: -lpthread -ldl\nCflags: -I$${includedir}\n' '$(PREFIX)' '$(VERSION)' > $@
+	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: shed\nDescription: small-object allocator that gives pages back to the kernel\nVersion: %s\nLibs: -L$${libdir} -lshed\nLibs.private: -lpthread -ldl\nCflags: -I$${includedir}\n' '$(PREFIX)' '$(VERSION)' > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@ && echo "made $@ (prefix $(PREFIX))"; fi
+FORCE:
 
 install: all $(BUILD)/shed.pc
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
@@ -120,6 +125,15 @@ install: all $(BUILD)/shed.pc
 
 clean:
 	rm -rf $(BUILD)
+
+# make install into a scratch DESTDIR with a PREFIX of its own, after
+# shed.pc was made for the default one (as make check-version makes it):
+# every file is there, and shed.pc names that PREFIX and VERSION.
+INSTALL_TRY := $(BUILD)/install-try
+check-install: all
+	@rm -rf $(INSTALL_TRY) && $(MAKE) --no-print-directory -s $(BUILD)/shed.pc
+	@$(MAKE) --no-print-directory -s install PREFIX=/opt/shed-try DESTDIR=$(abspath $(INSTALL_TRY))
+	@sh tools/check-install.sh $(INSTALL_TRY) /opt/shed-try $(VERSION)
 
 # VERSION is the one version: shed.pc is made from it, and shed.h's
 # SHED_VERSION and every man page's .TH must say the same.
@@ -165,7 +179,7 @@ FRAGMENTS := test/test.mk test/preload/preload.mk test/attack/attack.mk test/fuz
 include $(FRAGMENTS)
 unlisted := $(filter-out $(FRAGMENTS),$(wildcard */*.mk */*/*.mk))
 $(if $(unlisted),$(error fragments not in FRAGMENTS (Makefile): $(unlisted)))
-CHECK_TARGETS += check-debug check-version
+CHECK_TARGETS += check-debug check-version check-install
 
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
