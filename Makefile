@@ -130,10 +130,12 @@ clean:
 # shed.pc was made for the default one (as make check-version makes it):
 # every file is there, and shed.pc names that PREFIX and VERSION.
 INSTALL_TRY := $(BUILD)/install-try
-check-install: all
+# After check-version, which reads the shed.pc this rewrites.
+check-install: all check-version
 	@rm -rf $(INSTALL_TRY) && $(MAKE) --no-print-directory -s $(BUILD)/shed.pc
 	@$(MAKE) --no-print-directory -s install PREFIX=/opt/shed-try DESTDIR=$(abspath $(INSTALL_TRY))
 	@sh tools/check-install.sh $(INSTALL_TRY) /opt/shed-try $(VERSION)
+	@$(MAKE) --no-print-directory -s $(BUILD)/shed.pc
 
 # VERSION is the one version: shed.pc is made from it, and shed.h's
 # SHED_VERSION and every man page's .TH must say the same.
