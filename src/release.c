@@ -8,8 +8,8 @@
  * release calls.  inline: the freeing thread advises the pool at once.
  * manual: only shed_trim().  off: never (trim still works on request).
  *
- * fork(): the thread ends before the fork, after releasing every dirty pool,
- * so that the process forks as it would without shed: with only its own
+ * fork(): the thread ends before the fork, after releasing every dirty pool
+ * in batched mode (in the others it runs for stats_interval_ms only), so that the process forks as it would without shed: with only its own
  * threads, which programs count (Python 3.12 and later warn at os.fork()
  * when there is more than one).  The child starts a thread when it first
  * takes pools; the parent, at its first malloc after it emptied a pool, so
@@ -183,9 +183,11 @@ static void *releaser_main(void *arg)
     if (rel.flush) {
         /* A fork: nobody releases for a while.  Not as the process's first
          * release, which may load io_uring (dlopen) while the forking
-         * thread holds the loader's lock (a fork from a constructor). */
+         * thread holds the loader's lock (a fork from a constructor); and
+         * only in batched mode (the thread may run for stats_interval_ms
+         * alone: off and manual release at shed_trim only). */
         pthread_mutex_unlock(&rel.mx);
-        if (os_backend_in_use() != BK_AUTO) {
+        if (os_backend_in_use() != BK_AUTO && RELAXED_LOAD(g.opt.release) == REL_BATCHED) {
             collect_unowned(false);
             release_pass(true, NULL);
         }

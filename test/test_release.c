@@ -427,6 +427,44 @@ static void test_backends(void **state)
     }
 }
 
+/* off and manual with stats_interval_ms: shed's thread runs for the JSON
+ * lines, and ends before a fork.  It must not release the dirty pools then,
+ * as it does in batched mode: off and manual release only at shed_trim. */
+static void test_fork_keeps_dirty(void **state)
+{
+    (void)state;
+    static const char *const modes[] = { "release=off", "release=manual" };
+    for (unsigned m = 0; m < 2; m++) {
+        struct set r;                 /* a release first, so that the backend is chosen */
+        assert_int_equal(shed_config("release=inline"), 0);
+        release_target(&r, 2);
+        free_all(&r);
+        assert_int_equal(shed_config(modes[m]), 0);
+        assert_int_equal(shed_config("stats_file=/dev/null,stats_interval_ms=60000"), 0);
+        struct set s;
+        make_pools(&s, 4);
+        free_target(&s);
+        struct shed_stats s0, s1;
+        shed_stats(&s0);
+        assert_true(s0.pools_dirty >= 1);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(0);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        shed_stats(&s1);
+        assert_int_equal(resident(s.target), 1);
+        assert_int_equal(s1.pages_released, s0.pages_released);
+        assert_int_equal(s1.pools_dirty, s0.pools_dirty);
+        assert_int_equal(shed_config("stats_interval_ms=0,release=manual"), 0);
+        assert_true(shed_trim() >= page_size());
+        assert_int_equal(resident(s.target), 0);
+        free_all(&s);
+    }
+}
+
 /* Releases through process_madvise (where the kernel allows it) leave no
  * descriptor open, and go on working in a fork()ed child.  (A kernel
  * without the PIDFD_SELF_PROCESS sentinel: test/attack/test_faults.c.) */
@@ -469,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_inline_thread_exit),
         cmocka_unit_test(test_manual_trim),
         cmocka_unit_test(test_off),
+        cmocka_unit_test(test_fork_keeps_dirty),
         cmocka_unit_test(test_advice_free),
         cmocka_unit_test(test_backends),
         cmocka_unit_test(test_no_descriptor),
