@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -432,7 +433,20 @@ void report_interval_tick(void)
 /* ---- at exit: SHED_STATS and SHED_MAP ---- */
 
 static int stats_fd = -1;          /* a copy of stderr, for SHED_STATS */
+static struct stat stats_fd_was;   /* what it was a copy of */
 static char map_path[4096];        /* SHED_MAP */
+
+/* The copy of stderr, if it is still that: a program may close the
+ * descriptors it did not open (daemons do) and open files of its own, one
+ * of which may then have the copy's number. */
+static int stats_out(void)
+{
+    struct stat now;
+    if (stats_fd >= 0 && fstat(stats_fd, &now) == 0 && now.st_dev == stats_fd_was.st_dev &&
+        now.st_ino == stats_fd_was.st_ino)
+        return stats_fd;
+    return STDERR_FILENO;
+}
 
 /* Programs such as sort(1) close stderr in an exit handler of their own,
  * registered after ours and so run before it: print to the copy of it taken
@@ -443,8 +457,7 @@ static void report_exit(void)
     int kind = RELAXED_LOAD(g.opt.stats_at_exit);
     if (kind) {
         struct shed_stats st;
-        struct out o = { buf, 0, sizeof buf, NULL, stats_fd >= 0 ? stats_fd : STDERR_FILENO,
-                         false };
+        struct out o = { buf, 0, sizeof buf, NULL, stats_out(), false };
         shed_stats_get(&st, sizeof st);
         if (kind == 2)
             report_json(&o, &st);
@@ -475,7 +488,11 @@ void report_setup(void)
         else
             shed_warn("SHED_MAP too long, no heap map", NULL);
     }
-    if (RELAXED_LOAD(g.opt.stats_at_exit))
-        stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
+    if (RELAXED_LOAD(g.opt.stats_at_exit) &&
+        (stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10)) >= 0 &&
+        fstat(stats_fd, &stats_fd_was) != 0) {
+        close(stats_fd);
+        stats_fd = -1;
+    }
     atexit(report_exit);
 }

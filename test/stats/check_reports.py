@@ -206,6 +206,17 @@ def main(prog):
     t = read_truth(os.path.join(tmp, "truth.txt"))
     check_text(r.stderr, t, "SHED_STATS=1")
 
+    print("== SHED_STATS=1 in a program that closes the descriptors it did not open")
+    fds = os.path.join(tmp, "fds")
+    os.mkdir(fds)
+    r = run(prog, ["closefds", fds], env={"SHED_STATS": "1"})
+    check(r.returncode == 0 and r.stderr.startswith("shed: "),
+          "closefds: exit %d, stderr %r" % (r.returncode, r.stderr[:80]))
+    for name in sorted(os.listdir(fds)):
+        size = os.path.getsize(os.path.join(fds, name))
+        check(size == 0, "closefds: the program's file %s got %d bytes of shed's report" %
+              (name, size))
+
     print("== a big region: 130 arenas")
     r = run(prog, ["big", tmp], conf="release=manual")
     check(r.returncode == 0, "reports big: exit %d: %s" % (r.returncode, r.stderr))

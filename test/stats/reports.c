@@ -21,6 +21,9 @@
  *                         line (10 s at the most), then 10 intervals more
  *                         (to show it comes once)
  *   reports noop          one malloc and exit (for SHED_CONF's messages)
+ *   reports closefds DIR  one malloc, then as a daemon does: close every
+ *                         descriptor from 3 on, and open DIR/fd0..fd19
+ *                         (descriptors 3 to 22), left open at exit
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -252,8 +255,27 @@ static int warned(void)
     return stderr_has_warning() ? 0 : 1;
 }
 
+/* A program that closes the descriptors it did not open (daemons do), then
+ * opens files of its own: shed's copy of stderr, taken at its start, is
+ * gone, and its number is one of these files'. */
+static int closefds(const char *dir)
+{
+    shed_free(xmalloc(16));
+    for (int fd = 3; fd < 1024; fd++)
+        close(fd);
+    for (int i = 0; i < 20; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/fd%d", dir, i);
+        if (open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644) < 0)
+            die(path);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "closefds") == 0)
+        return closefds(argv[2]);
     if (argc == 2 && strcmp(argv[1], "warned") == 0)
         return warned();
     if (argc == 3 && strcmp(argv[1], "pattern") == 0)
@@ -266,6 +288,6 @@ int main(int argc, char **argv)
         shed_free(xmalloc(16));
         return 0;
     }
-    fprintf(stderr, "usage: reports pattern DIR | big DIR | lines FILE N | noop\n");
+    fprintf(stderr, "usage: reports pattern DIR | big DIR | lines FILE N | noop | closefds DIR\n");
     return 2;
 }
