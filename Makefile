@@ -64,7 +64,10 @@ all: $(LIB_A) $(LIB_SO)
 # $(call need,PKG...): order-only prerequisites that install each Debian
 # package through tools/need.sh once (a stamp in $(BUILD)/need/), or name it
 # and stop: no target dies with a bare compiler error.
+# (Precious: a stamp made by a pattern rule is otherwise intermediate, and
+# make deleted it at the end of every run, so need.sh ran again each time.)
 need = $(addprefix $(BUILD)/need/,$(1))
+.PRECIOUS: $(BUILD)/need/%
 $(BUILD)/need/%:
 	@$(NEED) $*
 	@mkdir -p $(@D) && touch $@
