@@ -20,6 +20,10 @@
 #include "shed_impl.h"
 
 #define FMT_MAX 32                 /* the longest number fmt_* writes, and more */
+/* Room for a whole report (the JSON object with every class is under
+ * 16 KiB), written with one write(2), so that processes sharing a file or
+ * stderr do not mix their lines. */
+#define REPORT_MAX 32768
 
 static const char *const bin_text[SHED_FILL_BINS] = { "empty", "<10%", "<50%", "<90%", "<100%",
                                                       "full" };
@@ -362,8 +366,7 @@ static struct {
     /* the release thread's alone: */
     uint32_t next_ms;              /* when the next line is due */
     bool armed;
-    char line[32768];              /* one write(2) for a line, so that
-                                      processes sharing a file do not mix */
+    char line[REPORT_MAX];         /* a line in one write(2) */
 } rep = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 bool report_set_file(const char *path)
@@ -453,7 +456,7 @@ static int stats_out(void)
  * at start-up. */
 static void report_exit(void)
 {
-    char buf[4096];
+    static char buf[REPORT_MAX];   /* the report in one write(2) */
     int kind = RELAXED_LOAD(g.opt.stats_at_exit);
     if (kind) {
         struct shed_stats st;

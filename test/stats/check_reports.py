@@ -206,6 +206,21 @@ def main(prog):
     t = read_truth(os.path.join(tmp, "truth.txt"))
     check_text(r.stderr, t, "SHED_STATS=1")
 
+    print("== SHED_STATS=json at exit: one write(2), as processes share stderr")
+    trace = os.path.join(tmp, "classes.strace")
+    r = subprocess.run(["strace", "-qq", "-o", trace, "-e", "trace=write", "-e", "signal=none",
+                        "-s", "0", prog, "classes"],
+                       env=dict(os.environ, SHED_STATS="json"), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    line = r.stderr.splitlines()[-1] if r.stderr.strip() else ""
+    with open(trace) as f:
+        writes = [int(m.group(1)) for m in
+                  (re.match(r'write\(\d+, ""\.\.\., \d+\)\s+= (\d+)', x) for x in f) if m]
+    check(r.returncode == 0 and len(line) > 4096 and json.loads(line)["classes"],
+          "classes: exit %d, a JSON object of %d bytes" % (r.returncode, len(line)))
+    check(writes and writes[-1] == len(line) + 1,
+          "classes: the %d-byte JSON object took the writes %s" % (len(line) + 1, writes))
+
     print("== SHED_STATS=1 in a program that closes the descriptors it did not open")
     fds = os.path.join(tmp, "fds")
     os.mkdir(fds)

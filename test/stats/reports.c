@@ -21,6 +21,8 @@
  *                         line (10 s at the most), then 10 intervals more
  *                         (to show it comes once)
  *   reports noop          one malloc and exit (for SHED_CONF's messages)
+ *   reports classes       a block of every class, live at exit (a JSON
+ *                         object of over 4 KiB)
  *   reports closefds DIR  one malloc, then as a daemon does: close every
  *                         descriptor from 3 on, and open DIR/fd0..fd19
  *                         (descriptors 3 to 22), left open at exit
@@ -272,8 +274,17 @@ static int closefds(const char *dir)
     return 0;
 }
 
+static int classes(void)
+{
+    for (size_t size = 16; size <= 512; size += 16)
+        xmalloc(size);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "classes") == 0)
+        return classes();
     if (argc == 3 && strcmp(argv[1], "closefds") == 0)
         return closefds(argv[2]);
     if (argc == 2 && strcmp(argv[1], "warned") == 0)
@@ -288,6 +299,6 @@ int main(int argc, char **argv)
         shed_free(xmalloc(16));
         return 0;
     }
-    fprintf(stderr, "usage: reports pattern DIR | big DIR | lines FILE N | noop | closefds DIR\n");
+    fprintf(stderr, "usage: reports pattern DIR | big DIR | lines FILE N | noop | classes | closefds DIR\n");
     return 2;
 }
