@@ -200,6 +200,18 @@ static void *releaser_main(void *arg)
     return NULL;
 }
 
+/* What is lost when the thread cannot start: in batched mode the pools are
+ * released inline instead; the JSON lines of stats_interval_ms are not
+ * written. */
+static const char *start_failed(void)
+{
+    bool stats = RELAXED_LOAD(g.opt.stats_interval_ms) != 0;
+    if (RELAXED_LOAD(g.opt.release) != REL_BATCHED)
+        return "cannot start the thread for stats_interval_ms, no stats written";
+    return stats ? "cannot start the release thread, releasing inline, no stats written"
+                 : "cannot start the release thread, releasing inline";
+}
+
 /* Start the thread (the caller has set R_STARTING, with every signal
  * blocked, which the thread inherits); on failure, release inline from now
  * on.  No lock is held: pthread_create may call malloc.  The thread is
@@ -221,7 +233,7 @@ static void releaser_start(void)
     pthread_cond_broadcast(&rel.gone);          /* releaser_stop may wait */
     pthread_mutex_unlock(&rel.mx);
     if (err)
-        shed_warn("cannot start the release thread, releasing inline", strerror(err));
+        shed_warn(start_failed(), strerror(err));
 }
 
 /* Start the thread in batched mode if none runs.  Called where malloc takes

@@ -331,11 +331,38 @@ static int rlimit_as(void)
 
 /* ---- the tests: run a case afresh, check its status and stderr ---- */
 
+/* release=off with stats_interval_ms: the thread, there for the JSON lines
+ * only, cannot start.  Nothing is released (off), the blocks are sound, and
+ * the warning (test_stats_thread_fails) says what is lost. */
+static int stats_thread_fails(void)
+{
+    shed__fault_inject(SHED_FAULT_THREAD, 1);
+    if (shed_config("release=off,stats_interval_ms=10,stats_file=/dev/null") != 0)
+        FAIL(2);
+    const int per = (int)(PAGE / 256), N = 4 * per;
+    char *b[4 * (128 << 10) / 256];
+    for (int i = 0; i < N; i++) {
+        if (!(b[i] = shed_malloc(256)))
+            FAIL(3);
+        memset(b[i], 0x70, 256);
+    }
+    struct shed_stats a = st();
+    for (int i = 0; i < N; i++) {
+        if (!all_byte(b[i], 256, 0x70))
+            FAIL(4);
+        shed_free(b[i]);
+    }
+    struct shed_stats s = st();
+    if (s.pages_released != a.pages_released || s.pools_dirty < a.pools_dirty + 2)
+        FAIL(5);
+    return 0;
+}
+
 struct mode { const char *name; int (*fn)(void); };
 static const struct mode modes[] = {
     { "oom", oom }, { "madvise", madvise_fails }, { "pmadvise", pmadvise_fails },
     { "thread", thread_fails }, { "reserve", reserve_fails }, { "rlimit", rlimit_as },
-    { "pidfd_self", pidfd_self_fails },
+    { "pidfd_self", pidfd_self_fails }, { "stats_thread", stats_thread_fails },
 };
 
 static int run(const char *mode, char *err, size_t len)
@@ -404,6 +431,13 @@ static void test_thread_fails(void **state)
                            "Resource temporarily unavailable");
 }
 
+static void test_stats_thread_fails(void **state)
+{
+    (void)state;
+    expect_clean("stats_thread", "shed: cannot start the thread for stats_interval_ms, "
+                                 "no stats written: Resource temporarily unavailable");
+}
+
 static void test_reserve_fails(void **state)
 {
     (void)state;
@@ -425,6 +459,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_process_madvise_fails),
         cmocka_unit_test(test_pidfd_self_fails),
         cmocka_unit_test(test_thread_fails),
+        cmocka_unit_test(test_stats_thread_fails),
         cmocka_unit_test(test_reserve_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
