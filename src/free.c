@@ -130,19 +130,19 @@ EXPORT void shed_free(void *ptr)
 void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const char *call)
 {
     uint64_t bit = 1ull << (idx % 64);
-    pthread_mutex_t *m = stripe_of(p);
-    pthread_mutex_lock(m);
+    struct slock *m = stripe_of(p);
+    slock_lock(m);
     /* Re-check under the lock: the pool may have been retired meanwhile. */
     if (!atomic_load_explicit(&p->owner, memory_order_acquire) ||
         RELAXED_LOAD(p->size) != size ||
         block_is_free(p, idx)) {
-        pthread_mutex_unlock(m);
+        slock_unlock(m);
         shed_error(E_DOUBLE, ptr, call);
         return;
     }
     if (unlikely(RELAXED_LOAD(RELAXED_LOAD(p->owner)->inherited))) {
         inherit_free(p, idx);
-        pthread_mutex_unlock(m);
+        slock_unlock(m);
         return;
     }
     _Atomic uint64_t *r = &remote_map(p)[idx / 64];
@@ -158,7 +158,7 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
                                                       memory_order_relaxed))
             ;
     }
-    pthread_mutex_unlock(m);
+    slock_unlock(m);
     if (wake)
         releaser_collect_soon();
 }

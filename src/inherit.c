@@ -118,8 +118,8 @@ static bool reclaim_pool(struct pool *p, void *arg)
     if (!th || !RELAXED_LOAD(th->inherited))
         return false;                     /* free, or the child's own */
     struct theap *o = g.orphanage;
-    pthread_mutex_t *m = stripe_of(p);
-    pthread_mutex_lock(m);                /* against frees into it */
+    struct slock *m = stripe_of(p);
+    slock_lock(m);                        /* against frees into it */
     pool_merge_remote(p);
     _Atomic uint64_t *im = g.imap ? imap_of(p) : NULL;
     unsigned nfree = 0;
@@ -138,7 +138,7 @@ static bool reclaim_pool(struct pool *p, void *arg)
         th->npools--;
         o->npools++;
     }
-    pthread_mutex_unlock(m);
+    slock_unlock(m);
     if (empty)
         pool_retire(p);
     else

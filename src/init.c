@@ -96,7 +96,7 @@ static bool setup(void)
         return false;             /* no page size Linux has */
     pool_classes_init();
     for (int i = 0; i < NSTRIPES; i++)
-        pthread_mutex_init(&g.stripes[i].m, NULL);
+        slock_init(&g.stripes[i].m);
 
     size_t arena_bytes = (size_t)POOLS_PER_ARENA << g.page_shift;
     size_t size = g.opt.region_size / arena_bytes * arena_bytes;

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -331,4 +332,37 @@ size_t os_resident_pages(void *addr, size_t npages)
             resident += vec[i] & 1;
     munmap(vec, npages);
     return resident;
+}
+
+/* ---- stripe locks (struct slock): the contended side ---- */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* l was held: spin a little (the holder has a few dozen instructions to
+ * run), then mark it contended (2) and sleep on it until it is free. */
+void slock_wait(struct slock *l)
+{
+    for (int i = 0; i < 64; i++) {
+        cpu_relax();
+        uint32_t free_ = 0;
+        if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->v, &free_, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+    }
+    while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
+        syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+
+/* The holder of l, which a thread may sleep on, let it go: wake one. */
+void slock_wake(struct slock *l)
+{
+    syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }

@@ -358,7 +358,12 @@ struct counters {
                                     no theap (the others: struct theap) */
 };
 
-struct stripe { pthread_mutex_t m; char pad[64 - sizeof(pthread_mutex_t) % 64]; };
+/* A stripe lock: 0 free, 1 held, 2 held with a thread asleep on it (a
+ * futex).  Not a pthread mutex: a remote free takes one per block, and
+ * glibc's lock and unlock cost 57 instructions where this costs 6 when no
+ * one waits (docs/performance.md, Speed work of issue 21, larson). */
+struct slock { _Atomic uint32_t v; };
+struct stripe { struct slock m; char pad[64 - sizeof(struct slock)]; };
 
 struct global {
     _Atomic int state;           /* enum shed_state */
@@ -489,9 +494,27 @@ static inline unsigned size_class(size_t size)   /* size in 0..SHED_MAX_BLOCK */
 {
     return (unsigned)((size - (size != 0)) >> 4);  /* 0 counts as 1 */
 }
-static inline pthread_mutex_t *stripe_of(const struct pool *p)
+static inline struct slock *stripe_of(const struct pool *p)
 {
     return &g.stripes[pool_index(p) % NSTRIPES].m;
+}
+void slock_wait(struct slock *l) HIDDEN;
+void slock_wake(struct slock *l) HIDDEN;
+static inline void slock_lock(struct slock *l)
+{
+    uint32_t free_ = 0;
+    if (unlikely(!atomic_compare_exchange_strong_explicit(&l->v, &free_, 1, memory_order_acquire,
+                                                          memory_order_relaxed)))
+        slock_wait(l);
+}
+static inline void slock_unlock(struct slock *l)
+{
+    if (unlikely(atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2))
+        slock_wake(l);
+}
+static inline void slock_init(struct slock *l)
+{
+    atomic_store_explicit(&l->v, 0, memory_order_relaxed);
 }
 
 static inline _Atomic uint64_t *free_map(struct pool *p)

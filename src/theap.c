@@ -150,14 +150,14 @@ int theap_setup(void)
  * (release_retired), rather than with a system call each. */
 void pool_retire_as(struct pool *p, bool bulk)
 {
-    pthread_mutex_t *m = stripe_of(p);
+    struct slock *m = stripe_of(p);
     CHECK(RELAXED_LOAD(p->owner) != NULL, pool_addr(p));
     pool_check(p);                    /* before it is another's to change */
     CHECK(bulk || pool_nfree(p) == p->nblocks, pool_addr(p)); /* live blocks: a heap, in bulk */
     RELAXED_LOAD(p->owner)->npools--;
-    pthread_mutex_lock(m);
+    slock_lock(m);
     RELAXED_STORE(p->owner, NULL);
-    pthread_mutex_unlock(m);
+    slock_unlock(m);
     arena_return_pool(p);
     if (g.in_fork_child || bulk)  /* no thread starts in an atfork handler */
         return;
@@ -216,10 +216,10 @@ void theap_drain(struct theap *th)
     struct pool *p = atomic_exchange_explicit(&th->pending, NULL, memory_order_acquire);
     while (p) {
         struct pool *next = remote_of(p)->pnext;  /* read before pending is cleared */
-        pthread_mutex_t *m = stripe_of(p);
-        pthread_mutex_lock(m);
+        struct slock *m = stripe_of(p);
+        slock_lock(m);
         pool_merge_remote(p);
-        pthread_mutex_unlock(m);
+        slock_unlock(m);
         theap_settle(th, p);
         p = next;
     }
@@ -251,12 +251,12 @@ void theap_flush_empty(struct theap *th)
  * th's pending stack (the caller drains and tries again). */
 bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
 {
-    pthread_mutex_t *m = stripe_of(p);
-    pthread_mutex_lock(m);
+    struct slock *m = stripe_of(p);
+    slock_lock(m);
     bool ok = !remote_of(p)->pending;
     if (ok)
         RELAXED_STORE(p->owner, to);
-    pthread_mutex_unlock(m);
+    slock_unlock(m);
     if (ok) {
         list_remove(th, p);
         th->npools--;
@@ -378,13 +378,13 @@ void theap_fork_prepare(void)
 {
     pthread_mutex_lock(&g.theap_lock);
     for (int i = 0; i < NSTRIPES; i++)
-        pthread_mutex_lock(&g.stripes[i].m);
+        slock_lock(&g.stripes[i].m);
 }
 
 void theap_fork_parent(void)
 {
     for (int i = 0; i < NSTRIPES; i++)
-        pthread_mutex_unlock(&g.stripes[i].m);
+        slock_unlock(&g.stripes[i].m);
     pthread_mutex_unlock(&g.theap_lock);
 }
 
@@ -392,5 +392,5 @@ void theap_fork_child(void)
 {
     pthread_mutex_init(&g.theap_lock, NULL);
     for (int i = 0; i < NSTRIPES; i++)
-        pthread_mutex_init(&g.stripes[i].m, NULL);
+        slock_init(&g.stripes[i].m);
 }
