@@ -1,5 +1,6 @@
 # shed: build, test, benchmark and install.
-#   make            libshed.a and libshed.so in build/
+#   make            libshed.a, libshed.so, the launcher shed-run and the
+#                   Python module shed in build/
 #   make check      every check of every fragment (CHECK_TARGETS)
 #   make check-debug  the checking build (-DSHED_DEBUG) under the suites
 #   make demo       the main job: what the kernel gets back
@@ -54,10 +55,15 @@ SO_OBJ  := $(SRC:src/%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/preload.o
 
 LIB_A   := $(BUILD)/libshed.a
 LIB_SO  := $(BUILD)/libshed.so
+# The launcher (run/run.mk) and the Python module (python/python.mk), built
+# with the system python3 unless PYTHON= names another.
+SHED_RUN := $(BUILD)/shed-run
+PYTHON  ?= /usr/bin/python3
+PY_MOD  := $(BUILD)/python/shed.abi3.so
 
 .PHONY: all clean install check check-version check-install FORCE
 .SECONDEXPANSION:
-all: $(LIB_A) $(LIB_SO)
+all: $(LIB_A) $(LIB_SO) $(SHED_RUN) $(PY_MOD)
 
 # ---- shared recipes ----
 
@@ -116,13 +122,20 @@ $(BUILD)/shed.pc: FORCE
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@ && echo "made $@ (prefix $(PREFIX))"; fi
 FORCE:
 
+# shed-run is made again for PREFIX; the Python module goes where it looks.
 install: all $(BUILD)/shed.pc
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
-	    $(DESTDIR)$(PREFIX)/share/man/man3 $(DESTDIR)$(PREFIX)/share/man/man7
+	    $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/shed/python \
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3 \
+	    $(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 include/shed.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/shed.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	$(call run_script,$(PREFIX)/lib,$(PREFIX)/lib/shed/python,$(BUILD)/shed-run.install)
+	install -m 755 $(BUILD)/shed-run.install $(DESTDIR)$(PREFIX)/bin/shed-run
+	install -m 644 $(PY_MOD) $(DESTDIR)$(PREFIX)/lib/shed/python/
+	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/man3/*.3 $(DESTDIR)$(PREFIX)/share/man/man3/
 	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 
@@ -180,7 +193,7 @@ DEBUG_LIB_A          := $(BUILD)/debug/libshed.a
 
 FRAGMENTS := test/test.mk test/preload/preload.mk test/attack/attack.mk test/fuzz/fuzz.mk \
              test/lifecycle/lifecycle.mk test/pages/pages.mk test/internal/internal.mk \
-             test/stats/stats.mk bench/bench.mk man/man.mk
+             test/stats/stats.mk bench/bench.mk man/man.mk run/run.mk python/python.mk
 include $(FRAGMENTS)
 unlisted := $(filter-out $(FRAGMENTS),$(wildcard */*.mk */*/*.mk))
 $(if $(unlisted),$(error fragments not in FRAGMENTS (Makefile): $(unlisted)))

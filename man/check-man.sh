@@ -1,5 +1,5 @@
 #!/bin/sh
-# check-man.sh HEADER MANDIR [SRCDIR]: the checks of "make check-man".
+# check-man.sh HEADER MANDIR [SRCDIR [LAUNCHER]]: the checks of "make check-man".
 #
 #  1. every function declared in HEADER (shed_*(...) outside comments and
 #     preprocessor lines) has a page MANDIR/man3/NAME.3, and the page it
@@ -17,12 +17,16 @@
 #  6. every SHED_CONF key of SRCDIR/options.c (when it can be parsed) is
 #     documented in shed.7 and shed_config.3;
 #  7. every field of a structure of HEADER is described (.I field) in a
-#     man3 page.
+#     man3 page;
+#  8. every option of the shell script LAUNCHER (its case patterns that
+#     start with a hyphen) is described (.B or .BI at the start of a .TP
+#     item) in the OPTIONS of its page MANDIR/man1/NAME.1.
 # Prints one line per problem and fails if there is any.
 set -u
-header=${1:?usage: check-man.sh HEADER MANDIR [SRCDIR]}
-mandir=${2:?usage: check-man.sh HEADER MANDIR [SRCDIR]}
+header=${1:?usage: check-man.sh HEADER MANDIR [SRCDIR [LAUNCHER]]}
+mandir=${2:?usage: check-man.sh HEADER MANDIR [SRCDIR [LAUNCHER]]}
 srcdir=${3:-}
+launcher=${4:-}
 fails=0
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -192,7 +196,7 @@ for page in "$mandir"/man[1-9]/*.[1-9]; do
     [ -n "$(so_target "$page")" ] && continue
     # .BR shed_trim (3)  and  \fBshed_trim\fP(3)
     sed -n 's/\\f[BIRP]//g; s/^\.[BI]R\{0,1\} //; p' "$page" |
-        grep -o '\bshed[a-z0-9_]* *([1-9])' | tr -d ' ' | sort -u |
+        grep -o '\bshed[a-z0-9_-]* *([1-9])' | tr -d ' ' | sort -u |
         while read -r ref; do
             n=${ref%%(*}
             s=${ref#*(}
@@ -228,9 +232,31 @@ for fl in $fields; do
         fail "field '$fl' of a structure in $header is not described (.I $fl) in any man3 page"
 done
 
+# ---- 8. every option of the launcher is documented ----
+nopts=0
+if [ -n "$launcher" ]; then
+    prog=$(basename "$launcher" .in)
+    page=$mandir/man1/$prog.1
+    # "        -c)", "        -h | --help)", "        -c?*)": the option names.
+    opts=$(sed -n 's/^[ \t]*\(-[-a-z|? *]*\))\([ \t].*\)\{0,1\}$/\1/p' "$launcher" |
+           tr '|' '\n' | tr -d ' ' | grep -v '[?*]' | grep -vx -- '-\{1,2\}' | sort -u)
+    if [ ! -f "$page" ]; then
+        fail "$launcher has no page $page"
+    else
+        section "$page" OPTIONS | awk '/^\.TP/ { getline; print }' | sed 's/\\-/-/g' >"$tmp/items"
+        for o in $opts; do
+            nopts=$((nopts + 1))
+            grep -q -- "^\.B[IR]\{0,1\} \(.*[ ,\"]\)\{0,1\}$o\b" "$tmp/items" ||
+                fail "option $o of $launcher is not described (a .TP item) in OPTIONS of $page"
+        done
+        [ "$nopts" -gt 0 ] || fail "no option found in $launcher (has the parser broken?)"
+    fi
+fi
+
 if [ "$fails" -ne 0 ]; then
     echo "check-man: FAILED ($fails problems)" >&2
     exit 1
 fi
 echo "check-man: ok: $nfuncs functions of $header, $npages pages, $nlinks links," \
-     "$nexamples example programs, $nkeys SHED_CONF keys, $nfields structure fields"
+     "$nexamples example programs, $nkeys SHED_CONF keys, $nfields structure fields," \
+     "$nopts launcher options"

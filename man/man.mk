@@ -4,18 +4,19 @@
 #                           -Tlint -Wwarning, groff -ww); see man/check-man.sh
 #   make man                shed(7) in the terminal
 #   make man MAN_PAGE=shed_malloc.3   another page (name.section)
-# Pages: man/man3/*.3 (one per function, or a grouped page plus one-line
-# ".so man3/page.3" link pages), man/man7/shed.7.
+# Pages: man/man1/shed-run.1 (the launcher), man/man3/*.3 (one per
+# function, or a grouped page plus one-line ".so man3/page.3" link pages),
+# man/man7/shed.7.
 
 MAN_DIR     := man
-MAN_PAGES   := $(wildcard $(MAN_DIR)/man3/*.3 $(MAN_DIR)/man7/*.7)
+MAN_PAGES   := $(wildcard $(MAN_DIR)/man1/*.1 $(MAN_DIR)/man3/*.3 $(MAN_DIR)/man7/*.7)
 MAN_PAGE    ?= shed.7
 
 .PHONY: check-man man
 CHECK_TARGETS += check-man
 
 check-man: | $(call need,mandoc groff)
-	@sh $(MAN_DIR)/check-man.sh include/shed.h $(MAN_DIR) src
+	@sh $(MAN_DIR)/check-man.sh include/shed.h $(MAN_DIR) src run/shed-run.in
 
 # From inside man/, so that the .so of a link page resolves; paged on a
 # terminal, plain text (no overstrike) into a pipe or a file.
