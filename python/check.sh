@@ -1,17 +1,20 @@
 #!/bin/sh
-# check.sh SHED_RUN MODULE PYTHON: the tests of "make check-python".
+# check.sh SHED_RUN MODULE PYTHON FAKE_SO: the tests of "make check-python".
 #
 # python/test_shed.py runs with PYTHON and with every other python3.X found
 # (on PATH, in /usr/bin and /usr/local/bin, and pyenv's versions), each
-# twice: plain, where shed is not the malloc, and under SHED_RUN.  Then the
+# three times: plain, where shed is not the malloc; with FAKE_SO preloaded,
+# a malloc that lacks shed's calls; and under SHED_RUN.  Then the
 # module is installed by pip, offline, into a directory of its own, from a
 # copy of the tree, and runs from there.  Interpreters older than 3.6 are
 # skipped (the module needs 3.6's limited API).  Fails naming every run
 # that failed.
 set -u
-shed_run=${1:?usage: check.sh SHED_RUN MODULE PYTHON}
-module=${2:?usage: check.sh SHED_RUN MODULE PYTHON}
-python=${3:?usage: check.sh SHED_RUN MODULE PYTHON}
+usage="usage: check.sh SHED_RUN MODULE PYTHON FAKE_SO"
+shed_run=${1:?$usage}
+module=${2:?$usage}
+python=${3:?$usage}
+fake=$(cd "$(dirname "${4:?$usage}")" && pwd)/$(basename "$4")
 here=$(cd "$(dirname "$0")" && pwd)
 moddir=$(cd "$(dirname "$module")" && pwd)
 test=$here/test_shed.py
@@ -37,6 +40,8 @@ for py in $(candidates); do
     echo "== check-python: $py (Python $version)"
     env -u LD_PRELOAD -u PYTHONMALLOC PYTHONPATH="$moddir" "$py" "$test" plain ||
         failed="$failed plain:$py"
+    env -u PYTHONMALLOC LD_PRELOAD="$fake" PYTHONPATH="$moddir" "$py" "$test" fake ||
+        failed="$failed fake:$py"
     env -u LD_PRELOAD -u PYTHONMALLOC "$shed_run" -c release=manual "$py" "$test" shed ||
         failed="$failed shed-run:$py"
 done

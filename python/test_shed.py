@@ -2,6 +2,10 @@
 
     python3 test_shed.py plain   shed is not the malloc: active() is False and
                                  every other call raises RuntimeError
+    LD_PRELOAD=fake_shed.so python3 test_shed.py fake
+                                 a malloc with shed_malloc but none of the
+                                 calls: active() is True, each call raises
+                                 RuntimeError naming the function it lacks
     shed-run -c release=manual python3 test_shed.py shed
                                  shed is the malloc: stats follow a known
                                  allocation pattern, trim() gives pages back,
@@ -47,6 +51,20 @@ def test_plain():
         e = raises(RuntimeError, fn, *args)
         check(str(e) == NOT_SHED, "%s() says %r" % (fn.__name__, str(e)))
     print("ok: plain: active() False, 6 calls raise RuntimeError naming shed-run")
+
+
+def test_fake():
+    check(shed.active() is True, "active() is %r with fake_shed.so" % shed.active())
+    calls = [(shed.stats, (), "shed_stats"), (shed.trim, (), "shed_trim"),
+             (shed.freeze, (), "shed_freeze"), (shed.thaw, (), "shed_thaw"),
+             (shed.config, ("release=manual",), "shed_config"),
+             (shed.print_stats, (), "shed_stats_print")]
+    for fn, args, sym in calls:
+        e = raises(RuntimeError, fn, *args)
+        want = ("the libshed.so in this process has no %s(); use the shed-run of the "
+                "same build as this module" % sym)
+        check(str(e) == want, "%s() says %r" % (fn.__name__, str(e)))
+    print("ok: a library without the calls: active() True, 6 calls name what is missing")
 
 
 # ---- under shed ----
@@ -208,6 +226,8 @@ def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "plain":
         test_plain()
+    elif mode == "fake":
+        test_fake()
     elif mode == "shed":
         test_active()
         test_stats_shape()
@@ -216,7 +236,7 @@ def main():
         test_print_stats()
         test_prefork()
     else:
-        sys.exit("usage: test_shed.py plain|shed")
+        sys.exit("usage: test_shed.py plain|fake|shed")
 
 
 if __name__ == "__main__":
