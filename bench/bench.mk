@@ -115,3 +115,18 @@ docs-maps: $(DEMO_BIN) | $(call need,librsvg2-bin)
 	rsvg-convert -o docs/heapmap-after.png $(DEMO_OUT)/docs/every1000-batched-after.svg
 
 CHECK_TARGETS += bench-smoke bench-smoke-api
+
+# A pre-fork server (bench/prefork/): gunicorn --preload with 4 workers under
+# pymalloc (with and without gc.freeze), glibc, jemalloc, mimalloc, shed and
+# shed with freeze; a worker's private memory and the requests per second.
+# Not in make bench's run (30 to 40 minutes on a busy 2-core machine;
+# QUICK=1: a few), nor in make check: it writes
+# bench/results/prefork.{md,csv,svg}, puts its table into latest.md and
+# makes the README's summary again.
+.PHONY: bench-prefork
+bench-prefork: $(LIB_SO) $(SHED_RUN) $(PY_MOD) | $(call need,gunicorn)
+	@for p in libjemalloc-dev libmimalloc-dev gnuplot-nox; do \
+	    $(NEED) $$p || echo "bench-prefork: $$p unavailable; what needs it is skipped"; \
+	done
+	$(PYTHON) bench/prefork/measure.py --shed-run $(SHED_RUN) \
+	    $(if $(QUICK),--quick,--readme README.md)

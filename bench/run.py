@@ -543,6 +543,7 @@ def main():
     md.append("![time per operation](time.svg)")
     if relative_rows(names, med, works):
         md.append("![issue 21's workloads against the best peer](new.svg)")
+    md += [""] + prefork(out_dir)
     text = "\n".join(md) + "\n"
     log("")
     log(text)
@@ -897,7 +898,8 @@ def plot(out_dir, names, rss, med, works):
 # the run's line, the time table, the targets and the plots.  The README
 # links to latest.md for the rest, so that it stays short.
 README_PARTS = ("Made by ", "Time per operation", "Throughput of",
-                "Real programs", "Targets ", "![")
+                "Real programs", "Targets ", "![", "Pre-fork server",
+                "Pre-fork targets")
 
 
 def readme_summary(text):
@@ -931,6 +933,31 @@ def readme_summary(text):
     return "\n\n".join(out) + "\n"
 
 
+def prefork(out_dir):
+    """The pre-fork server's part, as make bench-prefork last wrote it to
+    prefork.md (it takes minutes: make bench does not run it), between
+    markers where make bench-prefork puts its next results."""
+    try:
+        with open(os.path.join(out_dir, "prefork.md")) as f:
+            text = f.read()
+    except OSError:
+        text = "Pre-fork server: not measured yet (make bench-prefork).\n"
+    return [PREFORK_BEGIN, "", text.strip("\n"), "", PREFORK_END]
+
+
+PREFORK_BEGIN, PREFORK_END = "<!-- prefork:begin -->", "<!-- prefork:end -->"
+
+
+def splice(text, begin, end, part):
+    """text with what lies between the markers begin and end replaced by
+    part, a blank line on each side; None when it has not both."""
+    if begin not in text or end not in text.split(begin, 1)[1]:
+        return None
+    head, rest = text.split(begin, 1)
+    return (head + begin + "\n\n" + part.strip("\n") + "\n\n" + end +
+            rest.split(end, 1)[1])
+
+
 def update_readme(path, text, out_dir):
     """Replace what lies between the README's bench markers, if it has them,
     with readme_summary(text), its links made relative to the README."""
@@ -944,7 +971,7 @@ def update_readme(path, text, out_dir):
         return
     rel = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(path)))
     text = readme_summary(text)
-    for f in ("rss.svg", "time.svg", "new.svg", "latest.md"):
+    for f in ("rss.svg", "time.svg", "new.svg", "latest.md", "prefork.svg"):
         text = text.replace("](%s)" % f, "](%s/%s)" % (rel, f))
     head, rest = s.split(begin, 1)
     tail = rest.split(end, 1)[1]
