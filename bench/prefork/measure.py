@@ -41,7 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import dataset  # noqa: E402
-from run import COLOURS, find_lib, PEER_LIBS, splice, table  # noqa: E402  (bench/run.py)
+import run  # noqa: E402  (bench/run.py)
+from run import COLOURS, find_lib, PEER_LIBS, table  # noqa: E402
 
 WORKERS = 4
 MODES = ["items", "touch"]
@@ -312,7 +313,7 @@ def targets(m):
     out = []
     sf, pg, pm = m.get("shed+freeze"), m.get("pymalloc+gc.freeze"), m.get("pymalloc")
     if not (sf and sf["pd"] is not None):
-        return ["Targets: no shed+freeze row."]
+        return ["Pre-fork targets: no shed+freeze row."]
     others = {n: r["pd"] for n, r in m.items() if n != "shed+freeze" and r["pd"] is not None}
     low = min(others, key=others.get) if others else None
     out.append("- shed+freeze: a worker's Private_Dirty %s MiB, the lowest of all rows "
@@ -328,7 +329,7 @@ def targets(m):
                        "met" if sf["rps"] >= 0.95 * pm["rps"] else "MISSED",
                        sf["cpu"], pm["cpu"], sf["cpu"] / pm["cpu"],
                        "met" if sf["cpu"] <= pm["cpu"] / 0.95 else "MISSED"))
-    return ["Targets:", ""] + out
+    return ["Pre-fork targets (shed+freeze):", ""] + out
 
 
 def plot(out_dir, names, m):
@@ -362,14 +363,25 @@ def plot(out_dir, names, m):
             log("prefork: gnuplot failed: %s" % r.stderr.strip())
 
 
-def update_readme(path, text, out_dir):
-    """The README's prefork part, which bench/run.py writes too."""
-    rel = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(path)))
-    text = text.replace("](prefork.svg)", "](%s/prefork.svg)" % rel)
-    if splice(path, "<!-- prefork:begin -->", "<!-- prefork:end -->", text):
-        log("prefork: updated %s" % path)
-    else:
-        log("prefork: %s has no prefork markers; run make bench to add them" % path)
+def publish(out_dir, readme):
+    """prefork.md into latest.md's pre-fork part, and the README's summary
+    of latest.md made again (bench/run.py's), so that both show this run."""
+    with open(os.path.join(out_dir, "prefork.md")) as f:
+        part = f.read()
+    latest = os.path.join(out_dir, "latest.md")
+    try:
+        with open(latest) as f:
+            text = f.read()
+    except OSError:
+        log("prefork: no %s (run make bench): the README is left alone" % latest)
+        return
+    new = run.splice(text, run.PREFORK_BEGIN, run.PREFORK_END, part)
+    if new is None:                 # a latest.md from before bench-prefork
+        new = text.rstrip("\n") + "\n\n" + "\n".join(run.prefork(out_dir)) + "\n"
+    with open(latest, "w") as f:
+        f.write(new)
+    if readme:
+        run.update_readme(readme, new, out_dir)
 
 
 def main():
@@ -385,8 +397,10 @@ def main():
                     help="seconds before each measurement (release delays)")
     ap.add_argument("--rows", help="comma-separated subset of the configurations")
     ap.add_argument("--out")
-    ap.add_argument("--readme", help="README whose part between <!-- prefork:begin --> "
-                    "and <!-- prefork:end --> (in make bench's section) to replace")
+    ap.add_argument("--readme", help="README whose make bench summary to make again "
+                    "(from latest.md, with this run's pre-fork part)")
+    ap.add_argument("--publish", action="store_true",
+                    help="run nothing: put the last prefork.md into latest.md and --readme")
     args = ap.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.entries = args.entries or (200000 if args.quick else 1000000)
@@ -394,6 +408,9 @@ def main():
     out_dir = args.out or os.path.join(os.path.dirname(HERE), "results",
                                        "quick" if args.quick else "")
     os.makedirs(out_dir, exist_ok=True)
+    if args.publish:
+        publish(out_dir, args.readme)
+        return
     args.gunicorn = shutil.which("gunicorn")
     if not args.gunicorn:
         sys.exit("prefork: gunicorn not found (apt-get install gunicorn)")
@@ -448,8 +465,7 @@ def main():
     with open(os.path.join(out_dir, "prefork.md"), "w") as f:
         f.write(text)
     plot(out_dir, names, m)
-    if args.readme:
-        update_readme(args.readme, text, out_dir)
+    publish(out_dir, args.readme)
     log("prefork: results in %s (%.0f s)" % (out_dir, time.time() - started))
 
 
