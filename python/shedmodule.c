@@ -28,6 +28,7 @@
 /* ---- finding shed in the process ---- */
 
 static struct {
+    __typeof__(shed_stats_get) *stats_get;
     __typeof__(shed_stats) *stats;
     __typeof__(shed_stats_print) *stats_print;
     __typeof__(shed_trim) *trim;
@@ -40,6 +41,7 @@ static const struct symbol {
     const char *name;
     void **slot;
 } symbols[] = {
+    { "shed_stats_get", (void **)&api.stats_get },
     { "shed_stats", (void **)&api.stats },
     { "shed_stats_print", (void **)&api.stats_print },
     { "shed_trim", (void **)&api.trim },
@@ -120,13 +122,18 @@ static void *need(void *fn, const char *name)
 
 struct field {
     const char *name;
-    size_t offset, size;
+    size_t offset, size;        /* of one element */
+    size_t count;               /* elements of an array (a list), 0: a number */
 };
-#define FIELD(type, f) { #f, offsetof(struct type, f), sizeof(((struct type *)0)->f) }
+#define FIELD(type, f) { #f, offsetof(struct type, f), sizeof(((struct type *)0)->f), 0 }
+#define ARRAY(type, f)                                                        \
+    { #f, offsetof(struct type, f), sizeof(((struct type *)0)->f[0]),         \
+      sizeof(((struct type *)0)->f) / sizeof(((struct type *)0)->f[0]) }
 
-/* The scalar fields of struct shed_stats and struct shed_class_stats, in the
- * header's order.  A new scalar field of shed.h goes here; an array needs a
- * loop of its own, like "classes" in stats(). */
+/* The fields of struct shed_stats, in the header's order, but the per-class
+ * arrays (classes and fill, merged into one list of dicts by stats()).  A new
+ * field of shed.h goes here; a field that the library did not fill (an
+ * older libshed.so) is left out of the dict. */
 static const struct field totals[] = {
     FIELD(shed_stats, blocks_in_use),
     FIELD(shed_stats, bytes_in_use),
@@ -149,6 +156,9 @@ static const struct field totals[] = {
     FIELD(shed_stats, pools_reused_dirty),
     FIELD(shed_stats, large_allocs),
     FIELD(shed_stats, errors),
+    FIELD(shed_stats, size),
+    FIELD(shed_stats, pools_untouched),
+    ARRAY(shed_stats, pools_by_fill),
 };
 static const struct field per_class[] = {
     FIELD(shed_class_stats, block_size),
@@ -156,62 +166,91 @@ static const struct field per_class[] = {
     FIELD(shed_class_stats, bytes_in_use),
     FIELD(shed_class_stats, pools_in_use),
 };
+static const struct field per_class_fill[] = {
+    FIELD(shed_class_fill, blocks_per_pool),
+    ARRAY(shed_class_fill, pools_by_fill),
+};
+#define N(table) (sizeof table / sizeof table[0])
 
-static unsigned long long read_field(const char *base, const struct field *f)
+static PyObject *read_number(const char *p, size_t size)
 {
-    if (f->size == sizeof(uint32_t)) {
+    if (size == sizeof(uint32_t)) {
         uint32_t v;
-        memcpy(&v, base + f->offset, sizeof v);
-        return v;
+        memcpy(&v, p, sizeof v);
+        return PyLong_FromUnsignedLongLong(v);
     }
     uint64_t v;
-    memcpy(&v, base + f->offset, sizeof v);
-    return v;
+    memcpy(&v, p, sizeof v);
+    return PyLong_FromUnsignedLongLong(v);
 }
 
-/* A dict of the fields of table[0..n) read from base; NULL on error. */
-static PyObject *fields_dict(const char *base, const struct field *table, size_t n)
+/* A field's value: a number, or a list of them. */
+static PyObject *read_field(const char *base, const struct field *f)
 {
-    PyObject *d = PyDict_New();
-    for (size_t i = 0; d && i < n; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(read_field(base, &table[i]));
-        if (!v || PyDict_SetItemString(d, table[i].name, v) < 0) {
-            Py_XDECREF(v);
-            Py_CLEAR(d);
-            break;
-        }
-        Py_DECREF(v);
+    if (!f->count)
+        return read_number(base + f->offset, f->size);
+    PyObject *l = PyList_New((Py_ssize_t)f->count);
+    for (size_t i = 0; l && i < f->count; i++) {
+        PyObject *v = read_number(base + f->offset + i * f->size, f->size);
+        if (!v)
+            Py_CLEAR(l);
+        else
+            PyList_SetItem(l, (Py_ssize_t)i, v);   /* steals v */
     }
-    return d;
+    return l;
 }
 
-/* Room to spare after the structure, should the library be of a later
- * version than the header this module was built with. */
+/* Add to d the fields of table[0..n) read from base, those that end within
+ * the first filled bytes of the structure at top; -1 on error. */
+static int add_fields(PyObject *d, const char *top, size_t filled, const char *base,
+                      const struct field *table, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct field *f = &table[i];
+        if ((size_t)(base - top) + f->offset + f->size * (f->count ? f->count : 1) > filled)
+            continue;
+        PyObject *v = read_field(base, f);
+        int r = v ? PyDict_SetItemString(d, f->name, v) : -1;
+        Py_XDECREF(v);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Room to spare after the structure, for an older library's shed_stats(),
+ * which fills the structure of its own shed.h. */
 #define STATS_SLACK 4096
 
 static PyObject *py_stats(PyObject *self, PyObject *noargs)
 {
     (void)self, (void)noargs;
-    __typeof__(shed_stats) *fn = need(api.stats, "shed_stats");
-    if (!fn)
+    if (!need(api.stats_get ? (void *)api.stats_get : (void *)api.stats, "shed_stats"))
         return NULL;
     char *buf = calloc(1, sizeof(struct shed_stats) + STATS_SLACK);
     if (!buf)
         return PyErr_NoMemory();
-    if (fn((struct shed_stats *)buf) != 0) {
+    struct shed_stats *st = (struct shed_stats *)buf;
+    /* shed_stats_get fills as much as both sides know and says so in size;
+     * a library without it fills shed 0.1.0's structure. */
+    int r = api.stats_get ? api.stats_get(st, sizeof *st) : api.stats(st);
+    size_t filled = api.stats_get ? st->size : SHED_STATS_SIZE_0_1;
+    if (r != 0 || filled > sizeof *st) {
         free(buf);
         PyErr_SetString(PyExc_RuntimeError, "shed_stats() failed");
         return NULL;
     }
-    PyObject *d = fields_dict(buf, totals, sizeof totals / sizeof totals[0]);
+    PyObject *d = PyDict_New();
     PyObject *classes = d ? PyList_New(SHED_NUM_CLASSES) : NULL;
+    if (classes && add_fields(d, buf, filled, buf, totals, N(totals)) < 0)
+        Py_CLEAR(classes);
     for (size_t c = 0; classes && c < SHED_NUM_CLASSES; c++) {
-        const char *cs = buf + offsetof(struct shed_stats, classes) +
-                         c * sizeof(struct shed_class_stats);
-        PyObject *cd = fields_dict(cs, per_class, sizeof per_class / sizeof per_class[0]);
-        if (!cd)
+        PyObject *cd = PyDict_New();
+        if (!cd || add_fields(cd, buf, filled, (const char *)&st->classes[c], per_class, N(per_class)) < 0 ||
+            add_fields(cd, buf, filled, (const char *)&st->fill[c], per_class_fill, N(per_class_fill)) < 0) {
+            Py_XDECREF(cd);
             Py_CLEAR(classes);
-        else
+        } else
             PyList_SetItem(classes, (Py_ssize_t)c, cd);   /* steals cd */
     }
     free(buf);
