@@ -16,10 +16,10 @@ $(SHED_RUN): run/shed-run.in run/run.mk
 	@mkdir -p $(dir $@)
 	$(call run_script,$(abspath $(BUILD)),$(abspath $(BUILD))/python,$@)
 
-# Also installs into a scratch PREFIX and runs the installed launcher (the
-# shed.pc made for it is removed: it names that PREFIX).
-check-run: $(SHED_RUN) $(LIB_SO) $(PY_MOD)
-	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"; rm -f $(BUILD)/shed.pc' EXIT && \
+# Also installs into a scratch PREFIX and runs the installed launcher; after
+# check-version, which reads the shed.pc that this install rewrites.
+check-run: $(SHED_RUN) $(LIB_SO) $(PY_MOD) check-version
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(MAKE) --no-print-directory install PREFIX="$$tmp/prefix" >/dev/null && \
 	sh run/check.sh $(SHED_RUN) $(PYTHON) "$$tmp/prefix/bin/shed-run"
 
