@@ -1,7 +1,8 @@
 # Benchmarks: shed against glibc, jemalloc, mimalloc and tcmalloc, and the demo.
 #   make bench           every workload, every allocator, 3 repeats (11 for
 #                        churn and burst, which are short; 7 for issue 21's
-#                        threaded workloads) (about 10 min on an idle machine)
+#                        threaded workloads) (about 10 min on an idle machine,
+#                        of which the process-start rows, bench/procstart.sh, 5)
 #   make bench QUICK=1   smaller sizes (about 3 min), results in
 #                        bench/results/quick
 #   make bench-smoke     every workload once under shed, tiny sizes (in check)
@@ -40,7 +41,7 @@ $(SHED_BENCH): $(BUILD)/bench/%: bench/%.c $(LIB_A)
 
 # A peer or tool that cannot be installed is skipped (run.py says so).
 bench: $(LIB_SO) $(BENCH_BIN) $(SHED_BENCH) | $(call need,python3)
-	@for p in $(BENCH_PEERS) $(BENCH_TOOLS) gnuplot-nox strace; do \
+	@for p in $(BENCH_PEERS) $(BENCH_TOOLS) gnuplot-nox strace git; do \
 	    $(NEED) $$p || echo "bench: $$p unavailable; what needs it is skipped"; \
 	done
 	python3 bench/run.py --bin $(BUILD)/bench --lib-so $(LIB_SO) \
@@ -64,6 +65,7 @@ bench-smoke: $(LIB_SO) $(BENCH_BIN) | $(call need,python3)
 	for m in random sparse phase; do run $$b/frag $$m 100k 100; done; \
 	run env PYTHONMALLOC=malloc python3 bench/pyobjs.py 20k 100; \
 	run env PYTHONMALLOC=malloc python3 bench/jsonrt.py 2000; \
+	run sh bench/procstart.sh true 20; run sh bench/procstart.sh shell 5; \
 	echo "bench-smoke: all workloads ran under shed"
 
 bench-release: $(BUILD)/bench/release_cost

@@ -63,6 +63,10 @@ SIZES = {
     "reuse": (["2M", "100k"], ["500k", "100k"]),
     "threxit": (["10M", "2000"], ["1M", "500"]),
     "forkcost": (["300", "200k"], ["100", "200k"]),
+    # process start (bench/procstart.sh): loop iterations, or files for git
+    "proc-true": (["1000"], ["200"]),
+    "proc-shell": (["400"], ["100"]),
+    "proc-git": (["2000"], ["300"]),
     "larson": (["10M", "1000", "10000", "16-512"],
                ["2M", "1000", "10000", "16-512"]),
     "larson-wide": (["10M", "1000", "10000", "8-1000"],
@@ -101,7 +105,13 @@ TIMINGS = [
     ("fork_round_us", "forkcost", "churn+fork+wait round, us"),
     ("frag_alloc_ns", "frag-random", "frag-random alloc, ns/block"),
     ("scratch_ms", "scratch", "cache-scratch, 2 threads, ms"),
+    # process start: sizes in SIZES (1000 and 400 loops, 2000 files)
+    ("proc_true_ms", "proc-true", "sh loop of /bin/true, ms"),
+    ("proc_shell_ms", "proc-shell", "sh loop of subshell, sed, grep, expr, ms"),
+    ("proc_git_ms", "proc-git", "git add, commit, gc, fsck, clone, ms"),
 ]
+# Process start (bench/procstart.sh): every process of the run preloaded.
+PROC_STARTS = ["proc-true", "proc-shell", "proc-git"]
 FRAGS = ["frag-random", "frag-sparse", "frag-phase"]
 # One colour per allocator in every plot.
 COLOURS = {"glibc": "#9400d3", "jemalloc": "#009e73", "mimalloc": "#56b4e9",
@@ -207,6 +217,9 @@ def command(work, args):
             SIZES["python"][quick]
     if work == "larson-wide":
         return [os.path.join(b, "larson")] + SIZES[work][quick]
+    if work in PROC_STARTS:
+        return ["sh", os.path.join(HERE, "procstart.sh"), work[5:]] + \
+            SIZES[work][quick]
     return [os.path.join(b, work)] + SIZES[work][quick]
 
 
@@ -353,10 +366,13 @@ def main():
     allocs = allocators(args, os.path.join(os.path.abspath(args.bin), "churn"))
     names = [a.name for a in allocs]
     peers = [n for n in names if n in PEERS]
-    timed = ["churn", "burst", "threads", "threxit", "forkcost"]
+    timed = ["churn", "burst", "threads", "threxit", "forkcost"] + PROC_STARTS
     frags = list(FRAGS)
     works = args.workloads.split(",") if args.workloads else \
         timed + frags + ["python", "reuse"] + THREADED + PROGS
+    if "proc-git" in works and not shutil.which("git"):
+        log("bench: git not found: the git workload is skipped")
+        works.remove("proc-git")
     for w in [w for w in works if w.startswith("prog-")]:
         miss = programs.missing_tools(w[5:])
         if miss:
@@ -428,7 +444,8 @@ def main():
                "reuse": "reuse_median_below", "larson": "larson_16_512_mops",
                "larson-wide": "larson_8_1000_mops", "xmalloc": "xmalloc_mops",
                "scratch": "scratch_ms"}.get(
-                   w, PROG_METRIC if w in PROGS else "frag_ratio1000")
+                   w, PROG_METRIC if w in PROGS else
+                   "proc_%s_ms" % w[5:] if w in PROC_STARTS else "frag_ratio1000")
         log("[%3d/%d] %-11s %-12s rep %d  %s=%s  (%.1f s)" %
             (step, total, w, a.name, rep + 1, key, fmt(metrics.get(key)),
              time.time() - t0))

@@ -64,13 +64,31 @@ static void arena_reindex(struct arena *a)
         *w &= ~(1ull << (a->index % 64));
 }
 
+/* Make arena i's part of the metadata tables writable: one page of
+ * descriptors and one of their remote parts (64 descriptors of 1/64 page
+ * each), and arenas[] up to its entry. */
+static int arena_commit_tables(size_t i)
+{
+    if (os_commit(g.descs + i * g.page_size, g.page_size) != 0 ||
+        os_commit(g.remotes + i * g.page_size, g.page_size) != 0)
+        return -1;
+    size_t need = (i + 1) * sizeof(struct arena);
+    if (need > g.arenas_ready) {
+        size_t to = (need + g.page_mask) & ~g.page_mask;
+        if (os_commit((char *)g.arenas + g.arenas_ready, to - g.arenas_ready) != 0)
+            return -1;
+        g.arenas_ready = to;
+    }
+    return 0;
+}
+
 static struct arena *arena_new(void)
 {
     if (g.narenas == g.narenas_max)
         return NULL;
     size_t bytes = (size_t)POOLS_PER_ARENA << g.page_shift;
     char *base = g.region + g.narenas * bytes;
-    if (os_commit(base, bytes) != 0)
+    if (arena_commit_tables(g.narenas) != 0 || os_commit(base, bytes) != 0)
         return NULL;
     chk_noaccess(base, bytes);
     size_t descs = (size_t)POOLS_PER_ARENA << g.desc_shift;
@@ -146,6 +164,7 @@ size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
         RELAXED_ADD(g.c.reused_dirty, n);
     } else {
         g.npools_released -= n;
+        RELAXED_BUMP(g.pools_taken, n);   /* new pages: release.c counts them */
     }
     a->nused = (uint8_t)(a->nused + n);
     arena_reindex(a);
@@ -376,6 +395,15 @@ size_t arena_resident_bytes(void)
         return 0;
     return os_resident_pages(g.region + (g.first_arena * POOLS_PER_ARENA << g.page_shift),
                              npages) << g.page_shift;
+}
+
+/* Pools free but resident now (the release thread's start: release.c). */
+size_t arena_dirty_pools(void)
+{
+    pthread_mutex_lock(&g.lock);
+    size_t n = g.npools_dirty;
+    pthread_mutex_unlock(&g.lock);
+    return n;
 }
 
 /* fork(): the arena lock, innermost but for the release thread's sleep lock. */

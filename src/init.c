@@ -99,17 +99,31 @@ static bool setup(void)
         slock_init(&g.stripes[i].m);
 
     size_t arena_bytes = (size_t)POOLS_PER_ARENA << g.page_shift;
-    size_t size = g.opt.region_size / arena_bytes * arena_bytes;
+    size_t size = g.opt.region_size, room = os_address_room();
+    /* Under ulimit -v the reservation counts, PROT_NONE or not: take a
+     * share of what is left, the tables (1/32 of the region) included,
+     * or glibc's large blocks would find the rest too small.  Below
+     * MIN_REGION none is made (os_reserve), and glibc serves all. */
+    if (room != SIZE_MAX && size > room / AS_SHARE / 33 * 32)
+        size = room / AS_SHARE / 33 * 32;
+    size = size / arena_bytes * arena_bytes;
     if (!(g.region = os_reserve(&size)))
         return false;
     g.region_size = size / arena_bytes * arena_bytes;
     g.npools = g.region_size >> g.page_shift;
     g.narenas_max = g.npools / POOLS_PER_ARENA;
-    g.descs = os_map(g.npools << g.desc_shift);
-    g.remotes = os_map(g.npools << g.desc_shift);
-    g.arenas = os_map(g.narenas_max * sizeof(struct arena));
+    g.descs = os_map_table(g.npools << g.desc_shift);
+    g.remotes = os_map_table(g.npools << g.desc_shift);
+    /* Whole pages of shed's size (arena_commit_tables makes them writable
+     * a page at a time), where the kernel's may be smaller. */
+    g.arenas = os_map_table((g.narenas_max * sizeof(struct arena) + g.page_mask) &
+                            ~g.page_mask);
     g.dirty_arenas = os_map((g.narenas_max + 63) / 64 * sizeof(uint64_t));
-    if (!g.descs || !g.remotes || !g.arenas || !g.dirty_arenas || theap_setup() != 0) {
+    /* arenas[0] is written below, carved or not. */
+    if (g.arenas && os_commit(g.arenas, g.page_size) == 0)
+        g.arenas_ready = g.page_size;
+    if (!g.descs || !g.remotes || !g.arenas || !g.arenas_ready || !g.dirty_arenas ||
+        theap_setup() != 0) {
         os_unmap(g.region, size);
         g.region = NULL;
         g.region_size = 0;

@@ -55,6 +55,7 @@ static const struct key keys[] = {
     { "max_dirty", K_NUMBER, NULL, 0, UINT_MAX, NULL, &g.opt.max_dirty, NULL },
     { "batch", K_NUMBER, NULL, 1, IOV_MAX, NULL, &g.opt.batch, NULL },
     { "quarantine_kb", K_NUMBER, NULL, 0, 1u << 22, NULL, &g.opt.quarantine_kb, NULL },
+    { "thread_after_kb", K_NUMBER, NULL, 0, 1u << 30, NULL, &g.opt.thread_after_kb, NULL },
     { "region_mb", K_NUMBER, NULL, 16, 1u << 22, NULL, NULL, &g.opt.region_size },
     { NULL, 0, NULL, 0, 0, NULL, NULL, NULL } };
 
@@ -78,6 +79,7 @@ void options_defaults(void)
     RELAXED_STORE(g.opt.delay_ms, 100);
     RELAXED_STORE(g.opt.max_dirty, 0);
     RELAXED_STORE(g.opt.batch, IOV_MAX);
+    RELAXED_STORE(g.opt.thread_after_kb, 4096);
     RELAXED_STORE(g.opt.on_error_abort, 1);
     RELAXED_STORE(g.opt.stats_at_exit, 0);
     RELAXED_STORE(g.opt.stats_interval_ms, 0);

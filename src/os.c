@@ -9,6 +9,7 @@
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,22 @@ EXPORT void shed__fault_inject(int site, int count)
         atomic_store(&fault_left[site], count);
 }
 
+/* Address space this process may still map under RLIMIT_AS (the limit less
+ * its virtual size now, from /proc/self/statm), SIZE_MAX with no limit. */
+size_t os_address_room(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_AS, &r) != 0 || r.rlim_cur == RLIM_INFINITY)
+        return SIZE_MAX;
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    size_t used = n > 0 ? (buf[n] = 0, strtoul(buf, NULL, 10) * g.page_size) : 0;
+    return (size_t)r.rlim_cur > used ? (size_t)r.rlim_cur - used : 0;
+}
+
 /* Reserve the heap region: address space only, no memory, no swap. Halve the
  * request until it fits (RLIMIT_AS, overcommit limits); 0 means none. */
 void *os_reserve(size_t *size)
@@ -84,7 +101,22 @@ void *os_map(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Make a freshly carved arena usable. */
+/* Address space for a metadata table, made writable a part at a time by
+ * os_commit as arenas are carved.  Read-only until then: under strict
+ * overcommit (vm.overcommit_memory=2) the kernel ignores MAP_NORESERVE and
+ * charges a writable private mapping in full, which for the tables of a
+ * 32 GiB region would be 1 GiB, and a mapping it cannot write it does not
+ * charge.  Readable, so that a wild pointer into the region reads a zero
+ * descriptor (the kernel's zero page) and is reported. */
+void *os_map_table(size_t size)
+{
+    if (fault_hit(F_MAP))
+        return NULL;
+    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Make a freshly carved arena, or its part of a table, usable. */
 int os_commit(void *addr, size_t size)
 {
     if (fault_hit(F_COMMIT)) {
@@ -118,7 +150,8 @@ static long pmadvise(const struct iovec *iov, size_t n, int advice)
  * accepts our advice there (Linux 6.13+ for DONTNEED), through the sentinel
  * if it can, else madvise.  Under valgrind always madvise: it does not know
  * process_madvise.  The probe advises a scratch page, so it runs at the first
- * release (on the release thread in batched mode), never at start-up. */
+ * release (on the release thread in batched mode), never at start-up; it
+ * makes system calls only (io_uring was loaded by os_probe_backend). */
 static int probe_choice(void)
 {
     int want = RELAXED_LOAD(g.opt.backend);
@@ -146,9 +179,13 @@ static int probe_choice(void)
     return ok ? BK_PMADV : BK_MADV;
 }
 
-/* Forget the choice (start-up, a new backend or advice, a fork()ed child). */
+/* Forget the choice (start-up, a new backend or advice), and load what
+ * the backend asked for needs: io_uring is loaded here, on the thread that
+ * chose it, never at the first release (see uring_load). */
 void os_probe_backend(void)
 {
+    if (RELAXED_LOAD(g.opt.backend) == BK_URING)
+        uring_load();
     /* madvise needs no probe; the others advise a scratch page first. */
     backend_used = RELAXED_LOAD(g.opt.backend) == BK_MADV || g.valgrind ? BK_MADV : -1;
 }

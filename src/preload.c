@@ -3,7 +3,9 @@
  * shared library only).  What pools do not serve goes to glibc's own
  * __libc_malloc family, and its blocks are freed back there.
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <gnu/lib-names.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -71,11 +73,6 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
     return 0;
 }
 
-EXPORT void *aligned_alloc(size_t align, size_t size)
-{
-    return shed_aligned_impl(align, size);
-}
-
 EXPORT void *memalign(size_t align, size_t size)
 {
     /* glibc rounds a bad alignment up to a power of two. */
@@ -86,6 +83,37 @@ EXPORT void *memalign(size_t align, size_t size)
         align = a ? a : align;
     }
     return shed_aligned_impl(align ? align : 1, size);
+}
+
+/* Does the glibc underneath serve aligned_alloc with an alignment that is
+ * not a power of two?  Up to 2.37 its aligned_alloc is memalign (rounding
+ * up, 0 taken as 1); from 2.38 on it fails with EINVAL, as C17 says.  Asked
+ * once, of glibc's own aligned_alloc, only when such an alignment comes. */
+static bool libc_aligned_lenient(void)
+{
+    static _Atomic int lenient = -1;
+    int l = atomic_load_explicit(&lenient, memory_order_relaxed);
+    if (l < 0) {
+        void *libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
+        void *(*fn)(size_t, size_t) =
+            libc ? (void *(*)(size_t, size_t))dlsym(libc, "aligned_alloc") : NULL;
+        void *p = fn && fn != aligned_alloc ? fn(3, 1) : NULL;
+        if (p)
+            sys_free(p);
+        l = p != NULL;
+        atomic_store_explicit(&lenient, l, memory_order_relaxed);
+    }
+    return l;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    if (align && !(align & (align - 1)))
+        return shed_aligned_impl(align, size);
+    if (libc_aligned_lenient())
+        return memalign(align, size);
+    errno = EINVAL;
+    return NULL;
 }
 
 EXPORT void *valloc(size_t size)

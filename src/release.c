@@ -8,13 +8,30 @@
  * release calls.  inline: the freeing thread advises the pool at once.
  * manual: only shed_trim().  off: never (trim still works on request).
  *
+ * When the thread starts.  A short process (a shell's child that execs, a
+ * sed, a grep) would pay more for the thread than the thread saves it, so
+ * none runs until there is work worth it.  malloc starts it, never free
+ * (see releaser_ensure), at whichever comes first:
+ *   - a pool fetch, once the process has taken thread_after_kb of pools
+ *     that were not dirty (4 MiB by default: pages it faulted in, which
+ *     took far longer than a thread's start), as a process that big may
+ *     free it all and sleep;
+ *   - an allocation slow path (a new word of a pool's bitmap, at least one
+ *     in 64 allocations of a class) once a retired pool has waited
+ *     delay_ms and some pool is still dirty (g.thread_due, set by the first
+ *     retired pool while no thread runs).
+ * So a process that never frees a pool, or execs first, never starts one;
+ * and a process that frees and then only sleeps, without a thread, keeps
+ * at most thread_after_kb of free pools resident (shed.7).
+ *
  * fork(): the thread ends before the fork, after releasing every dirty pool
- * in batched mode (in the others it runs for stats_interval_ms only), so that the process forks as it would without shed: with only its own
+ * in batched mode (in the others it runs for stats_interval_ms only), so
+ * that the process forks as it would without shed: with only its own
  * threads, which programs count (Python 3.12 and later warn at os.fork()
- * when there is more than one).  The child starts a thread when it first
- * takes pools; the parent, at its first malloc after it emptied a pool, so
- * that no thread is back by the time a program counts them after the fork
- * (Python does so at once).
+ * when there is more than one).  Then the child counts its pools from zero;
+ * the parent starts a thread again as above, but by its size only after it
+ * retired a pool, so that none is back by the time a program counts them
+ * after the fork (Python does so at once).
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,6 +47,9 @@
  * program alive for ever after its last thread called pthread_exit (and,
  * with every signal blocked here, deaf to SIGTERM). */
 #define ALONE_CHECK_MS 1000
+/* The thread's stack: its deepest path (a pass, a collection, /proc reads)
+ * needs a few KiB; its buffers are static. */
+#define RELEASER_STACK ((size_t)256 << 10)
 
 /* NONE: no thread; STARTING: being created; DONE: it ended (alone, or
  * asked to by a fork); FAILED: it could not start (release inline); STOPPED:
@@ -49,7 +69,9 @@ static struct {
     bool flush;                    /* release every dirty pool before ending */
     int task_fd;                   /* the thread a fork ended: its /proc entry */
     _Atomic bool fork_idle;        /* the parent of a fork, no pool retired
-                                      since: no thread yet */
+                                      since: no thread by its size yet */
+    _Atomic bool collect;          /* frees into pools nobody owns, while
+                                      no thread ran: work for one */
     /* the pass's buffers last: a fork writes the locks, one page */
     struct iovec ranges[MAX_RANGES];
     bool ok[MAX_RANGES];
@@ -147,6 +169,8 @@ static void *releaser_main(void *arg)
     while (!rel.stop) {
         uint64_t gen = atomic_load(&rel.gen);
         pthread_mutex_unlock(&rel.mx);
+        if (RELAXED_LOAD(g.thread_due))
+            RELAXED_STORE(g.thread_due, 0);   /* running: no start is due */
         uint32_t wait = UINT32_MAX;   /* another mode: sleep until batched again */
         if (RELAXED_LOAD(g.opt.release) == REL_BATCHED) {
             collect_unowned(false);
@@ -181,13 +205,13 @@ static void *releaser_main(void *arg)
         }
     }
     if (rel.flush) {
-        /* A fork: nobody releases for a while.  Not as the process's first
-         * release, which may load io_uring (dlopen) while the forking
-         * thread holds the loader's lock (a fork from a constructor); and
-         * only in batched mode (the thread may run for stats_interval_ms
-         * alone: off and manual release at shed_trim only). */
+        /* A fork: nobody releases for a while; only in batched mode (the
+         * thread may run for stats_interval_ms alone: off and manual release
+         * at shed_trim only).  Even the process's first release makes only
+         * system calls: io_uring, the one backend that needs the loader, was
+         * loaded where it was chosen. */
         pthread_mutex_unlock(&rel.mx);
-        if (os_backend_in_use() != BK_AUTO && RELAXED_LOAD(g.opt.release) == REL_BATCHED) {
+        if (RELAXED_LOAD(g.opt.release) == REL_BATCHED) {
             collect_unowned(false);
             release_pass(true, NULL);
         }
@@ -224,8 +248,16 @@ static void releaser_start(void)
     int err = pthread_attr_init(&attr);
     if (!err)
         err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* A small stack: glibc's default (8 MiB, the stack rlimit) would be the
+     * largest writable mapping shed makes, charged in full under strict
+     * overcommit.  EINVAL means the program's static TLS does not fit in
+     * it: then the default. */
+    if (!err && pthread_attr_setstacksize(&attr, RELEASER_STACK) != 0)
+        err = EINVAL;
     if (!err)
         err = fault_hit(F_THREAD) ? EAGAIN : pthread_create(&t, &attr, releaser_main, NULL);
+    if (err == EINVAL && !pthread_attr_setstacksize(&attr, 8u << 20))
+        err = pthread_create(&t, &attr, releaser_main, NULL);
     pthread_attr_destroy(&attr);
     pthread_mutex_lock(&rel.mx);
     if (atomic_load(&rel.state) == R_STARTING)  /* not STOPPED meanwhile */
@@ -236,32 +268,70 @@ static void releaser_start(void)
         shed_warn(start_failed(), strerror(err));
 }
 
-/* Start the thread in batched mode if none runs.  Called where malloc takes
- * new pools, from malloc's slow path when free() asked for a thread
- * (releaser_wake), and from shed_config; never from free, which glibc calls
- * with its own locks held (its stack cache, as a thread's TLS is freed),
- * locks that pthread_create takes too.  So a process that only frees after
- * a fork keeps the pools it empties dirty until it next calls malloc.  Once
- * started, the thread runs until the process ends, forks, or has no other
- * thread left, so only NONE starts one.  Signals stay blocked from STARTING
- * on: a handler that forks would wait for the start it interrupted
+/* Is there work for a thread (see the header comment)?  The due time is
+ * taken by one caller only (the exchange), which then looks whether a pool
+ * is still dirty: one retired and reused since needs no thread, and the
+ * next retired pool sets a new due time. */
+static bool start_wanted(void)
+{
+    size_t after = (size_t)RELAXED_LOAD(g.opt.thread_after_kb) << 10 >> g.page_shift;
+    if (RELAXED_LOAD(g.pools_taken) >= after && !atomic_load(&rel.fork_idle))
+        return true;
+    uint32_t due = RELAXED_LOAD(g.thread_due);
+    if (due == 0 || (int32_t)(now_ms() - due) < 0 ||
+        !atomic_compare_exchange_strong(&g.thread_due, &due, 0))
+        return false;
+    return atomic_exchange(&rel.collect, false) ||
+           arena_dirty_pools() > RELAXED_LOAD(g.opt.max_dirty);
+}
+
+/* Start the thread in batched mode if none runs and there is work for one
+ * (start_wanted).  Called where malloc takes new pools, from malloc's slow
+ * path while a start is due (g.thread_due) or after a freeze, and from
+ * shed_config; never from free, which glibc calls with its own locks held
+ * (its stack cache, as a thread's TLS is freed; the loader's, in dlclose),
+ * locks that pthread_create takes too.  So a process that only frees keeps
+ * the pools it empties dirty until it next allocates.  Once started, the
+ * thread runs until the process ends, forks, or has no other thread left,
+ * so only NONE starts one.  Signals stay blocked from STARTING on: a
+ * handler that forks would wait for the start it interrupted
  * (releaser_pause). */
 void releaser_ensure(void)
 {
-    if (likely(atomic_load_explicit(&rel.state, memory_order_relaxed) != R_NONE) ||
-        !releaser_wanted() || g.in_fork_child || atomic_load(&rel.fork_idle))
+    if (likely(atomic_load_explicit(&rel.state, memory_order_relaxed) != R_NONE)) {
+        if (RELAXED_LOAD(g.thread_due))
+            RELAXED_STORE(g.thread_due, 0);   /* one runs, or none will */
+        return;
+    }
+    if (!releaser_wanted()) {
+        RELAXED_STORE(g.thread_due, 0);   /* shed_config sets it again */
+        return;
+    }
+    /* JSON lines every stats_interval_ms need the thread whatever its work. */
+    if (g.in_fork_child ||
+        (RELAXED_LOAD(g.opt.stats_interval_ms) ? atomic_load(&rel.fork_idle) : !start_wanted()))
         return;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals are the program's */
     pthread_mutex_lock(&rel.mx);
-    bool start = atomic_load(&rel.state) == R_NONE && !atomic_load(&rel.fork_idle);
+    bool start = atomic_load(&rel.state) == R_NONE;
     if (start)
         atomic_store(&rel.state, R_STARTING);
     pthread_mutex_unlock(&rel.mx);
     if (start)
         releaser_start();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* No thread runs: the first retired pool makes one due delay_ms from now
+ * (the allocation slow path looks: theap_alloc_slow). */
+static void releaser_schedule(void)
+{
+    if (RELAXED_LOAD(g.thread_due) != 0)
+        return;
+    uint32_t due = now_ms() + RELAXED_LOAD(g.opt.delay_ms), none = 0;
+    atomic_compare_exchange_strong(&g.thread_due, &none, due ? due : 1);
 }
 
 /* Wake the thread for new work; false when it could not be started, so the
@@ -274,12 +344,16 @@ static bool releaser_wake(void)
         pthread_cond_signal(&rel.cv);
         pthread_mutex_unlock(&rel.mx);
     }
+    int s = atomic_load(&rel.state);
+    if (s == R_NONE || s == R_PAUSED)
+        releaser_schedule();
     /* The parent of a fork, with work now and no thread: free() may not
      * start one, so every thread's next malloc is sent to the slow path
-     * (theap_catch_up), which may; as a freeze does, and as harmless. */
+     * (theap_catch_up), which may, if the process is big enough; as a
+     * freeze does, and as harmless. */
     if (atomic_load(&rel.fork_idle) && atomic_exchange(&rel.fork_idle, false))
         atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
-    return atomic_load(&rel.state) != R_FAILED;    /* no thread yet: it waits */
+    return s != R_FAILED;    /* no thread yet: it waits */
 }
 
 /* A pool was retired in batched mode. */
@@ -307,8 +381,11 @@ void release_retired(size_t n)
  * may allocate there again soon, so the release thread collects it. */
 void releaser_collect_soon(void)
 {
-    if (RELAXED_LOAD(g.opt.release) == REL_BATCHED)
+    if (RELAXED_LOAD(g.opt.release) == REL_BATCHED) {
+        if (atomic_load(&rel.state) != R_RUNNING && !atomic_load(&rel.collect))
+            atomic_store(&rel.collect, true);
         releaser_wake();
+    }
 }
 
 /* stats_interval_ms changed (shed_config): the thread, started if need be,
@@ -368,10 +445,12 @@ void releaser_pause(void)
     pthread_setcancelstate(cancel, NULL);
 }
 
-/* After the fork: no thread, until releaser_ensure starts one.  A parent
- * that wants JSON lines every stats_interval_ms starts it at its next
- * malloc (the epoch sends that to the slow path), not when it first
- * empties a pool: the lines go on across forks. */
+/* After the fork (every lock of shed held): no thread, until
+ * releaser_ensure starts one.  A start is due if pools stayed dirty (no
+ * thread ran, or its last pass failed); the child counts the pools it takes
+ * from zero.  A parent that wants JSON lines every stats_interval_ms starts
+ * it at its next malloc (the epoch sends that to the slow path), not when
+ * it first empties a pool: the lines go on across forks. */
 static void releaser_resume(bool parent)
 {
     if (atomic_load(&rel.state) == R_PAUSED)
@@ -380,6 +459,11 @@ static void releaser_resume(bool parent)
     atomic_store(&rel.fork_idle, parent && !stats);
     if (parent && stats)
         atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
+    RELAXED_STORE(g.thread_due, 0);
+    if (g.npools_dirty > 0)
+        releaser_schedule();
+    if (!parent)
+        RELAXED_STORE(g.pools_taken, 0);
 }
 
 /* fork(): the pass lock (one release pass at a time) comes early in the

@@ -17,6 +17,11 @@
  *     remotes[i] one struct pool_remote per pool, same index: what only frees from
  *                other threads touch (the remote bitmap)
  *     arenas[j]  one struct arena per arena: the 64-bit pool-state masks
+ *   mapped read-only for the whole region and made writable an arena at a
+ *   time as arenas are carved (one page of each table per arena), so that
+ *   shed's commit charge follows what it uses (strict overcommit counts a
+ *   writable private mapping in full); a descriptor of a pool never carved
+ *   reads as zeros (not in use), as a wild pointer's must.
  *
  * So "is this pointer ours" is one subtraction and one comparison, a free
  * writes only the metadata table (the freed block's page stays shared with a
@@ -104,6 +109,10 @@
 #define POOL_RUN        4            /* adjacent pools a thread takes at once */
 #define DEFAULT_REGION  ((size_t)32 << 30)
 #define MIN_REGION      ((size_t)16 << 20)
+/* Under RLIMIT_AS the region and its tables take at most 1/AS_SHARE of the
+ * address space left at start-up, so that glibc's large blocks keep more
+ * than 90% of what they would get without shed (init.c). */
+#define AS_SHARE        16
 /* A descriptor is 1/64 of a page (64 bytes with 4 KiB pages): room for the
  * bitmap of the smallest class, page/128 bytes, and the 32-byte header for
  * any page of 4 KiB or more, and a constant shift between the two tables. */
@@ -342,6 +351,7 @@ struct options {
     _Atomic unsigned delay_ms;
     _Atomic unsigned max_dirty;
     _Atomic unsigned batch;
+    _Atomic unsigned thread_after_kb; /* pools taken that start the thread */
     _Atomic int on_error_abort;
     _Atomic int stats_at_exit;   /* 0, 1 text, 2 JSON */
     _Atomic unsigned stats_interval_ms;  /* 0: no JSON lines from the thread
@@ -383,6 +393,7 @@ struct global {
     size_t narenas, narenas_max;
     size_t first_arena;          /* 1 under a checker: arena 0 is never
                                     carved ("No block addresses") */
+    size_t arenas_ready;         /* bytes of arenas[] made writable */
     uint16_t nblocks[NCLS];
     uint16_t avail_min[NCLS];    /* free blocks that make a full pool available */
     uint32_t magic[NCLS];        /* offset * magic >> 32 == offset / size */
@@ -392,6 +403,14 @@ struct global {
     uint64_t bucket_mask[2];
     uint64_t *dirty_arenas;      /* bitmap of arenas with dirty pools */
     size_t npools_used, npools_dirty, npools_releasing, npools_released;
+    /* The release thread's start (release.c), away from the line of epoch
+     * that every malloc reads, as both are written while the program runs: */
+    _Atomic uint32_t thread_due; /* no release thread yet, a pool retired:
+                                    now_ms() at which the allocation slow
+                                    path may start one; 0 none */
+    _Atomic size_t pools_taken;  /* pools taken fresh or released (not
+                                    dirty) since start-up, or since the
+                                    fork in a child: pages faulted in */
     size_t class_pools[NCLS];
 
     pthread_mutex_t theap_lock;  /* theap list and free list */
@@ -732,7 +751,9 @@ bool     fault_hit(enum fault_site site) HIDDEN;
 
 /* os.c: the platform glue */
 void    *os_reserve(size_t *size) HIDDEN;
+size_t   os_address_room(void) HIDDEN;
 void    *os_map(size_t size) HIDDEN;
+void    *os_map_table(size_t size) HIDDEN;
 void     os_unmap(void *addr, size_t size) HIDDEN;
 size_t   os_resident_pages(void *addr, size_t npages) HIDDEN;
 int      os_commit(void *addr, size_t size) HIDDEN;
@@ -748,6 +769,7 @@ int      os_thread_handle(void) HIDDEN;
 void     os_thread_wait_gone(int fd) HIDDEN;
 
 /* uring.c: the optional io_uring backend */
+bool     uring_load(void) HIDDEN;
 bool     uring_available(void) HIDDEN;
 size_t   uring_advise(struct iovec *iov, size_t n, int advice, bool *ok) HIDDEN;
 void     uring_fork_child(void) HIDDEN;
@@ -761,6 +783,7 @@ size_t   arena_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
 void     arena_settle(struct iovec *iov, size_t n, const bool *ok) HIDDEN;
 void     arena_seal_all(bool seal) HIDDEN;
 size_t   arena_resident_bytes(void) HIDDEN;
+size_t   arena_dirty_pools(void) HIDDEN;
 
 /* pool.c: blocks within a pool */
 void     pool_init(struct pool *p, struct theap *owner, unsigned cls) HIDDEN;

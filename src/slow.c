@@ -43,8 +43,8 @@ static void theap_sync(struct theap *th, unsigned epoch)
 
 /* Before the slow path picks a pool: merge remote frees, and catch up with a
  * freeze or thaw, or with free() asking for a release thread (releaser_wake
- * moves the epoch for that).  Out of line: the pool switch below stays a
- * leaf. */
+ * moves the epoch for that after a fork, or sets g.thread_due).  Out of
+ * line: the pool switch below stays a leaf. */
 static COLD void theap_catch_up(struct theap *th)
 {
     if (atomic_load_explicit(&th->pending, memory_order_relaxed))
@@ -53,6 +53,8 @@ static COLD void theap_catch_up(struct theap *th)
     if (th->epoch != epoch) {
         releaser_ensure();
         theap_sync(th, epoch);
+    } else if (RELAXED_LOAD(g.thread_due)) {
+        releaser_ensure();
     }
 }
 
@@ -84,7 +86,8 @@ static COLD struct pool *pool_fetch(struct theap *th, unsigned cls)
 void *theap_alloc_slow(struct theap *th, unsigned cls)
 {
     if (unlikely(atomic_load_explicit(&th->pending, memory_order_relaxed) != NULL) ||
-        unlikely(th->epoch != atomic_load_explicit(&g.epoch, memory_order_acquire)))
+        unlikely(th->epoch != atomic_load_explicit(&g.epoch, memory_order_acquire)) ||
+        unlikely(RELAXED_LOAD(g.thread_due) != 0))
         theap_catch_up(th);
     struct pool *p = th->cur[cls];
     if (p != NO_POOL) {

@@ -1,7 +1,7 @@
 /*
  * The io_uring release backend (backend=io_uring): one IORING_OP_MADVISE per
- * range, submitted together.  liburing is loaded with dlopen() when this
- * backend is first chosen, so neither libshed.a nor libshed.so depends on it;
+ * range, submitted together.  liburing is loaded with dlopen() where this
+ * backend is chosen (uring_load), so neither libshed.a nor libshed.so depends on it;
  * the backend is compiled only where <liburing.h> exists.
  */
 #include "shed_impl.h"
@@ -19,27 +19,47 @@ static struct {
     int (*submit_and_wait)(struct io_uring *, unsigned);
     unsigned (*peek_batch)(struct io_uring *, struct io_uring_cqe **, unsigned);
     struct io_uring ring;
-    int state;                    /* 0 untried, 1 ready, -1 unavailable */
+    _Atomic int loaded;           /* 0 untried, 1 loaded, -1 unavailable */
+    int state;                    /* the ring: 0 untried, 1 ready, -1 failed */
 } u;
 
+/* Load liburing (dlopen, which takes the dynamic loader's lock): only where
+ * the backend is chosen, at start-up or in shed_config, on the program's
+ * thread.  Never on the release thread, which a fork may be waiting for
+ * while the forking thread holds the loader's lock (a fork from a library's
+ * constructor): the two would wait for each other. */
+bool uring_load(void)
+{
+    int l = atomic_load(&u.loaded);
+    if (l)
+        return l > 0;
+    if (g.valgrind || fault_hit(F_URING)) {
+        atomic_store(&u.loaded, -1);
+        return false;
+    }
+    void *lib = dlopen("liburing.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (lib) {
+        u.queue_init = (int (*)(unsigned, struct io_uring *, unsigned))dlsym(lib, "io_uring_queue_init");
+        u.queue_exit = (void (*)(struct io_uring *))dlsym(lib, "io_uring_queue_exit");
+        u.get_sqe = (struct io_uring_sqe * (*)(struct io_uring *))dlsym(lib, "io_uring_get_sqe");
+        u.submit_and_wait = (int (*)(struct io_uring *, unsigned))dlsym(lib, "io_uring_submit_and_wait");
+        u.peek_batch = (unsigned (*)(struct io_uring *, struct io_uring_cqe **, unsigned))
+            dlsym(lib, "io_uring_peek_batch_cqe");
+    }
+    bool ok = lib && u.queue_init && u.queue_exit && u.get_sqe && u.submit_and_wait &&
+              u.peek_batch;
+    atomic_store(&u.loaded, ok ? 1 : -1);
+    return ok;
+}
+
+/* The ring, set up at the first release (system calls only: liburing is
+ * loaded already, or this says no). */
 bool uring_available(void)
 {
     if (u.state)
         return u.state > 0;
     u.state = -1;
-    if (g.valgrind || fault_hit(F_URING))
-        return false;
-    void *lib = dlopen("liburing.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!lib)
-        return false;
-    u.queue_init = (int (*)(unsigned, struct io_uring *, unsigned))dlsym(lib, "io_uring_queue_init");
-    u.queue_exit = (void (*)(struct io_uring *))dlsym(lib, "io_uring_queue_exit");
-    u.get_sqe = (struct io_uring_sqe * (*)(struct io_uring *))dlsym(lib, "io_uring_get_sqe");
-    u.submit_and_wait = (int (*)(struct io_uring *, unsigned))dlsym(lib, "io_uring_submit_and_wait");
-    u.peek_batch = (unsigned (*)(struct io_uring *, struct io_uring_cqe **, unsigned))
-        dlsym(lib, "io_uring_peek_batch_cqe");
-    if (!u.queue_init || !u.queue_exit || !u.get_sqe || !u.submit_and_wait || !u.peek_batch ||
-        u.queue_init(RING_ENTRIES, &u.ring, 0) != 0)
+    if (atomic_load(&u.loaded) <= 0 || u.queue_init(RING_ENTRIES, &u.ring, 0) != 0)
         return false;
     u.state = 1;
     return true;
@@ -82,7 +102,8 @@ size_t uring_advise(struct iovec *iov, size_t n, int advice, bool *ok)
     return done;
 }
 
-/* The ring belongs to the parent: a child must not submit through it. */
+/* The ring belongs to the parent: a child must not submit through it, and
+ * sets up its own at its first release (liburing stays loaded). */
 void uring_fork_child(void)
 {
     if (u.state > 0)
@@ -91,6 +112,11 @@ void uring_fork_child(void)
 }
 
 #else /* no liburing headers at build time */
+
+bool uring_load(void)
+{
+    return false;
+}
 
 bool uring_available(void)
 {

@@ -153,6 +153,11 @@ static void test_aligned_many(void **state)
 static void test_aligned_bad(void **state)
 {
     (void)state;
+#ifdef SHED_PRELOAD_NAMES_H
+    /* aligned_alloc, the drop-in, does what the glibc underneath does with
+     * these (test/preload/semantics.c checks); shed_aligned_alloc says no. */
+    skip();
+#endif
     static const size_t bad[] = { 3, 5, 6, 12, 24, 48, 96, 100, 768, 1000, 4095, 4097,
                                   ((size_t)1 << 20) + 16 };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

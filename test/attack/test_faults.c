@@ -255,6 +255,9 @@ static int pidfd_self_fails(void)
 
 static int thread_fails(void)
 {
+    /* The thread starts at the first pool (not only once one is due). */
+    if (shed_config("thread_after_kb=0") != 0)
+        FAIL(5);
     shed__fault_inject(SHED_FAULT_THREAD, 1);
     for (int round = 0; round < 2; round++) {
         /* Four pools of 256-byte blocks (16 a pool with 4 KiB pages, 256

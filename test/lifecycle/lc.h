@@ -270,6 +270,38 @@ static inline int lc_wait_child(pid_t pid, unsigned ms)
     }
 }
 
+/* Threads of this process, -1 if unreadable (allocates nothing). */
+static inline long lc_threads(void)
+{
+    return lc_proc_field("/proc/self/status", "Threads");
+}
+
+/* Run fn in a fork()ed child (a fresh start for shed's thread: none runs,
+ * pools are counted from zero), killed after 4 * LC_WAIT_MS as hung; fn
+ * returns 0, 77 to skip (what says why), or the failing step.  Not under
+ * TSan, which runs a thread of its own. */
+static inline void lc_in_child(int (*fn)(void), const char *what)
+{
+    if (TSAN) {
+        print_message("      under TSan, skipped\n");
+        return;
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fn());
+    int status = lc_wait_child(pid, 4 * LC_WAIT_MS);
+    if (status == -1)
+        fail_msg("%s: hung (killed)", what);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        print_message("      %s: cannot be told here (see the test), skipped\n", what);
+        return;
+    }
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("%s: failed at step %d", what, WEXITSTATUS(status));
+}
+
 /* Deterministic per-thread random numbers. */
 static inline uint64_t lc_rand(uint64_t *s)
 {

@@ -83,7 +83,7 @@ static int child(void)
 
 int main(void)
 {
-    shed_config("delay_ms=20");
+    shed_config("delay_ms=20,thread_after_kb=0");  /* a thread from the first pool on */
     printf("MAIN %d\n", (int)lc_gettid());
     pthread_barrier_init(&start, NULL, 3);
     pthread_barrier_init(&held, NULL, 3);

@@ -182,5 +182,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_under_churn),
     };
+    /* These tests are about what the thread does, not when it starts
+     * (test_start.c): it starts at the first pool, as it did before
+     * thread_after_kb. */
+    if (shed_config("thread_after_kb=0") != 0)
+        return 1;
     return cmocka_run_group_tests_name("lifecycle/fork", tests, NULL, NULL);
 }

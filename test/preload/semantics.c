@@ -19,6 +19,8 @@
 
 #include <shed.h>
 
+extern void __libc_free(void *);
+
 static int failures;
 
 #define CHECK(cond, ...)                                                \
@@ -146,6 +148,63 @@ static void test_bad_alignment(void)
         void *p = memalign(odd[i][0], 40);
         CHECK(p && (uintptr_t)p % odd[i][1] == 0, "memalign(%zu, 40) = %p", odd[i][0], p);
         free(p);
+    }
+}
+
+/* Alignments that are not powers of two: each call does what the glibc
+ * underneath does with it (glibc's own functions, found in libc.so.6 with
+ * dlsym, tell): up to 2.37 aligned_alloc is memalign, rounding up; from
+ * 2.38 on it fails with EINVAL.  A block has the alignment glibc's would
+ * (the next power of two) and the size asked for. */
+static void test_odd_alignment_as_glibc(void)
+{
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    CHECK(libc != NULL, "libc.so.6 not loaded");
+    if (!libc)
+        return;
+    typedef void *(*align_fn)(size_t, size_t);
+    struct { const char *name; align_fn ours; } calls[] = {
+        { "aligned_alloc", aligned_alloc }, { "memalign", memalign } };
+    const size_t odd[] = { 0, 1, 2, 3, 5, 6, 12, 24, 48, 100, 1000, 3000, 4097 };
+    for (int c = 0; c < 2; c++) {
+        align_fn theirs = (align_fn)dlsym(libc, calls[c].name);
+        CHECK(theirs && theirs != calls[c].ours, "glibc's %s not found", calls[c].name);
+        if (!theirs || theirs == calls[c].ours)
+            continue;
+        for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+            errno = 0;
+            void *g = theirs(odd[i], 100);
+            int gerr = errno;
+            if (g)
+                __libc_free(g);
+            errno = 0;
+            void *p = calls[c].ours(odd[i], 100);
+            int perr = errno;
+            size_t want = 1;
+            while (want < odd[i])
+                want <<= 1;
+            CHECK(!p == !g, "%s(%zu, 100) = %p where glibc gives %p", calls[c].name, odd[i],
+                  p, g);
+            CHECK(p || perr == gerr, "%s(%zu, 100): errno %d where glibc sets %d",
+                  calls[c].name, odd[i], perr, gerr);
+            CHECK(!p || ((uintptr_t)p % want == 0 && malloc_usable_size(p) >= 100),
+                  "%s(%zu, 100) = %p: not aligned to %zu or too small", calls[c].name, odd[i],
+                  p, want);
+            free(p);
+        }
+    }
+    /* posix_memalign rejects them in every glibc, errno untouched. */
+    int (*their_pm)(void **, size_t, size_t) =
+        (int (*)(void **, size_t, size_t))dlsym(libc, "posix_memalign");
+    for (size_t i = 0; their_pm && i < sizeof odd / sizeof odd[0]; i++) {
+        void *g = NULL, *p = NULL;
+        int grc = their_pm(&g, odd[i], 100), prc = posix_memalign(&p, odd[i], 100);
+        if (!grc)
+            __libc_free(g);
+        CHECK(prc == grc, "posix_memalign(%zu, 100) = %d where glibc gives %d", odd[i], prc,
+              grc);
+        if (!prc)
+            free(p);
     }
 }
 
@@ -294,6 +353,7 @@ int main(void)
     }
     test_aligned();
     test_bad_alignment();
+    test_odd_alignment_as_glibc();
     test_page_aligned();
     test_malloc_zero();
     test_realloc_edges();
