@@ -288,8 +288,8 @@ static inline void lc_in_child(int (*fn)(void), const char *what)
     }
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(fn());
+    if (pid == 0)   /* pools empty as the blocks are freed, checker or not */
+        _exit(shed_config("quarantine_kb=0") != 0 ? 98 : fn());
     int status = lc_wait_child(pid, 4 * LC_WAIT_MS);
     if (status == -1)
         fail_msg("%s: hung (killed)", what);
