@@ -18,9 +18,9 @@ extern "C" {
 
 /* The version of this header and its library, as in the file VERSION
  * (make check-version keeps them equal). */
-#define SHED_VERSION       "0.1.0"
+#define SHED_VERSION       "0.2.0"
 #define SHED_VERSION_MAJOR 0
-#define SHED_VERSION_MINOR 1
+#define SHED_VERSION_MINOR 2
 #define SHED_VERSION_PATCH 0
 
 /* Blocks up to SHED_MAX_BLOCK bytes are served from pools, in
