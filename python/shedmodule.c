@@ -31,6 +31,8 @@ static struct {
     __typeof__(shed_stats_get) *stats_get;
     __typeof__(shed_stats) *stats;
     __typeof__(shed_stats_print) *stats_print;
+    __typeof__(shed_stats_print_json) *stats_print_json;
+    __typeof__(shed_heap_map_svg) *heap_map_svg;
     __typeof__(shed_trim) *trim;
     __typeof__(shed_freeze) *freeze;
     __typeof__(shed_thaw) *thaw;
@@ -44,6 +46,8 @@ static const struct symbol {
     { "shed_stats_get", (void **)&api.stats_get },
     { "shed_stats", (void **)&api.stats },
     { "shed_stats_print", (void **)&api.stats_print },
+    { "shed_stats_print_json", (void **)&api.stats_print_json },
+    { "shed_heap_map_svg", (void **)&api.heap_map_svg },
     { "shed_trim", (void **)&api.trim },
     { "shed_freeze", (void **)&api.freeze },
     { "shed_thaw", (void **)&api.thaw },
@@ -344,6 +348,62 @@ static PyObject *py_config(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* What shed writes to a FILE, caught in memory: text_open, the call, then
+ * text_close, which gives it as a str (NULL with an exception set). */
+struct text {
+    char *buf;
+    size_t len;
+    FILE *f;
+};
+
+static FILE *text_open(struct text *t)
+{
+    t->buf = NULL;
+    t->len = 0;
+    t->f = open_memstream(&t->buf, &t->len);
+    if (!t->f)
+        PyErr_NoMemory();
+    return t->f;
+}
+
+static PyObject *text_close(struct text *t)
+{
+    PyObject *s = NULL;
+    if (fclose(t->f) != 0)
+        PyErr_NoMemory();
+    else
+        s = PyUnicode_DecodeUTF8(t->buf, (Py_ssize_t)t->len, "replace");
+    free(t->buf);
+    return s;
+}
+
+static PyObject *py_stats_json(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    __typeof__(shed_stats_print_json) *fn = need(api.stats_print_json, "shed_stats_print_json");
+    struct text t;
+    if (!fn || !text_open(&t))
+        return NULL;
+    fn(t.f);
+    return text_close(&t);
+}
+
+static PyObject *py_heap_map_svg(PyObject *self, PyObject *noargs)
+{
+    (void)self, (void)noargs;
+    __typeof__(shed_heap_map_svg) *fn = need(api.heap_map_svg, "shed_heap_map_svg");
+    struct text t;
+    if (!fn || !text_open(&t))
+        return NULL;
+    int r = fn(t.f);
+    PyObject *s = text_close(&t);
+    if (s && r != 0) {
+        Py_DECREF(s);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return s;
+}
+
 static PyObject *py_print_stats(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
@@ -359,18 +419,13 @@ static PyObject *py_print_stats(PyObject *self, PyObject *args, PyObject *kw)
         if (!file || file == Py_None)
             Py_RETURN_NONE;                      /* no stdout: as print() */
     }
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    if (!mem)
-        return PyErr_NoMemory();
-    fn(mem);
-    if (fclose(mem) != 0) {
-        free(text);
-        return PyErr_NoMemory();
-    }
-    PyObject *r = PyObject_CallMethod(file, "write", "s#", text, (Py_ssize_t)len);
-    free(text);
+    struct text t;
+    if (!text_open(&t))
+        return NULL;
+    fn(t.f);
+    PyObject *text = text_close(&t);
+    PyObject *r = text ? PyObject_CallMethod(file, "write", "O", text) : NULL;
+    Py_XDECREF(text);
     if (!r)
         return NULL;
     Py_DECREF(r);
@@ -401,6 +456,12 @@ static PyMethodDef methods[] = {
       METH_VARARGS | METH_KEYWORDS,
       "print_stats(file=None)\n\nWrite shed's statistics table to file "
       "(sys.stdout by default)." },
+    { "stats_json", py_stats_json, METH_NOARGS,
+      "stats_json() -> str\n\nshed's statistics as one JSON object, as SHED_STATS=json "
+      "prints it\n(shed_stats_print_json(3)): json.loads() it." },
+    { "heap_map_svg", py_heap_map_svg, METH_NOARGS,
+      "heap_map_svg() -> str\n\nThe heap map: an SVG picture of shed's region, a cell "
+      "per pool coloured\nby state and fill (shed_heap_map_svg(3))." },
     { NULL, NULL, 0, NULL },
 };
 

@@ -47,11 +47,12 @@ def raises(exc, fn, *args, **kw):
 def test_plain():
     check(shed.active() is False, "active() is %r in a process without shed" % shed.active())
     calls = [(shed.stats, ()), (shed.trim, ()), (shed.freeze, ()), (shed.thaw, ()),
-             (shed.config, ("release=manual",)), (shed.print_stats, ())]
+             (shed.config, ("release=manual",)), (shed.print_stats, ()),
+             (shed.stats_json, ()), (shed.heap_map_svg, ())]
     for fn, args in calls:
         e = raises(RuntimeError, fn, *args)
         check(str(e) == NOT_SHED, "%s() says %r" % (fn.__name__, str(e)))
-    print("ok: plain: active() False, 6 calls raise RuntimeError naming shed-run")
+    print("ok: plain: active() False, 8 calls raise RuntimeError naming shed-run")
 
 
 def test_fake():
@@ -59,13 +60,15 @@ def test_fake():
     calls = [(shed.stats, (), "shed_stats"), (shed.trim, (), "shed_trim"),
              (shed.freeze, (), "shed_freeze"), (shed.thaw, (), "shed_thaw"),
              (shed.config, ("release=manual",), "shed_config"),
-             (shed.print_stats, (), "shed_stats_print")]
+             (shed.print_stats, (), "shed_stats_print"),
+             (shed.stats_json, (), "shed_stats_print_json"),
+             (shed.heap_map_svg, (), "shed_heap_map_svg")]
     for fn, args, sym in calls:
         e = raises(RuntimeError, fn, *args)
         want = ("the libshed.so in this process has no %s(); use the shed-run of the "
                 "same build as this module" % sym)
         check(str(e) == want, "%s() says %r" % (fn.__name__, str(e)))
-    print("ok: a library without the calls: active() True, 6 calls name what is missing")
+    print("ok: a library without the calls: active() True, 8 calls name what is missing")
 
 
 # ---- under shed ----
@@ -230,6 +233,29 @@ def test_prefork():
           "shed.freeze(), fork() the child's 20000 use none; thawed %d" % (control, again))
 
 
+def test_json_and_map():
+    """stats_json() says what stats() says; heap_map_svg() is an SVG with a
+    cell per pool in use (a class 'used' cell, at one cell per pool)."""
+    import json
+    import xml.etree.ElementTree as ET
+    keep = [bytearray(200) for _ in range(20000)]     # pools in use, held
+    d, j = shed.stats(), json.loads(shed.stats_json())
+    # The interpreter allocates between the two calls (the dict, the JSON
+    # text): a few pools may come and go, not hundreds.
+    check(abs(j["pools_in_use"] - d["pools_in_use"]) <= 32 and j["pools_in_use"] > 400,
+          "stats_json() pools %r, stats() %r" % (j["pools_in_use"], d["pools_in_use"]))
+    check(abs(j["blocks_in_use"] - d["blocks_in_use"]) < 1000,
+          "stats_json() blocks %r, stats() %r" % (j["blocks_in_use"], d["blocks_in_use"]))
+    svg = shed.heap_map_svg()
+    root = ET.fromstring(svg)
+    check(root.tag.endswith("svg"), "heap_map_svg() root is %r" % root.tag)
+    check(svg.count("<rect") >= d["pools_in_use"] // 64,
+          "heap_map_svg() has %d rects for %d pools in use" %
+          (svg.count("<rect"), d["pools_in_use"]))
+    del keep
+    print("ok: stats_json() agrees with stats(); heap_map_svg() parses as SVG")
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "plain":
@@ -242,6 +268,7 @@ def main():
         test_stats_follow_allocations()
         test_config()
         test_print_stats()
+        test_json_and_map()
         test_prefork()
     else:
         sys.exit("usage: test_shed.py plain|fake|shed")
