@@ -39,12 +39,14 @@ static void fork_prepare(void)
     orphan_fork_prepare();        /* g.orphan_lock */
     theap_fork_prepare();         /* g.theap_lock, then the stripe locks */
     arena_fork_prepare();         /* g.lock */
+    span_fork_prepare();          /* med.lock */
     releaser_fork_prepare();      /* rel.mx */
 }
 
 static void fork_parent(void)
 {
     releaser_fork_parent();
+    span_fork_parent();
     arena_fork_parent();
     theap_fork_parent();
     orphan_fork_parent();
@@ -66,7 +68,9 @@ static void fork_child(void)
     heap_fork_child();
     os_fork_child();
     report_fork_child();
+    span_fork_child();            /* a child's child: the last fork's spans */
     inherit_fork_child();
+    span_fork_inherit();
 }
 
 static unsigned log2_ceil(size_t v)
@@ -125,6 +129,7 @@ static bool setup(void)
     chk_table(g.descs, g.npools << g.desc_shift, false);
     chk_table(g.remotes, g.npools << g.desc_shift, false);
     g.fast_size = g.checker ? 0 : g.region_size;
+    span_setup();                 /* none: medium blocks go to the system */
     os_probe_backend();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     report_setup();               /* SHED_STATS and SHED_MAP at exit */
