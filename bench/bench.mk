@@ -18,7 +18,7 @@
 # The workloads call plain malloc/free; each allocator is LD_PRELOADed.
 
 BENCH_PROGS  := churn burst threads frag reuse threxit forkcost fork larson \
-                xmalloc scratch
+                xmalloc scratch wide
 BENCH_BIN    := $(BENCH_PROGS:%=$(BUILD)/bench/%)
 BENCH_CFLAGS := -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE
 BENCH_PEERS  := libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
@@ -63,6 +63,9 @@ bench-smoke: $(LIB_SO) $(BENCH_BIN) | $(call need,python3)
 	run $$b/xmalloc 20k 16; \
 	run $$b/scratch 2 100 8 100; \
 	for m in random sparse phase; do run $$b/frag $$m 100k 100; done; \
+	run $$b/churn 100k 1000 513-32768; \
+	run $$b/frag sparse 2000 100 513-32768; \
+	run $$b/wide 20k 500 4; \
 	run env PYTHONMALLOC=malloc python3 bench/pyobjs.py 20k 100; \
 	run env PYTHONMALLOC=malloc python3 bench/jsonrt.py 2000; \
 	run sh bench/procstart.sh true 20; run sh bench/procstart.sh shell 5; \

@@ -12,7 +12,9 @@
  * allocation minus the resident pages of this program's own bookkeeping
  * arrays (mmap'd, never in the allocator's heap; counted with mincore).  The survivors' lower bound is the number of
  * distinct pages that hold a byte of a kept block, times the page size.
- * Usage: frag random|sparse|phase [N [WAIT_MS]]
+ * Given LO-HI, sizes are drawn evenly from LO..HI bytes instead (8 <= LO <=
+ * HI <= 65535: 513-32768 is shed's medium blocks).
+ * Usage: frag random|sparse|phase [N [WAIT_MS [LO-HI]]]
  */
 #include "common.h"
 #include <errno.h>
@@ -92,7 +94,13 @@ static void sleep_until(uint64_t t)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: frag random|sparse|phase [N [WAIT_MS]]\n");
+        fprintf(stderr, "usage: frag random|sparse|phase [N [WAIT_MS [LO-HI]]]\n");
+        return 2;
+    }
+    size_t lo = 0, hi = 0;
+    if (argc > 4 && (sscanf(argv[4], "%zu-%zu", &lo, &hi) != 2 || lo < 8 || hi < lo ||
+                     hi > 65535)) {
+        fprintf(stderr, "frag: sizes are LO-HI bytes, 8 <= LO <= HI <= 65535: %s\n", argv[4]);
         return 2;
     }
     const char *mode = argv[1];
@@ -120,7 +128,7 @@ int main(int argc, char **argv)
 
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < n; i++) {
-        size[i] = (uint16_t)py_size(&seed);
+        size[i] = (uint16_t)(lo ? lo + rng_next(&seed) % (hi - lo + 1) : py_size(&seed));
         if (!(ptr[i] = malloc(size[i])))
             die_oom();
         memset(ptr[i], (int)(i & 0xff), size[i]);
@@ -159,8 +167,10 @@ int main(int argc, char **argv)
             at[k == 0 ? 0 : k == 10 ? 1 : 2] = sample[nsample - 1].heap;
     }
 
-    /* Survivors: content intact, and the pages they occupy. */
-    uintptr_t *pg = map_array((2 * nkeep + 1) * sizeof *pg);
+    /* Survivors: content intact, and the pages they occupy (every one of a
+     * block that spans several). */
+    size_t per = (hi ? hi : 512) / (size_t)page + 2;
+    uintptr_t *pg = map_array((per * nkeep + 1) * sizeof *pg);
     size_t npg = 0;
     int bad = 0;
     for (size_t j = 0; j < nkeep; j++) {
@@ -172,9 +182,8 @@ int main(int argc, char **argv)
                         kept_id[j], (void *)p);
         }
         uintptr_t a = (uintptr_t)p / page, b = ((uintptr_t)p + kept_size[j] - 1) / page;
-        pg[npg++] = a;
-        if (b != a)
-            pg[npg++] = b;
+        for (uintptr_t q = a; q <= b; q++)
+            pg[npg++] = q;
     }
     qsort(pg, npg, sizeof *pg, cmp_uptr);
     size_t distinct = 0;

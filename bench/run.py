@@ -73,6 +73,11 @@ SIZES = {
                     ["2M", "1000", "10000", "8-1000"]),
     "xmalloc": (["5M", "64"], ["1M", "64"]),
     "scratch": (["2", "1000", "8", "50000"], ["2", "1000", "8", "10000"]),
+    # medium blocks (513 B-32 KiB, shed's spans): churn and frag over that
+    # range, and a wide mix (16 B-32 KiB) over 4 threads
+    "mchurn": (["2M", "2000", "513-32768"], ["300k", "2000", "513-32768"]),
+    "mfrag": (["20000", "1000", "513-32768"], ["5000", "1000", "513-32768"]),
+    "wide": (["500k", "2000", "4"], ["100k", "2000", "4"]),
 }
 # Issue 21's workloads: short multi-threaded programs, run 2 * repeats + 1
 # times, and the real programs (bench/programs.py), prog-NAME.  They run
@@ -109,10 +114,14 @@ TIMINGS = [
     ("proc_true_ms", "proc-true", "sh loop of /bin/true, ms"),
     ("proc_shell_ms", "proc-shell", "sh loop of subshell, sed, grep, expr, ms"),
     ("proc_git_ms", "proc-git", "git add, commit, gc, fsck, clone, ms"),
+    ("churn_ns", "mchurn", "medium churn 513 B-32 KiB, ns/step"),
+    ("frag_alloc_ns", "mfrag-sparse", "medium frag alloc, ns/block"),
+    ("wide_ns", "wide", "wide mix 16 B-32 KiB, 4 threads, ns/step"),
 ]
 # Process start (bench/procstart.sh): every process of the run preloaded.
 PROC_STARTS = ["proc-true", "proc-shell", "proc-git"]
 FRAGS = ["frag-random", "frag-sparse", "frag-phase"]
+MFRAGS = ["mfrag-sparse", "mfrag-phase"]     # frag over medium sizes
 # One colour per allocator in every plot.
 COLOURS = {"glibc": "#9400d3", "jemalloc": "#009e73", "mimalloc": "#56b4e9",
            "tcmalloc": "#e69f00", "shed-off": "#bbbbbb",
@@ -212,6 +221,10 @@ def command(work, args):
     b = os.path.abspath(args.bin)
     if work.startswith("frag-"):
         return [os.path.join(b, "frag"), work[5:]] + SIZES["frag"][quick]
+    if work.startswith("mfrag-"):
+        return [os.path.join(b, "frag"), work[6:]] + SIZES["mfrag"][quick]
+    if work == "mchurn":
+        return [os.path.join(b, "churn")] + SIZES["mchurn"][quick]
     if work == "python":
         return [args.python, os.path.join(HERE, "pyobjs.py")] + \
             SIZES["python"][quick]
@@ -366,8 +379,9 @@ def main():
     allocs = allocators(args, os.path.join(os.path.abspath(args.bin), "churn"))
     names = [a.name for a in allocs]
     peers = [n for n in names if n in PEERS]
-    timed = ["churn", "burst", "threads", "threxit", "forkcost"] + PROC_STARTS
-    frags = list(FRAGS)
+    timed = ["churn", "burst", "threads", "threxit", "forkcost", "mchurn",
+             "wide"] + PROC_STARTS
+    frags = FRAGS + MFRAGS
     works = args.workloads.split(",") if args.workloads else \
         timed + frags + ["python", "reuse"] + THREADED + PROGS
     if "proc-git" in works and not shutil.which("git"):
@@ -443,7 +457,8 @@ def main():
                "threxit": "threxit_us", "forkcost": "fork_us",
                "reuse": "reuse_median_below", "larson": "larson_16_512_mops",
                "larson-wide": "larson_8_1000_mops", "xmalloc": "xmalloc_mops",
-               "scratch": "scratch_ms"}.get(
+               "scratch": "scratch_ms", "mchurn": "churn_ns",
+               "wide": "wide_ns"}.get(
                    w, PROG_METRIC if w in PROGS else
                    "proc_%s_ms" % w[5:] if w in PROC_STARTS else "frag_ratio1000")
         log("[%3d/%d] %-11s %-12s rep %d  %s=%s  (%.1f s)" %
@@ -502,6 +517,19 @@ def main():
                "arrays; bound = distinct pages holding a kept block):", "",
                table(["workload", "allocator", "peak", "+0 ms", "+100 ms",
                       "+1000 ms", "bound", "1 s / bound"], mrows, 2), ""]
+
+    if "wide" in works:
+        vals = {n: med("wide", n, "wide_peak") for n in names}
+        best = min([vals[p] for p in peers if vals[p]] or [None])
+        md += ["Peak RSS of the wide mix (bench/wide %s: VmHWM in MiB; in "
+               "brackets, the ratio to the best peer):" %
+               " ".join(SIZES["wide"][1 if args.quick else 0]), "",
+               table(["wide mix"] + names,
+                     [["peak RSS"] + ["-" if vals[n] is None else
+                                      fmt(mib(vals[n])) +
+                                      (" (%.2fx)" % (vals[n] / best)
+                                       if best else "") for n in names]]),
+               ""]
 
     if "python" in works:
         prow = []
@@ -702,9 +730,10 @@ PROG_LABELS = {
 
 def targets(names, peers, med, fastest, works):
     """shed's targets, checked against this run's numbers: one second after
-    the drop, frag-sparse and frag-phase within 1.10x of the survivors' bound
-    (and every peer above 2x, or the workload shows nothing); churn and
-    bursts at or below the best peer.  A speed
+    the drop, frag-sparse and frag-phase (and their medium-size versions)
+    within 1.10x of the survivors' bound (and every peer above 2x, or the
+    workload shows nothing); churn, bursts, medium churn, and the wide mix's
+    time and peak RSS at or below the best peer.  A speed
     target is met when shed is at or below the best peer both in the median
     and in the fastest run: on a shared machine a peer's median can be
     inflated by neighbours that the fastest run escaped."""
@@ -712,7 +741,7 @@ def targets(names, peers, med, fastest, works):
     if s not in names or not peers:
         return []
     out = ["Targets (shed with release=batched):", ""]
-    for w in ("frag-sparse", "frag-phase"):
+    for w in ("frag-sparse", "frag-phase") + tuple(MFRAGS):
         if w not in works:
             continue
         r = lambda n: (med(w, n, "frag_rss1000") or 0) / \
@@ -723,9 +752,12 @@ def targets(names, peers, med, fastest, works):
                    "%.1fx): %s." % (w, r(s), "met" if r(s) <= 1.10 else
                                     "MISSED", worst_peer,
                                     "yes" if worst_peer > 2 else "no"))
-    for k, label in (("churn_ns", "churn"), ("burst_lifo_ns", "burst LIFO"),
-                     ("burst_fifo_ns", "burst FIFO")):
-        w = k.split("_")[0]
+    for w, k, label in (("churn", "churn_ns", "churn"),
+                        ("burst", "burst_lifo_ns", "burst LIFO"),
+                        ("burst", "burst_fifo_ns", "burst FIFO"),
+                        ("mchurn", "churn_ns", "medium churn"),
+                        ("wide", "wide_ns", "wide mix time"),
+                        ("wide", "wide_peak", "wide mix peak RSS")):
         if w not in works:
             continue
         v = med(w, s, k)
@@ -737,10 +769,15 @@ def targets(names, peers, med, fastest, works):
         fast = {p: fastest(w, p, k) for p in vals}
         fp = min(fast, key=fast.get)
         fs = fastest(w, s, k)
-        out.append("- %s: median shed %.1f ns, best peer %s %.1f ns; fastest "
-                   "run shed %.1f ns, best peer %s %.1f ns (target: at or "
-                   "below, in both): %s." %
-                   (label, v, bp, best, fs, fp, fast[fp],
+        # peak RSS in MiB (the fastest run: the lowest), timings in ns
+        unit, sc = (" MiB", 1 / 1048576.0) if k.endswith("_peak") else \
+            (" ns", 1.0)
+        out.append("- %s: median shed %.1f%s, best peer %s %.1f%s; %s run "
+                   "shed %.1f%s, best peer %s %.1f%s (target: at or below, "
+                   "in both): %s." %
+                   (label, v * sc, unit, bp, best * sc, unit,
+                    "lowest" if unit == " MiB" else "fastest", fs * sc, unit,
+                    fp, fast[fp] * sc, unit,
                     "met" if v <= best and fs <= fast[fp] else "MISSED"))
     for k, w, label in THROUGHPUTS:
         v = med(w, s, k) if w in works else None

@@ -2,8 +2,10 @@
  * shed: a small-object allocator that gives memory back to the kernel.
  *
  * Blocks of 1..512 bytes come from one-page pools; a pool whose blocks are
- * all free is returned to the kernel with madvise(2).  Larger requests and
- * stronger alignments go to the system allocator.  See shed(7).
+ * all free is returned to the kernel with madvise(2).  Blocks of 513 bytes
+ * to 32 KiB come from spans of adjacent pages, each page of which goes back
+ * once no live block touches it.  Larger requests go to the system
+ * allocator.  See shed(7).
  */
 #ifndef SHED_H
 #define SHED_H
@@ -28,6 +30,11 @@ extern "C" {
 #define SHED_MAX_BLOCK   512
 #define SHED_CLASS_STEP  16
 #define SHED_NUM_CLASSES (SHED_MAX_BLOCK / SHED_CLASS_STEP)
+/* Blocks of SHED_MAX_BLOCK + 1 up to SHED_MEDIUM_MAX bytes are served from
+ * spans of adjacent pages, in SHED_MEDIUM_CLASSES classes (four per doubling:
+ * 640, 768, 896, 1024, 1280, ... 32768 bytes). */
+#define SHED_MEDIUM_MAX     32768
+#define SHED_MEDIUM_CLASSES 24
 
 /* Allocation: the same contracts as malloc(3) and friends.  Failures return
  * NULL with errno set to ENOMEM (EINVAL for a bad alignment). */
@@ -104,6 +111,13 @@ struct shed_stats {
                                    arena was carved */
     size_t pools_by_fill[SHED_FILL_BINS];  /* pools in use by fill, all classes */
     struct shed_class_fill fill[SHED_NUM_CLASSES];  /* the same per class */
+    /* Medium blocks (SHED_MAX_BLOCK + 1 to SHED_MEDIUM_MAX bytes): per class,
+     * pools_in_use counts the spans that hold the class. */
+    struct shed_class_stats medium[SHED_MEDIUM_CLASSES];
+    size_t spans_in_use;        /* spans assigned to a medium class */
+    size_t span_size;           /* bytes of address space per span */
+    size_t medium_bytes_mapped; /* address space of the spans carved so far */
+    size_t medium_bytes_resident; /* pages of those spans now in memory */
 };
 #define SHED_STATS_SIZE_0_1 offsetof(struct shed_stats, size)
 

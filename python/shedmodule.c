@@ -163,6 +163,10 @@ static const struct field totals[] = {
     FIELD(shed_stats, size),
     FIELD(shed_stats, pools_untouched),
     ARRAY(shed_stats, pools_by_fill),
+    FIELD(shed_stats, spans_in_use),
+    FIELD(shed_stats, span_size),
+    FIELD(shed_stats, medium_bytes_mapped),
+    FIELD(shed_stats, medium_bytes_resident),
 };
 static const struct field per_class[] = {
     FIELD(shed_class_stats, block_size),

@@ -22,10 +22,20 @@ static inline void count_large(void)
         RELAXED_ADD(g.c.large, 1);
 }
 
-/* A block from the system allocator, aligned to align when it is more than
- * malloc's 16 bytes.  Sets errno on failure. */
+/* What the pools do not serve: a medium block (medium.c) when a medium
+ * class fits, else a block from the system allocator, aligned to align when
+ * it is more than malloc's 16 bytes.  Sets errno on failure. */
 void *alloc_large(size_t size, size_t align)
 {
+    if (size <= SHED_MEDIUM_MAX && align <= SHED_MEDIUM_MAX) {
+        struct theap *th = tls_heap;
+        void *b;
+        if ((th != NO_THEAP || (th = theap_get())) && (b = medium_alloc(th, size, align))) {
+            if (unlikely(g.checker))
+                chk_alloc(b, size);
+            return b;
+        }
+    }
     count_large();
     return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }
@@ -64,7 +74,7 @@ EXPORT void *shed_calloc(size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (total > SHED_MAX_BLOCK) {
+    if (total > SHED_MEDIUM_MAX) {
         count_large();
         return sys_calloc(total, 1);
     }
@@ -136,9 +146,9 @@ size_t shed_usable_impl(const void *ptr, const char *call)
 {
     if (!ptr)
         return 0;
-    if (!in_region(ptr))
+    if (!in_region(ptr) && !in_medium(ptr))
         return sys_usable_size((void *)ptr);
-    size_t size = block_size(ptr, call);
+    size_t size = in_region(ptr) ? block_size(ptr, call) : medium_usable(ptr, call);
     /* Under memcheck or ASan only the requested bytes are addressable: say
      * so, as valgrind's own malloc_usable_size does, or writing the rest is
      * an error. */
@@ -178,22 +188,25 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call, struct shed_he
     }
     size_t old;
     struct shed_heap *from = NULL;
-    if (!in_region(ptr)) {
-        if ((from = heap_take_large(ptr)) && !heap)
-            heap = from;
-        if (!heap && (size > SHED_MAX_BLOCK || atomic_load(&g.state) != S_READY))
-            return sys_realloc(ptr, size);   /* stays large, or no pools */
-        old = sys_usable_size(ptr);
-    } else {
-        if (!(old = block_size(ptr, call))) {
+    if (in_region(ptr) || in_medium(ptr)) {
+        bool small = in_region(ptr);
+        if (!(old = small ? block_size(ptr, call) : medium_usable(ptr, call))) {
             errno = EINVAL;
             return NULL;               /* reported; the block is left alone */
         }
         /* Same class: nothing to do (a checker wants the move, for sizes). */
-        if (!heap && size <= SHED_MAX_BLOCK && size_class(size) == size_class(old) &&
-            !g.checker)
+        if (!heap && !g.checker &&
+            (small ? size <= SHED_MAX_BLOCK && size_class(size) == size_class(old)
+                   : size > SHED_MAX_BLOCK && size <= old &&
+                     medium_class(size, 0) == medium_class(old, 0)))
             return ptr;
         old = shed_data_len(ptr, old);
+    } else {
+        if ((from = heap_take_large(ptr)) && !heap)
+            heap = from;
+        if (!heap && (size > SHED_MEDIUM_MAX || atomic_load(&g.state) != S_READY))
+            return sys_realloc(ptr, size);   /* stays large, or no pools */
+        old = sys_usable_size(ptr);
     }
     void *n = heap ? shed_heap_malloc(heap, size) : shed_malloc_impl(size);
     if (!n) {

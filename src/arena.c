@@ -366,6 +366,7 @@ void arena_settle(struct iovec *iov, size_t n, const bool *ok)
 /* shed_freeze / shed_thaw: seal every pool in use now, or unseal all. */
 void arena_seal_all(bool seal)
 {
+    span_seal_all(seal);                 /* and the spans (medium blocks) */
     pthread_mutex_lock(&g.lock);
     for (size_t i = 0; i < g.narenas; i++) {
         struct arena *a = &g.arenas[i];

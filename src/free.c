@@ -69,7 +69,7 @@ static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
 void free_slow(void *ptr, const char *call)
 {
     if (!in_region(ptr))
-        return free_foreign(ptr);
+        return in_medium(ptr) ? medium_free(ptr, call) : free_foreign(ptr);
     if (g.checker)
         return free_checked(ptr, call);
     free_in_region(ptr, call, false);

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 
 #include "shed_impl.h"
+#include "vg.h"
 
 #define HEAP_LIVE 0x48454150u     /* "HEAP" */
 #define HEAP_DEAD 0xdeadbeefu
@@ -173,6 +174,9 @@ EXPORT void *shed_heap_malloc(shed_heap_t *h, size_t size)
         b = theap_alloc(h->th, size);
         if (!b)
             errno = ENOMEM;
+    } else if (size <= SHED_MEDIUM_MAX && (b = medium_alloc(h->th, size, 0))) {
+        if (unlikely(g.checker))
+            chk_alloc(b, size);
     } else if ((b = sys_malloc(size)) && !large_add(h, b)) {
         sys_free(b);
         b = NULL;
@@ -228,6 +232,7 @@ EXPORT void shed_heap_destroy(shed_heap_t *h)
     pthread_mutex_lock(&h->lock);
     RELAXED_STORE(h->magic, HEAP_DEAD);
     theap_destroy_pools(h->th);
+    medium_destroy(h->th);
     for (size_t i = 0; i < h->large_cap; i++)
         if (h->large[i])
             sys_free(unhide_addr(h->large[i]));

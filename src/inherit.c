@@ -103,8 +103,16 @@ void inherit_free(struct pool *p, size_t idx)
 {
     _Atomic uint64_t *w = &imap_of(p)[idx / 64];   /* inherited: it has words */
     RELAXED_STORE(*w, RELAXED_LOAD(*w) | 1ull << (idx % 64));
-    size_t n = RELAXED_ADD(g.inherit_frees, 1) + 1;
-    if (n == inherit_reclaim_frees(RELAXED_LOAD(g.inherit_pools)))
+    inherit_count_frees(1);
+}
+
+/* n more frees into inherited blocks (a medium block counts one per 512
+ * bytes): ask for a reclaim when they reach the threshold. */
+void inherit_count_frees(size_t n)
+{
+    size_t before = RELAXED_ADD(g.inherit_frees, n);
+    size_t at = inherit_reclaim_frees(RELAXED_LOAD(g.inherit_pools));
+    if (before < at && before + n >= at)
         releaser_collect_soon();          /* worth a reclaim now */
 }
 
@@ -158,6 +166,7 @@ void theap_reclaim_inherited(void)
         return;
     }
     used_pools_each(reclaim_pool, NULL);
+    medium_reclaim_inherited();
     pthread_mutex_lock(&g.theap_lock);
     for (struct theap *th = g.theaps; th; th = th->all_next) {
         if (RELAXED_LOAD(th->inherited)) {

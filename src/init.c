@@ -39,12 +39,14 @@ static void fork_prepare(void)
     orphan_fork_prepare();        /* g.orphan_lock */
     theap_fork_prepare();         /* g.theap_lock, then the stripe locks */
     arena_fork_prepare();         /* g.lock */
+    span_fork_prepare();          /* med.lock */
     releaser_fork_prepare();      /* rel.mx */
 }
 
 static void fork_parent(void)
 {
     releaser_fork_parent();
+    span_fork_parent();
     arena_fork_parent();
     theap_fork_parent();
     orphan_fork_parent();
@@ -66,7 +68,9 @@ static void fork_child(void)
     heap_fork_child();
     os_fork_child();
     report_fork_child();
+    span_fork_child();            /* a child's child: the last fork's spans */
     inherit_fork_child();
+    span_fork_inherit();
 }
 
 static unsigned log2_ceil(size_t v)
@@ -101,11 +105,13 @@ static bool setup(void)
     size_t arena_bytes = (size_t)POOLS_PER_ARENA << g.page_shift;
     size_t size = g.opt.region_size, room = os_address_room();
     /* Under ulimit -v the reservation counts, PROT_NONE or not: take a
-     * share of what is left, the tables (1/32 of the region) included,
+     * share of what is left, the tables (1/32 of the region) and the
+     * medium region (a quarter of the share: span_setup) included,
      * or glibc's large blocks would find the rest too small.  Below
      * MIN_REGION none is made (os_reserve), and glibc serves all. */
-    if (room != SIZE_MAX && size > room / AS_SHARE / 33 * 32)
-        size = room / AS_SHARE / 33 * 32;
+    size_t share = room == SIZE_MAX ? SIZE_MAX : room / AS_SHARE / 33 * 32;
+    if (size > share / 4 * 3)     /* the medium region has the other quarter */
+        size = share / 4 * 3;
     size = size / arena_bytes * arena_bytes;
     if (!(g.region = os_reserve(&size)))
         return false;
@@ -139,6 +145,8 @@ static bool setup(void)
     chk_table(g.descs, g.npools << g.desc_shift, false);
     chk_table(g.remotes, g.npools << g.desc_shift, false);
     g.fast_size = g.checker ? 0 : g.region_size;
+    /* none: medium blocks go to the system */
+    span_setup(share == SIZE_MAX ? g.region_size : share / 4);
     os_probe_backend();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     report_setup();               /* SHED_STATS and SHED_MAP at exit */

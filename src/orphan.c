@@ -58,6 +58,7 @@ void theap_abandon(struct theap *th)
     }
     theap_check(th, true);
     theap_check(g.orphanage, false);
+    medium_abandon(th);
     pthread_mutex_unlock(&g.orphan_lock);
     release_retired(a.retired);
 }

@@ -349,6 +349,30 @@ void os_thread_wait_gone(int fd)
     close(fd);
 }
 
+/* ---- asymmetric barriers (the pages of spans: span.c) ---- */
+
+#ifndef SYS_membarrier
+#define SYS_membarrier 324
+#endif
+#define MB_PRIVATE_EXPEDITED          (1 << 3)
+#define MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+
+/* Ask for membarrier(2)'s private expedited command (Linux 4.14+), which
+ * a fork()ed child must ask for again; false when it cannot be had (or
+ * under valgrind, which does not know it). */
+bool os_barrier_register(void)
+{
+    return !g.valgrind &&
+           syscall(SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+/* A full memory barrier on every running thread of the process; false if
+ * the kernel refused. */
+bool os_barrier_all(void)
+{
+    return syscall(SYS_membarrier, MB_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
 /* ---- mappings ---- */
 
 void os_unmap(void *addr, size_t size)

@@ -78,11 +78,12 @@ static struct {
 } rel = { .task_fd = -1, .pass = PTHREAD_MUTEX_INITIALIZER, .mx = PTHREAD_MUTEX_INITIALIZER,
           .cv = PTHREAD_COND_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER };
 
-static size_t advise_and_settle(struct iovec *iov, size_t n, bool *ok)
+static size_t advise_and_settle(struct iovec *iov, size_t n, bool *ok,
+                                void (*settle)(struct iovec *, size_t, const bool *))
 {
     memset(ok, 0, n * sizeof *ok);
     os_advise(iov, n, ok);
-    arena_settle(iov, n, ok);
+    settle(iov, n, ok);
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
         bytes += ok[i] ? iov[i].iov_len : 0;
@@ -97,26 +98,40 @@ void release_pool_now(struct pool *p)
     bool ok[3];
     size_t n = arena_claim_pool(p, v);
     if (n)
-        advise_and_settle(v, n, ok);
+        advise_and_settle(v, n, ok, arena_settle);
 }
 
-/* Release the dirty pools that are due (all of them when all is set).
- * Returns the bytes released; *next_ms gets the wait until the next one is
- * due (UINT32_MAX when no pool is dirty). */
-size_t release_pass(bool all, uint32_t *next_ms)
+/* Claim with claim, advise and settle until nothing due is left. */
+static size_t release_some(bool all, uint32_t *wait,
+                           size_t (*claim)(bool, struct iovec *, size_t, uint32_t *),
+                           void (*settle)(struct iovec *, size_t, const bool *))
 {
     size_t bytes = 0;
-    uint32_t wait;
-    pthread_mutex_lock(&rel.pass);
     for (;;) {
-        size_t n = arena_claim(all, rel.ranges, MAX_RANGES, &wait);
+        size_t n = claim(all, rel.ranges, MAX_RANGES, wait);
         if (n)
-            bytes += advise_and_settle(rel.ranges, n, rel.ok);
+            bytes += advise_and_settle(rel.ranges, n, rel.ok, settle);
         if (unlikely(g.checker))   /* pools reused later: no block addresses */
             memset(rel.ranges, 0, n * sizeof *rel.ranges);
-        if (wait != 0 || n == 0)
-            break;
+        if (*wait != 0 || n == 0)
+            return bytes;
     }
+}
+
+/* Release the dirty pools, and the idle pages of spans, that are due (all
+ * of them when all is set).  Returns the bytes released; *next_ms gets the
+ * wait until the next one is due (UINT32_MAX when none is dirty). */
+size_t release_pass(bool all, uint32_t *next_ms)
+{
+    uint32_t wait, span_wait = UINT32_MAX;
+    pthread_mutex_lock(&rel.pass);
+    size_t bytes = release_some(all, &wait, arena_claim, arena_settle);
+    if (med.base) {
+        bytes += release_some(all, &span_wait, span_claim, span_settle);
+        if (RELAXED_LOAD(med.desc_more))  /* spans released whole: then */
+            bytes += release_some(all, &span_wait, span_claim, span_settle);
+    }                                     /* their descriptors */
+    wait = span_wait < wait ? span_wait : wait;
     pthread_mutex_unlock(&rel.pass);
     if (next_ms)
         *next_ms = wait;
@@ -282,7 +297,7 @@ static bool start_wanted(void)
         !atomic_compare_exchange_strong(&g.thread_due, &due, 0))
         return false;
     return atomic_exchange(&rel.collect, false) ||
-           arena_dirty_pools() > RELAXED_LOAD(g.opt.max_dirty);
+           arena_dirty_pools() > RELAXED_LOAD(g.opt.max_dirty) || span_any_dirty();
 }
 
 /* Start the thread in batched mode if none runs and there is work for one
@@ -361,6 +376,17 @@ void releaser_kick(struct pool *p)
 {
     if (!releaser_wake())
         release_pool_now(p);
+}
+
+/* Pages of span s went idle (the span was not marked for the releaser):
+ * as for a retired pool, wake the thread, or release them now. */
+void releaser_kick_span(struct span *s)
+{
+    if (g.in_fork_child)
+        return;
+    int mode = RELAXED_LOAD(g.opt.release);
+    if (mode == REL_INLINE || (mode == REL_BATCHED && !releaser_wake()))
+        span_release_now(s);
 }
 
 /* n pools were retired in bulk (pool_retire_as): in batched mode the thread

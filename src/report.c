@@ -268,6 +268,15 @@ static void report_text(struct out *o, const struct shed_stats *st)
     }
     text_row(o, "total", st->blocks_in_use, st->bytes_in_use, st->pools_in_use, cap_all,
              st->pools_by_fill);
+    for (unsigned c = 0; c < MED_NCLS; c++) {
+        const struct shed_class_stats *cs = &st->medium[c];
+        if (cs->blocks_in_use || cs->pools_in_use)
+            out_fmt(o, "  medium %n: %n blocks, %b live, %n %s\n", (uint64_t)cs->block_size,
+                    (uint64_t)cs->blocks_in_use, (uint64_t)cs->bytes_in_use,
+                    (uint64_t)cs->pools_in_use, noun(cs->pools_in_use, "span", "spans"));
+    }
+    out_fmt(o, "  spans: %n in use, %b carved, %b resident\n", (uint64_t)st->spans_in_use,
+            (uint64_t)st->medium_bytes_mapped, (uint64_t)st->medium_bytes_resident);
     out_fmt(o, "  pools: %n in use, %n dirty, %n releasing, %n released (%n never used)\n",
             st->pools_in_use, st->pools_dirty, st->pools_releasing, st->pools_released,
             st->pools_untouched);
@@ -314,6 +323,7 @@ static void report_json(struct out *o, const struct shed_stats *st)
     J(release_syscalls); J(release_syscalls_app); J(release_batches);
     J(release_ranges); J(pages_released); J(release_failures); J(release_ns);
     J(pools_reused_dirty); J(large_allocs); J(errors);
+    J(spans_in_use); J(span_size); J(medium_bytes_mapped); J(medium_bytes_resident);
 #undef J
     json_bins(o, st->pools_by_fill);
     out_str(o, ",\"classes\":[");
@@ -329,6 +339,18 @@ static void report_json(struct out *o, const struct shed_stats *st)
                 (uint64_t)st->fill[c].blocks_per_pool);
         json_bins(o, st->fill[c].pools_by_fill);
         out_str(o, "}");
+        first = false;
+    }
+    out_str(o, "],\"medium\":[");
+    first = true;
+    for (unsigned c = 0; c < MED_NCLS; c++) {
+        const struct shed_class_stats *cs = &st->medium[c];
+        if (!cs->blocks_in_use && !cs->pools_in_use)
+            continue;
+        out_fmt(o, "%s{\"block_size\":%u,\"blocks_in_use\":%u,\"bytes_in_use\":%u,"
+                   "\"spans_in_use\":%u}", first ? "" : ",",
+                (uint64_t)cs->block_size, (uint64_t)cs->blocks_in_use,
+                (uint64_t)cs->bytes_in_use, (uint64_t)cs->pools_in_use);
         first = false;
     }
     out_str(o, "]}\n");

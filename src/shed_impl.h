@@ -71,6 +71,49 @@
  * not yet set up (between arena_acquire_pools and pool_init) has no owner;
  * shed_stats' counters of system calls are read without any lock.]
  *
+ * Spans (medium blocks, 513 B to 32 KiB).  A second reservation, the medium
+ * region, is carved from the bottom into spans of SPAN_BYTES (256 KiB): a
+ * span holds blocks of one medium class, packed from its start, so a block
+ * may straddle pages; the tail past the last block is never touched.
+ *
+ *   medium region  | span 0 | span 1 | ... |  not yet carved  |
+ *   span           | block | block | block | ... | block | tail |  one class
+ *                  | page  | page  | page  | ... | page  |         (SPAN_BYTES / page)
+ *
+ *   metadata (beside the medium region, never inside a span):
+ *     med.spans[i]  one struct span per span (256 bytes): free and remote
+ *                   bitmaps, the owner, the page masks owned/claimed/
+ *                   resident/seen and the per-page counts live[]
+ *     med.free      bitmap of spans that are carved and unowned
+ *     med.dirty     bitmap of spans that may have idle pages not released
+ *     med.desc_dirty, med.held  pages of descriptors to give back when all
+ *                   their spans are free and released (as for pools)
+ *
+ * A span is owned by a theap as a pool is (cur/avail lists per medium class,
+ * a pending stack for remote frees, the stripe locks, inheritance in a
+ * fork()ed child through med.imap).  Its pages have states of their own,
+ * independent of the blocks' owner, so that a page goes back while other
+ * blocks of its span are live: every page of a span is in exactly one of
+ *   owned     a block the owner handed out touches it (the owner's mask,
+ *             written with plain stores);
+ *   idle      neither owned nor claimed: the releaser may claim it, if
+ *             resident;
+ *   claimed   (the releasers' mask, atomic) a release is advising it, and
+ *             clears the bit (and its resident bit) when the kernel is done.
+ * The owner marks a page owned before it hands out a block that touches it,
+ * then looks at claimed; a release marks a page claimed, then (after one
+ * membarrier(2) for all the pass's spans, which stands for a fence on the
+ * owner's side) looks at owned: one sees the other, so the release backs
+ * off from a page the owner took, or the owner waits for the page to come
+ * back (the release of one range; only when a block is reused in the very
+ * pass that releases its page).  The owner's paths thus have no atomic
+ * read-modify-write: a locked instruction there waited for the program's
+ * own pending stores (medium churn, 25% of the time in one fetch_or).  The
+ * owner unmarks a page when the last block touching it is freed or merged.
+ * So no page is advised while a live block touches it, and a block that
+ * straddles two pages keeps both.  An unowned span has every page idle or
+ * claimed.
+ *
  * Lock order, outermost first (fork_prepare in init.c takes them all in
  * this order through each module's fork hooks):
  *   1. heaps_lock (heap.c), then each heap's own lock
@@ -82,6 +125,8 @@
  *   5. a stripe lock, g.stripes[pool index % NSTRIPES]: a pool's owner and
  *      remote bitmap; one at a time (fork_prepare takes all in index order)
  *   6. g.lock (arena.c): arenas, pool states, buckets
+ *   6b. med.lock (span.c): spans carved and free (taken under g.lock only
+ *      by shed_freeze and fork_prepare)
  *   7. rel.mx (release.c): the release thread's sleep and state
  * os.c's probe_lock and report.c's rep.lock (the stats_file path) are
  * leaves taken alone, made afresh in a fork()ed child.  A thread holding a lock may take
@@ -101,6 +146,11 @@
 #include "shed.h"
 
 #define NCLS            SHED_NUM_CLASSES
+#define MED_NCLS        SHED_MEDIUM_CLASSES
+#define SPAN_SHIFT      18           /* a span is 256 KiB of address space */
+#define SPAN_BYTES      ((size_t)1 << SPAN_SHIFT)
+#define SPAN_WORDS      7            /* bitmap words: 409 blocks of 640 B */
+#define SPAN_CHUNK      16           /* spans committed at once (4 MiB) */
 #define POOLS_PER_ARENA 64
 #define NSTRIPES        64           /* locks for cross-thread frees: one
                                         page, as every page of locks costs
@@ -293,6 +343,86 @@ static inline void *unhide_addr(uintptr_t h)
     return (void *)~h;
 }
 
+/*
+ * Span descriptor (see "Spans" above), one per span of the medium region,
+ * in med.spans.  Invariants while the span is owned (owner != NULL):
+ *   - a block's bit is set in free[] iff the owner may hand it out, in
+ *     remote[] iff another thread freed it and the owner has not merged it;
+ *     never both; no bit at or above nblocks;
+ *   - nfree == popcount(free[]);
+ *   - live[j] counts the blocks not free in free[] whose first or last page
+ *     is j; a page strictly inside a block is touched by no other; own is
+ *     the set of pages a block not free touches (live[j] != 0, or inside
+ *     such a block); own, idle and the releaser's claim partition the
+ *     span's pages;
+ *   - where says which list of the owner holds it (enum pool_list); a span
+ *     IN_AVAIL has free blocks and is not sealed;
+ *   - pending == 1 iff it is on its owner's mpending stack.
+ * Unowned: remote[] zero, pending 0, own 0 and live[] zero, size the class
+ * it last held (to tell a double free from a wild pointer), and its bit set
+ * in med.free unless it is sealed (then it waits for its pages to be
+ * released) or held (its page of descriptors is being advised).  An
+ * all-zero descriptor is a valid free span, every page idle and none
+ * resident: what a fresh span is, and what a page of descriptors given back
+ * to the kernel reads as.
+ * owner and pending change under the span's stripe lock; free[], nfree,
+ * own and the list links belong to the owner; idle and released are
+ * atomics shared with the releaser.
+ */
+struct span {
+    struct theap *_Atomic owner;
+    _Atomic uint32_t size;       /* block size */
+    uint16_t nblocks, nfree;
+    uint8_t cls, where;
+    _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
+    uint8_t pending;
+    uint32_t next, prev;         /* avail list: span index + 1 */
+    struct span *pnext;          /* pending stack */
+    _Atomic uint64_t owned;      /* owner: pages touched by blocks in use
+                                    (plain stores; the releaser reads it) */
+    _Atomic uint64_t seen;       /* pages idle and resident when the releaser
+                                    last looked, not taken since: due at its
+                                    next look */
+    _Atomic uint64_t claimed;    /* pages a release is advising */
+    _Atomic uint64_t resident;   /* pages maybe in memory (touched since
+                                    they were last given back) */
+    _Atomic uint32_t idle_tick;  /* med.tick when a page last became idle */
+    _Atomic uint64_t free[SPAN_WORDS];
+    _Atomic uint64_t remote[SPAN_WORDS];
+    uint8_t live[64];            /* owner: blocks in use that start or end
+                                    in each page */
+} __attribute__((aligned(256)));
+_Static_assert(sizeof(struct span) == 256, "a page of descriptors holds whole spans");
+
+/* The medium region and its tables (span.c). */
+struct medium {
+    char *base;                  /* the medium region, NULL when none */
+    size_t size, nspans, ncarved, ncommitted;
+    unsigned span_pages;         /* pages per span (at most 64) */
+    uint64_t all_pages;          /* mask of a span's pages */
+    struct span *spans;
+    _Atomic uint64_t *free;      /* carved spans without owner (med.lock) */
+    _Atomic uint64_t *dirty;     /* spans that may have idle resident pages */
+    _Atomic uint64_t *held;      /* free spans whose page of descriptors is
+                                    being advised (out of med.free) */
+    _Atomic uint64_t *desc_dirty;/* pages of descriptors that may be all
+                                    free and released (med.lock) */
+    _Atomic bool desc_more;      /* desc_dirty has marks since the last look */
+    _Atomic bool asym;           /* membarrier(2) orders the owner's take of
+                                    a page against a claim: the owner needs
+                                    no fence (span_own_pages) */
+    _Atomic uint64_t *imap;      /* fork()ed child: SPAN_WORDS words a span,
+                                    blocks of inherited spans freed here */
+    size_t imap_spans;           /* spans the map covers (carved at the fork) */
+    size_t spans_used;
+    /* The releaser's clock for the spans' delay, a tick every delay_ms / 4:
+     * the owner stamps a span with it (one load, no clock call) */
+    _Atomic uint32_t tick;
+    uint32_t tick_ms;            /* when the last tick began (release pass) */
+    pthread_mutex_t lock;        /* carving, med.free, counts */
+};
+extern struct medium med HIDDEN;
+
 /* malloc's view of a class's current pool: the word of its free bitmap that
  * blocks come from, and the address of that word's first block.  Any word of
  * the current pool will do (frees go on setting bits in it); when the
@@ -335,6 +465,13 @@ struct theap {
                                     the one thread, not in a counter every
                                     thread's requests over 512 bytes would
                                     bounce between cores; shed_stats sums */
+    /* medium blocks (medium.c): per medium class, the current span and the
+     * head of the list of other owned spans with free blocks (span refs) */
+    struct span *mcur[MED_NCLS];
+    uint32_t mavail[MED_NCLS];
+    struct span *_Atomic mpending;   /* spans with remote frees to merge */
+    size_t nspans;               /* spans it owns */
+    unsigned mthaw_seen;         /* g.thaw_epoch when its spans were relisted */
 };
 
 /* g.state: set-up runs once, on first use (init.c). */
@@ -765,6 +902,8 @@ uint64_t now_ns(void) HIDDEN;
 void     os_write_err(const char *s) HIDDEN;
 void     os_count_call(uint64_t t0, bool failed) HIDDEN;
 bool     os_thread_is_last(void) HIDDEN;
+bool     os_barrier_register(void) HIDDEN;
+bool     os_barrier_all(void) HIDDEN;
 int      os_thread_handle(void) HIDDEN;
 void     os_thread_wait_gone(int fd) HIDDEN;
 
@@ -828,6 +967,41 @@ void     inherit_fork_child(void) HIDDEN;
 void     inherit_free(struct pool *p, size_t idx) HIDDEN;
 void     theap_reclaim_inherited(void) HIDDEN;
 void     inherited_collect(bool force) HIDDEN;
+void     inherit_count_frees(size_t n) HIDDEN;
+
+/* span.c: the medium region, spans and their pages' states */
+int      span_setup(size_t size) HIDDEN;
+struct span *span_acquire(void) HIDDEN;
+void     span_return(struct span *s) HIDDEN;
+void     span_own_pages(struct span *s, uint64_t pages) HIDDEN;
+void     span_idle_pages(struct span *s, uint64_t pages) HIDDEN;
+size_t   span_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms) HIDDEN;
+void     span_settle(struct iovec *iov, size_t n, const bool *ok) HIDDEN;
+void     span_seal_all(bool seal) HIDDEN;
+size_t   span_resident_bytes(void) HIDDEN;
+bool     span_any_dirty(void) HIDDEN;
+void     span_fork_prepare(void) HIDDEN;
+void     span_fork_parent(void) HIDDEN;
+void     span_fork_child(void) HIDDEN;
+void     span_fork_inherit(void) HIDDEN;
+
+/* medium.c: medium classes, their blocks and the theaps' spans */
+void    *medium_alloc(struct theap *th, size_t size, size_t align) HIDDEN;
+void     medium_free(void *ptr, const char *call) HIDDEN;
+size_t   medium_usable(const void *ptr, const char *call) HIDDEN;
+int      medium_class(size_t size, size_t align) HIDDEN;
+void     medium_classes_init(void) HIDDEN;
+void     medium_drain(struct theap *th) HIDDEN;
+void     medium_abandon(struct theap *th) HIDDEN;
+void     medium_destroy(struct theap *th) HIDDEN;
+void     medium_theap_clear(struct theap *th) HIDDEN;
+void     medium_reclaim_inherited(void) HIDDEN;
+size_t   medium_inherited_pages(void) HIDDEN;
+void     medium_stats(struct shed_stats *st) HIDDEN;
+static inline bool in_medium(const void *ptr)
+{
+    return (uintptr_t)ptr - (uintptr_t)med.base < med.size;
+}
 
 /* quarantine.c: freed blocks held back under a checker */
 bool     quarantine_put(void *b, unsigned size, const char *call) HIDDEN;
@@ -846,6 +1020,8 @@ void     release_pool_now(struct pool *p) HIDDEN;
 size_t   release_pass(bool all, uint32_t *next_ms) HIDDEN;
 void     releaser_ensure(void) HIDDEN;
 void     releaser_kick(struct pool *p) HIDDEN;
+void     releaser_kick_span(struct span *s) HIDDEN;
+void     span_release_now(struct span *s) HIDDEN;
 void     release_retired(size_t n) HIDDEN;
 void     releaser_collect_soon(void) HIDDEN;
 void     releaser_stats_changed(void) HIDDEN;

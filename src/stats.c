@@ -108,6 +108,7 @@ static void stats_fill(struct shed_stats *st)
     st->release_ns = RELAXED_LOAD(g.c.ns);
     st->pools_reused_dirty = RELAXED_LOAD(g.c.reused_dirty);
     st->large_allocs = RELAXED_LOAD(g.c.large) + theaps_large_allocs();
+    medium_stats(st);
     st->errors = RELAXED_LOAD(g.c.errors);
 }
 

@@ -213,6 +213,8 @@ void theap_settle(struct theap *th, struct pool *p)
 /* Merge the remote frees of every pool on th's pending stack. */
 void theap_drain(struct theap *th)
 {
+    if (atomic_load_explicit(&th->mpending, memory_order_relaxed))
+        medium_drain(th);                /* spans: medium.c */
     struct pool *p = atomic_exchange_explicit(&th->pending, NULL, memory_order_acquire);
     while (p) {
         struct pool *next = remote_of(p)->pnext;  /* read before pending is cleared */

@@ -117,6 +117,32 @@ static inline size_t usable_of(size_t n)
     return CHECKED ? n : round16(n);
 }
 
+/* The medium classes, as shed(7) lists them. */
+static const size_t medium_sizes[SHED_MEDIUM_CLASSES] = {
+    640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,
+    5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+};
+
+/* The block size of the medium class that serves n bytes aligned to align
+ * (a power of two; 0 or 1 for none), 0 when no medium class does (too big,
+ * or no class a multiple of the alignment). */
+static inline size_t medium_block(size_t n, size_t align)
+{
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++)
+        if (medium_sizes[c] >= n && (align <= 1 || medium_sizes[c] % align == 0))
+            return n > SHED_MAX_BLOCK || align > SHED_MAX_BLOCK ? medium_sizes[c] : 0;
+    return 0;
+}
+
+/* Medium blocks in use, over the medium classes. */
+static inline size_t medium_in_use(const struct shed_stats *st)
+{
+    size_t n = 0;
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++)
+        n += st->medium[c].blocks_in_use;
+    return n;
+}
+
 /* Bytes of a block of req bytes that a test writes: all the usable size,
  * but under memcheck only the requested bytes are addressable (as with
  * glibc's malloc under valgrind), and writing more is reported. */

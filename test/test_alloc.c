@@ -44,8 +44,8 @@ static void test_every_size(void **state)
     }
 }
 
-/* Around the class boundaries and the pool limit: 512 is a pool block, 513
- * goes to the system allocator. */
+/* Around the class boundaries and the limits: 512 is a pool block, 513 a
+ * medium block of 640, SHED_MEDIUM_MAX + 1 goes to the system allocator. */
 static void test_boundaries(void **state)
 {
     (void)state;
@@ -59,15 +59,22 @@ static void test_boundaries(void **state)
         assert_int_equal(shed_usable_size(p), usable_of(sizes[i]));
         shed_free(p);
     }
-    uint64_t before = large_allocs();
-    void *big = shed_malloc(SHED_MAX_BLOCK + 1);
-    assert_non_null(big);
-    assert_int_equal(large_allocs(), before + 1);
-    assert_true(shed_usable_size(big) >= SHED_MAX_BLOCK + 1);
-    assert_int_equal((uintptr_t)big % 16, 0);
-    fill(big, SHED_MAX_BLOCK + 1, 7);
-    assert_int_equal(check_fill(big, SHED_MAX_BLOCK + 1, 7), -1);
-    shed_free(big);
+    static const size_t over[] = { SHED_MAX_BLOCK + 1, SHED_MEDIUM_MAX, SHED_MEDIUM_MAX + 1 };
+    for (size_t i = 0; i < sizeof over / sizeof *over; i++) {
+        size_t n = over[i];
+        uint64_t before = large_allocs();
+        void *big = shed_malloc(n);
+        assert_non_null(big);
+        assert_int_equal(large_allocs(), before + (n > SHED_MEDIUM_MAX));
+        if (n <= SHED_MEDIUM_MAX)
+            assert_int_equal(shed_usable_size(big), CHECKED ? n : medium_block(n, 0));
+        else
+            assert_true(shed_usable_size(big) >= n);
+        assert_int_equal((uintptr_t)big % 16, 0);
+        fill(big, n, 7);
+        assert_int_equal(check_fill(big, n, 7), -1);
+        shed_free(big);
+    }
 }
 
 /* malloc(0) gives distinct, freeable 16-byte blocks. */
@@ -98,13 +105,14 @@ static void test_malloc_huge_fails(void **state)
 }
 
 /* Every power-of-two alignment, with sizes around it.  Pools serve it when
- * alignment and rounded size fit in 512 bytes; glibc serves the rest. */
+ * alignment and rounded size fit in 512 bytes, a medium class when one is a
+ * multiple of the alignment; glibc serves the rest. */
 static void test_aligned_alloc(void **state)
 {
     (void)state;
     for (size_t a = 1; a <= 65536; a *= 2) {
         const size_t sizes[] = { 1, a / 2 ? a / 2 : 1, a > 1 ? a - 1 : 1, a, a + 1,
-                                 3 * a, 500, 512, 513, 4096 };
+                                 3 * a, 500, 512, 513, 4096, 5000, 32768, 32769 };
         for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
             size_t n = sizes[i];
             size_t rounded = (n + a - 1) & ~(a - 1);
@@ -114,9 +122,13 @@ static void test_aligned_alloc(void **state)
             assert_non_null(p);
             assert_int_equal((uintptr_t)p % a, 0);
             size_t u = shed_usable_size(p);
+            size_t medium = pooled ? 0 : medium_block(n, a);
             if (pooled) {
                 assert_int_equal(large_allocs(), before);
                 assert_int_equal(u, CHECKED ? n : round16(rounded));
+            } else if (medium) {
+                assert_int_equal(large_allocs(), before);
+                assert_int_equal(u, CHECKED ? n : medium);
             } else {
                 assert_int_equal(large_allocs(), before + 1);
                 assert_true(u >= n);

@@ -32,6 +32,20 @@ static void *alloc_in_thread(void *arg)
     return NULL;
 }
 
+static void *alloc_medium_in_thread(void *arg)
+{
+    *(void **)arg = shed_malloc(3000);
+    return NULL;
+}
+
+/* Medium blocks come from spans of 256 KiB (shed.7); the 28672-byte class
+ * holds 9 blocks a span and leaves a tail of 4 KiB no call hands out. */
+#define SPAN (256 * 1024)
+static void *span_tail(void *blk28k)
+{
+    return (char *)((uintptr_t)blk28k & ~(uintptr_t)(SPAN - 1)) + SPAN / 28672 * 28672;
+}
+
 /* The child cases.  Each returns only if shed did not abort. */
 static int child_case(const char *name)
 {
@@ -67,6 +81,48 @@ static int child_case(const char *name)
         void *p = shed_malloc(48);
         say(page_tail(p));
         shed_free(page_tail(p));
+    } else if (!strcmp(name, "m-double-free")) {
+        void *keep = shed_malloc(2000), *p = shed_malloc(2000);
+        say(p);
+        shed_free(p);
+        shed_free(p);
+        shed_free(keep);
+    } else if (!strcmp(name, "m-remote-double-free")) {
+        void *p = NULL;
+        pthread_t t;
+        if (pthread_create(&t, NULL, alloc_medium_in_thread, &p) || pthread_join(t, NULL) || !p)
+            return 10;
+        say(p);
+        shed_free(p);
+        shed_free(p);
+    } else if (!strcmp(name, "m-double-free-released")) {
+        /* the last of its span, which is not the current span any more and
+         * goes back once emptied: the second free finds no owner */
+        if (shed_config("release=inline") != 0)
+            return 10;
+        void *a[18];
+        int j = -1;
+        for (int i = 0; i < 18; i++) {
+            a[i] = shed_malloc(32768);
+            if (j < 0 && i > 0 && ((uintptr_t)a[i] & (SPAN - 1)) == SPAN - 32768)
+                j = i;
+        }
+        if (j < 0)
+            return 11;
+        for (int i = 0; i < 18; i++)
+            if (i != j && ((uintptr_t)a[i] ^ (uintptr_t)a[j]) < SPAN)
+                shed_free(a[i]);
+        say(a[j]);
+        shed_free(a[j]);
+        shed_free(a[j]);
+    } else if (!strcmp(name, "m-interior")) {
+        char *p = shed_malloc(5000);
+        say(p + 4096);
+        shed_free(p + 4096);
+    } else if (!strcmp(name, "m-invalid")) {
+        void *p = shed_malloc(28000);
+        say(span_tail(p));
+        shed_free(span_tail(p));
     } else if (!strcmp(name, "usable-freed")) {
         void *p = shed_malloc(100);
         say(p);
@@ -131,6 +187,121 @@ static void test_invalid(void **state)
 {
     (void)state;
     expect_abort("invalid", "invalid pointer");
+}
+
+/* The verdicts an every-offset walk expects (test_every_offset and
+ * test_medium_every_offset), and what shed_usable_size said. */
+struct verdicts {
+    size_t interior, invalid, freed, found, wrong, errors0;
+    FILE *log;
+    int saved;
+};
+
+/* Start a walk: shed reports and carries on, into a log (not stderr). */
+static void walk_begin(struct verdicts *v)
+{
+    struct shed_stats st;
+    memset(v, 0, sizeof *v);
+    assert_int_equal(shed_config("on_error=report"), 0);
+    shed_stats(&st);
+    v->errors0 = st.errors;
+    v->log = tmpfile();
+    assert_non_null(v->log);
+    v->saved = dup(2);
+    dup2(fileno(v->log), 2);
+    VALGRIND_DISABLE_ERROR_REPORTING;
+}
+
+/* Byte off of a slab (pool or span) of n blocks of size at base, whose live
+ * block is b: ask shed_usable_size, and count what it should have said. */
+static void walk_judge(struct verdicts *v, char *base, size_t off, size_t size, size_t n,
+                       const char *b)
+{
+    size_t got = shed_usable_size(base + off);
+    if (off % size == 0 && off / size < n) {
+        if (base + off == b)
+            v->found += got == size;
+        else if (got == 0)
+            v->freed++;                /* a free slot */
+        else
+            v->wrong += got != size;   /* another live block (preloaded: the C
+                                          library's, say) */
+    } else {
+        if (off >= n * size)
+            v->invalid++;              /* the tail */
+        else
+            v->interior++;
+        v->wrong += got != 0;
+    }
+}
+
+/* End a walk: one line per verdict, of the right kind; found live blocks. */
+static void walk_end(struct verdicts *v, size_t found)
+{
+    VALGRIND_ENABLE_ERROR_REPORTING;
+    fflush(stderr);
+    dup2(v->saved, 2);
+    close(v->saved);
+    size_t nint = 0, ninv = 0, nfreed = 0;
+    char line[256];
+    rewind(v->log);
+    while (fgets(line, sizeof line, v->log)) {
+        nint += strncmp(line, "shed: interior pointer ", 23) == 0;
+        ninv += strncmp(line, "shed: invalid pointer ", 22) == 0;
+        nfreed += strncmp(line, "shed: double free of ", 21) == 0;
+    }
+    fclose(v->log);
+    struct shed_stats st;
+    shed_stats(&st);
+    assert_int_equal(v->found, found);
+    assert_int_equal(v->wrong, 0);
+    assert_int_equal(nint, v->interior);
+    assert_int_equal(ninv, v->invalid);
+    assert_int_equal(nfreed, v->freed);
+    assert_int_equal(st.errors, v->errors0 + v->interior + v->invalid + v->freed);
+    assert_true(v->interior > 0 && v->invalid > 0);
+    assert_int_equal(shed_config("on_error=abort"), 0);
+}
+
+/* The same errors on medium blocks (spans). */
+static void test_medium_errors(void **state)
+{
+    (void)state;
+    expect_abort("m-double-free", "double free of");
+    expect_abort("m-remote-double-free", "double free of");
+    expect_abort("m-double-free-released", "double free of");
+    expect_abort("m-interior", "interior pointer");
+    expect_abort("m-invalid", "invalid pointer");
+}
+
+/* Every byte of a medium block's slot, of the next slot (free) and of the
+ * span's tail, for every medium class (three bytes of each 64: the first,
+ * the second, the last): the same verdicts as for pools. */
+static void test_medium_every_offset(void **state)
+{
+    (void)state;
+    struct verdicts v;
+    walk_begin(&v);
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++) {
+        size_t size = medium_sizes[c], n = SPAN / size;
+        /* a fresh span: a whole one's worth of blocks, then one more */
+        void **all = malloc((n + 1) * sizeof *all);
+        for (size_t i = 0; i <= n; i++)
+            all[i] = shed_malloc(size);
+        char *b = all[n], *base = (char *)((uintptr_t)b & ~(uintptr_t)(SPAN - 1));
+        for (size_t i = 0; i < n; i++)
+            shed_free(all[i]);
+        free(all);
+        size_t bo = (size_t)(b - base);
+        for (size_t k = 0; k < 3 * (SPAN / 64); k++) {
+            size_t off = k / 3 * 64 + (size_t[]){ 0, 1, 63 }[k % 3];
+            if (off < n * size && (off < bo || off >= bo + 2 * size))
+                continue;                  /* other slots: like the next one */
+            walk_judge(&v, base, off, size, n, b);
+        }
+        shed_free(b);
+    }
+    walk_end(&v, SHED_MEDIUM_CLASSES);
 }
 
 /* usable_size and realloc of a freed block are caught the same way. */
@@ -225,15 +396,9 @@ static void test_report_continues(void **state)
 static void test_every_offset(void **state)
 {
     (void)state;
-    assert_int_equal(shed_config("on_error=report"), 0);
-    struct shed_stats s0, s1;
-    shed_stats(&s0);
-    size_t page = page_size(), interior = 0, invalid = 0, freed = 0, found = 0, wrong = 0;
-    FILE *log = tmpfile();
-    assert_non_null(log);
-    int saved = dup(2);
-    dup2(fileno(log), 2);
-    VALGRIND_DISABLE_ERROR_REPORTING;
+    struct verdicts v;
+    size_t page = page_size();
+    walk_begin(&v);
     for (size_t size = 16; size <= 512; size += 16) {
         char *b = shed_malloc(size), *base = page_of(b);
         size_t n = page / size, bo = (size_t)(b - base);
@@ -241,47 +406,11 @@ static void test_every_offset(void **state)
             if (n > 4 && off >= 2 * size && off < (n - 2) * size &&
                 (off < bo || off >= bo + size))
                 continue;                  /* a middle slot but the block's */
-            size_t got = shed_usable_size(base + off);
-            if (off % size == 0 && off / size < n) {
-                if (base + off == b)
-                    found += got == size;
-                else if (got == 0)
-                    freed++;               /* a free slot */
-                else
-                    wrong += got != size;  /* another live block (preloaded:
-                                              the C library's, say) */
-            } else {
-                if (off >= n * size)
-                    invalid++;             /* the tail */
-                else
-                    interior++;
-                wrong += got != 0;
-            }
+            walk_judge(&v, base, off, size, n, b);
         }
         shed_free(b);
     }
-    VALGRIND_ENABLE_ERROR_REPORTING;
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    size_t nint = 0, ninv = 0, nfreed = 0;
-    char line[256];
-    rewind(log);
-    while (fgets(line, sizeof line, log)) {
-        nint += strncmp(line, "shed: interior pointer ", 23) == 0;
-        ninv += strncmp(line, "shed: invalid pointer ", 22) == 0;
-        nfreed += strncmp(line, "shed: double free of ", 21) == 0;
-    }
-    fclose(log);
-    shed_stats(&s1);
-    assert_int_equal(found, 32);           /* each class's block found */
-    assert_int_equal(wrong, 0);
-    assert_int_equal(nint, interior);
-    assert_int_equal(ninv, invalid);
-    assert_int_equal(nfreed, freed);
-    assert_int_equal(s1.errors, s0.errors + interior + invalid + freed);
-    assert_true(interior > 0 && invalid > 0);
-    assert_int_equal(shed_config("on_error=abort"), 0);
+    walk_end(&v, 32);                      /* each class's block found */
 }
 
 int main(int argc, char **argv)
@@ -295,6 +424,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_double_free_released),
         cmocka_unit_test(test_interior),
         cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_medium_errors),
+        cmocka_unit_test(test_medium_every_offset),
         cmocka_unit_test(test_freed_block_calls),
         cmocka_unit_test(test_report_continues),
         cmocka_unit_test(test_every_offset),

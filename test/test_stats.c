@@ -7,6 +7,7 @@
 
 #include "shed_test.h"
 
+
 /* Consistency that holds at any moment of a quiet process. */
 static void check_sums(const struct shed_stats *st)
 {
@@ -21,6 +22,16 @@ static void check_sums(const struct shed_stats *st)
         bytes += cs->bytes_in_use;
         pools += cs->pools_in_use;
     }
+    size_t spans = 0;
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++) {
+        const struct shed_class_stats *cs = &st->medium[c];
+        assert_int_equal(cs->block_size, medium_sizes[c]);
+        assert_int_equal(cs->bytes_in_use, cs->blocks_in_use * cs->block_size);
+        assert_true(cs->blocks_in_use <= cs->pools_in_use * (st->span_size / cs->block_size));
+        spans += cs->pools_in_use;
+    }
+    assert_int_equal(st->spans_in_use, spans);
+    assert_true(st->medium_bytes_resident <= st->medium_bytes_mapped);
     assert_int_equal(st->blocks_in_use, blocks);
     assert_int_equal(st->bytes_in_use, bytes);
     assert_int_equal(st->pools_in_use, pools);
@@ -79,13 +90,49 @@ static void test_class_counts(void **state)
     }
 }
 
-/* Requests above 512 bytes are counted as large and not as blocks. */
+/* For every medium class: k blocks (several spans for the small classes)
+ * move that class's count by exactly k, and back. */
+static void test_medium_counts(void **state)
+{
+    (void)state;
+    enum { MAXK = 900 };
+    static void *p[MAXK];
+    struct shed_stats s0, s1, s2;
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++) {
+        size_t size = medium_sizes[c] - (c % 3) * 40;
+        int k = c < 4 ? MAXK : 20 + c;
+        shed_stats(&s0);
+        for (int i = 0; i < k; i++) {
+            p[i] = shed_malloc(size);
+            assert_non_null(p[i]);
+        }
+        shed_stats(&s1);
+        for (int i = 0; i < k; i++)
+            shed_free(p[i]);
+        shed_stats(&s2);
+        for (int d = 0; d < SHED_MEDIUM_CLASSES; d++) {
+            size_t want = s0.medium[d].blocks_in_use + (d == c ? (size_t)k : 0);
+            assert_int_equal(s1.medium[d].blocks_in_use, want);
+            assert_int_equal(s2.medium[d].blocks_in_use, s0.medium[d].blocks_in_use);
+        }
+        size_t per = s1.span_size / medium_sizes[c];
+        assert_true(s1.medium[c].pools_in_use >= ((size_t)k + per - 1) / per);
+        assert_int_equal(s1.blocks_in_use, s0.blocks_in_use);   /* pools' only */
+        assert_int_equal(s1.large_allocs, s0.large_allocs);
+        check_sums(&s1);
+        check_sums(&s2);
+    }
+}
+
+/* Requests above SHED_MEDIUM_MAX bytes are counted as large and not as
+ * blocks. */
 static void test_large_counted(void **state)
 {
     (void)state;
     struct shed_stats s0, s1;
     shed_stats(&s0);
-    void *a = shed_malloc(513), *b = shed_calloc(10, 100), *c = shed_aligned_alloc(4096, 64);
+    void *a = shed_malloc(SHED_MEDIUM_MAX + 1), *b = shed_calloc(10, SHED_MEDIUM_MAX / 8),
+         *c = shed_aligned_alloc(65536, 64);
     shed_stats(&s1);
     bool all = a && b && c;
     shed_free(a);
@@ -102,7 +149,7 @@ static void test_large_counted(void **state)
 static void *large_only(void *arg)
 {
     for (int i = 0; i < 5; i++)
-        shed_free(shed_malloc(1000));
+        shed_free(shed_malloc(SHED_MEDIUM_MAX + 1000));
     return arg;
 }
 
@@ -110,7 +157,7 @@ static void *small_then_large(void *arg)
 {
     void *s = shed_malloc(16);
     for (int i = 0; i < 7; i++)
-        shed_free(shed_malloc(600));
+        shed_free(shed_malloc(SHED_MEDIUM_MAX + 600));
     shed_free(s);
     return arg;
 }
@@ -360,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_class_counts),
         cmocka_unit_test(test_large_counted),
         cmocka_unit_test(test_large_counted_threads),
+        cmocka_unit_test(test_medium_counts),
         cmocka_unit_test(test_stats_print),
         cmocka_unit_test(test_fill_histogram),
         cmocka_unit_test(test_stats_sizes),

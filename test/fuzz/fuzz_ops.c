@@ -72,6 +72,23 @@ static bool is_small(size_t size, size_t align)
     return round_up(size ? size : 1, align < 16 ? 16 : align) <= SHED_MAX_BLOCK;
 }
 
+/* The medium classes (shed.7), and the one serving size bytes aligned to
+ * align: 0 when the request is small, or too big for a span. */
+static const size_t medium_sizes[SHED_MEDIUM_CLASSES] = {
+    640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,
+    5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+};
+
+static int medium_class(size_t size, size_t align)
+{
+    if (is_small(size, align))
+        return -1;
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++)
+        if (medium_sizes[c] >= size && (align <= 16 || medium_sizes[c] % align == 0))
+            return c;
+    return -1;
+}
+
 static size_t block_size(const struct slot *s);
 
 static void check_block(const struct slot *s, const char *when)
@@ -98,9 +115,13 @@ static void check_all(const char *when)
             check_block(&slots[i], when);
 }
 
-/* The pool block size of a slot's block (0 for the system allocator's). */
+/* The pool or span block size of a slot's block (0 for the system
+ * allocator's). */
 static size_t block_size(const struct slot *s)
 {
+    int c = medium_class(s->size, s->align);
+    if (c >= 0)
+        return medium_sizes[c];
     if (!is_small(s->size, s->align))
         return 0;
     return round_up(s->size ? s->size : 1, s->align < 16 ? 16 : s->align);
@@ -109,12 +130,16 @@ static size_t block_size(const struct slot *s)
 /* Blocks and bytes in use, in all and per class, as the model has them. */
 static void check_count(const char *when)
 {
-    size_t blocks[SHED_NUM_CLASSES] = { 0 }, total = 0, bytes = 0;
+    size_t blocks[SHED_NUM_CLASSES] = { 0 }, medium[SHED_MEDIUM_CLASSES] = { 0 };
+    size_t total = 0, bytes = 0;
     for (int i = 0; i < NSLOTS; i++) {
         size_t bs = slots[i].p ? block_size(&slots[i]) : 0;
-        if (bs) {
+        int c = slots[i].p ? medium_class(slots[i].size, slots[i].align) : -1;
+        if (c >= 0) {
+            medium[c]++;
+        } else if (bs) {
             blocks[bs / SHED_CLASS_STEP - 1]++;
-            total++;
+            total++;                /* blocks_in_use counts the pools' */
             bytes += bs;
         }
     }
@@ -126,6 +151,10 @@ static void check_count(const char *when)
     for (int c = 0; c < SHED_NUM_CLASSES; c++)
         CHECK(st.classes[c].blocks_in_use == blocks[c], "class %d: %zu blocks, model %zu (after %s)",
               c, st.classes[c].blocks_in_use, blocks[c], when);
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++)
+        CHECK(st.medium[c].blocks_in_use == medium[c],
+              "medium class %d: %zu blocks, model %zu (after %s)", c,
+              st.medium[c].blocks_in_use, medium[c], when);
 }
 
 /* A block just returned for size bytes: check it, fill it, record it. */
@@ -353,14 +382,16 @@ static uint8_t byte(struct input *in)
     return *in->p++;
 }
 
-/* Mostly pool sizes, sometimes the system allocator's, rarely near SIZE_MAX. */
+/* Mostly pool sizes, sometimes medium ones (spans, up to just over the
+ * medium limit), sometimes the system allocator's, rarely near SIZE_MAX. */
 static size_t size_arg(struct input *in)
 {
     uint8_t k = byte(in), v = byte(in);
     switch (k % 16) {
     case 13:
-    case 14:
         return SHED_MAX_BLOCK + 1 + (size_t)v * 37;
+    case 14:
+        return SHED_MAX_BLOCK + 1 + (size_t)v * 127 + (k >> 4);
     case 15:                    /* 1 in 16 of these: ASan warns of each */
         if (v >= 240)
             return v & 1 ? SIZE_MAX - v : SIZE_MAX / 2 + v;

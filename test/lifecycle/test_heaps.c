@@ -99,7 +99,8 @@ static void destroy_one(bool trim)
     }
     void *large[16];
     for (size_t i = 0; i < nl; i++) {
-        size_t size = i % 2 ? 1000 + i * 100 : (256 << 10) + i * 4096;  /* heap and mmap */
+        /* glibc's heap and its mmap */
+        size_t size = i % 2 ? SHED_MEDIUM_MAX + 1000 + i * 100 : (256 << 10) + i * 4096;
         large[i] = shed_heap_malloc(h, size);
         assert_non_null(large[i]);
         memset(large[i], (int)i, size);

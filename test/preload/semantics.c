@@ -32,7 +32,7 @@ static int failures;
         }                                                               \
     } while (0)
 
-static int (*stats_fn)(struct shed_stats *);
+static int (*stats_fn)(struct shed_stats *, size_t);
 
 /* Read through a volatile so that the compiler neither warns about nor folds
  * the impossible sizes. */
@@ -41,16 +41,36 @@ static volatile size_t size_max = SIZE_MAX;
 static struct shed_stats stats(void)
 {
     struct shed_stats st;
-    stats_fn(&st);
+    stats_fn(&st, sizeof st);
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++)   /* shed's blocks, all */
+        st.blocks_in_use += st.medium[c].blocks_in_use;
     return st;
 }
 
-/* Would shed serve this aligned request from a pool (the rule in shed.7)? */
+/* The medium classes, as shed.7 lists them. */
+static const size_t medium_sizes[SHED_MEDIUM_CLASSES] = {
+    640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,
+    5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+};
+
+/* The medium class serving size bytes aligned to align, 0 for none. */
+static size_t medium_block(size_t align, size_t size)
+{
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++)
+        if (medium_sizes[c] >= size && medium_sizes[c] % align == 0)
+            return medium_sizes[c];
+    return 0;
+}
+
+/* Would shed serve this aligned request from a pool or a span (the rules
+ * in shed.7)? */
 static int from_pool(size_t align, size_t size)
 {
     size_t a = align < SHED_CLASS_STEP ? SHED_CLASS_STEP : align;
     size_t need = size ? size : 1;
-    return a <= SHED_MAX_BLOCK && ((need + a - 1) & ~(a - 1)) <= SHED_MAX_BLOCK;
+    if (a <= SHED_MAX_BLOCK && ((need + a - 1) & ~(a - 1)) <= SHED_MAX_BLOCK)
+        return 1;
+    return medium_block(a, need) != 0;
 }
 
 /* Check one aligned block: alignment, usable size, and where it came from
@@ -312,7 +332,7 @@ static void test_overflow(void)
 static void test_sizes(void)
 {
     CHECK(malloc_usable_size(NULL) == 0, "malloc_usable_size(NULL)");
-    for (size_t s = 1; s <= 2 * SHED_MAX_BLOCK + 1; s += 7) {
+    for (size_t s = 1; s <= SHED_MEDIUM_MAX + 2000; s += s < 2 * SHED_MAX_BLOCK ? 7 : 997) {
         struct shed_stats before = stats();
         unsigned char *p = calloc(1, s);
         struct shed_stats after = stats();
@@ -324,6 +344,9 @@ static void test_sizes(void)
         if (s <= SHED_MAX_BLOCK) {
             CHECK(u == (s + 15) / 16 * 16, "calloc(1, %zu): usable %zu, not rounded to 16", s, u);
             CHECK(after.blocks_in_use == before.blocks_in_use + 1, "calloc(1, %zu) not from a pool", s);
+        } else if (s <= SHED_MEDIUM_MAX) {
+            CHECK(u == medium_block(1, s), "calloc(1, %zu): usable %zu, not its class", s, u);
+            CHECK(after.blocks_in_use == before.blocks_in_use + 1, "calloc(1, %zu) not from a span", s);
         } else {
             CHECK(after.large_allocs == before.large_allocs + 1, "calloc(1, %zu) not sent to glibc", s);
         }
@@ -338,7 +361,7 @@ static void test_sizes(void)
 
 int main(void)
 {
-    stats_fn = (int (*)(struct shed_stats *))dlsym(RTLD_DEFAULT, "shed_stats");
+    stats_fn = (int (*)(struct shed_stats *, size_t))dlsym(RTLD_DEFAULT, "shed_stats_get");
     if (!stats_fn) {
         fprintf(stderr, "semantics: shed_stats not found: run with LD_PRELOAD=libshed.so\n");
         return 1;

@@ -1,0 +1,700 @@
+/*
+ * Medium blocks, SHED_MAX_BLOCK + 1 to SHED_MEDIUM_MAX bytes: their classes,
+ * and their allocation and free in the spans a theap owns (span.c has the
+ * spans themselves and their pages).  The design is the pools' (theap.c,
+ * slow.c, free.c, orphan.c, inherit.c) at a span's scale: the owner takes
+ * and frees blocks with no lock and no atomic read-modify-write (even when
+ * a page changes hands with the releaser: span_own_pages); other threads free into the remote
+ * bitmap under the span's stripe lock and push the span on the owner's
+ * pending stack; a fork()ed child notes its frees into the parent's spans in
+ * med.imap; exited threads' spans go to the orphanage.
+ *
+ * Classes: four per doubling from 640 to 32768 bytes (640, 768, 896, 1024,
+ * 1280, ...), every one a multiple of 128 bytes, so a block is 128-byte
+ * aligned, and page-aligned when its size is a multiple of the page.
+ */
+#include <sched.h>
+#include <string.h>
+
+#include "fast.h"                 /* ALWAYS_INLINE */
+#include "vg.h"
+
+/* A full span is listed again once this share of its blocks is free. */
+#define AVAIL_DIV 8
+
+/* ---- classes ---- */
+
+static inline unsigned mclass_of(size_t n)     /* n in SHED_MAX_BLOCK+1..MEDIUM_MAX */
+{
+    size_t v = n - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzll(v);
+    return (b - 9) * 4 + (unsigned)((v - ((size_t)1 << b)) >> (b - 2));
+}
+
+static inline size_t mclass_size(unsigned c)
+{
+    unsigned b = c / 4 + 9;
+    return ((size_t)1 << b) + (size_t)(c % 4 + 1) * ((size_t)1 << (b - 2));
+}
+
+/* Class by (size - 1) / 128: every class is a multiple of 128 bytes. */
+static uint8_t class_of_128[SHED_MEDIUM_MAX / 128];
+/* Block index = offset * magic >> 40, magic = ceil(2^40 / size), per class. */
+static uint64_t class_magic[MED_NCLS];
+
+void medium_classes_init(void)
+{
+    for (unsigned k = SHED_MAX_BLOCK / 128; k < SHED_MEDIUM_MAX / 128; k++)
+        class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
+    for (unsigned c = 0; c < MED_NCLS; c++)
+        class_magic[c] = (((uint64_t)1 << 40) + mclass_size(c) - 1) / mclass_size(c);
+}
+
+/* The class for size bytes aligned to align (a power of two, or 0 for
+ * malloc's), -1 if none. */
+int medium_class(size_t size, size_t align)
+{
+    if (size > SHED_MEDIUM_MAX || align > SHED_MEDIUM_MAX || !med.base)
+        return -1;
+    unsigned c = class_of_128[(size > SHED_MAX_BLOCK ? size - 1 : SHED_MAX_BLOCK) >> 7];
+    while (unlikely(align > 128) && c < MED_NCLS && (mclass_size(c) & (align - 1)))
+        c++;
+    return c < MED_NCLS ? (int)c : -1;
+}
+
+/* ---- small helpers ---- */
+
+static inline size_t span_idx(const struct span *s)
+{
+    return (size_t)(s - med.spans);
+}
+
+static inline char *span_base(const struct span *s)
+{
+    return med.base + (span_idx(s) << SPAN_SHIFT);
+}
+
+static inline struct span *span_at(uint32_t ref)
+{
+    return ref ? &med.spans[ref - 1] : NULL;
+}
+
+static inline struct slock *span_stripe(const struct span *s)
+{
+    return &g.stripes[span_idx(s) % NSTRIPES].m;
+}
+
+/* Block index of byte off of s (exact for off < SPAN_BYTES: magic is
+ * ceil(2^40 / size), whose error is below 2^-22 of a block). */
+static inline unsigned block_of(const struct span *s, size_t off)
+{
+    return (unsigned)((off * class_magic[s->cls]) >> 40);
+}
+
+/* The pages strictly inside the block at off, of size bytes: no other
+ * block touches them, so they need no count (see struct span). */
+static inline uint64_t pages_inside(unsigned first, unsigned last)
+{
+    return last > first + 1 ? ((2ull << (last - first - 2)) - 1) << (first + 1) : 0;
+}
+
+/* Owner: block at off, of size bytes, is handed out: count it in its first
+ * and last pages, and take the pages that had no block in use from idle. */
+static ALWAYS_INLINE void pages_hold(struct span *s, size_t off, size_t size)
+{
+    unsigned first = (unsigned)(off >> g.page_shift);
+    unsigned last = (unsigned)((off + size - 1) >> g.page_shift);
+    uint64_t need = pages_inside(first, last);
+    if (s->live[first]++ == 0)
+        need |= 1ull << first;
+    if (last != first && s->live[last]++ == 0)
+        need |= 1ull << last;
+    if (need)
+        span_own_pages(s, need);
+}
+
+/* Owner: block at off, of size bytes, is free again: the pages where it was
+ * the last block in use go idle. */
+static ALWAYS_INLINE void pages_drop(struct span *s, size_t off, size_t size)
+{
+    unsigned first = (unsigned)(off >> g.page_shift);
+    unsigned last = (unsigned)((off + size - 1) >> g.page_shift);
+    uint64_t gone = pages_inside(first, last);
+    if (--s->live[first] == 0)
+        gone |= 1ull << first;
+    if (last != first && --s->live[last] == 0)
+        gone |= 1ull << last;
+    if (gone)
+        span_idle_pages(s, gone);
+}
+
+/* Owner: count the blocks in use per page again from the bitmap (a span
+ * taken over from a fork's parent); pages change hands to match. */
+static void pages_recount(struct span *s)
+{
+    size_t size = RELAXED_LOAD(s->size);
+    uint64_t own = 0;
+    memset(s->live, 0, sizeof s->live);
+    for (unsigned i = 0; i < s->nblocks; i++) {
+        if (RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)
+            continue;
+        unsigned first = (unsigned)((size_t)i * size >> g.page_shift);
+        unsigned last = (unsigned)(((size_t)i * size + size - 1) >> g.page_shift);
+        s->live[first]++;
+        if (last != first)
+            s->live[last]++;
+        own |= pages_inside(first, last) | 1ull << first | 1ull << last;
+    }
+    uint64_t had = RELAXED_LOAD(s->owned);
+    if (had & ~own)
+        span_idle_pages(s, had & ~own);
+    if (own & ~had)
+        span_own_pages(s, own & ~had);
+}
+
+/* Is block i of s free in any bitmap (the owner's, remote, a child's)? */
+static bool mblock_is_free(struct span *s, unsigned i)
+{
+    uint64_t bit = 1ull << (i % 64), f;
+    f = atomic_load_explicit(&s->remote[i / 64], memory_order_acquire);
+    f |= RELAXED_LOAD(s->free[i / 64]);
+    if (unlikely(med.imap != NULL) && span_idx(s) < med.imap_spans)
+        f |= RELAXED_LOAD(med.imap[span_idx(s) * SPAN_WORDS + i / 64]);
+    return (f & bit) != 0;
+}
+
+/* ---- the owner's lists ---- */
+
+static void mlist_push(struct theap *th, struct span *s)
+{
+    uint32_t *head = &th->mavail[s->cls], ref = (uint32_t)span_idx(s) + 1;
+    s->where = IN_AVAIL;
+    s->prev = 0;
+    s->next = *head;
+    if (*head)
+        span_at(*head)->prev = ref;
+    *head = ref;
+}
+
+static void mlist_remove(struct theap *th, struct span *s)
+{
+    if (s->where == IN_CUR) {
+        th->mcur[s->cls] = NULL;
+    } else if (s->where == IN_AVAIL) {
+        if (s->prev)
+            span_at(s->prev)->next = s->next;
+        else
+            th->mavail[s->cls] = s->next;
+        if (s->next)
+            span_at(s->next)->prev = s->prev;
+    }
+    s->where = IN_NONE;
+}
+
+/* ---- span life cycle ---- */
+
+/* Make an acquired span ready for blocks of class c, owned by th.  The
+ * owner is stored last, with release: a racing stale free sees either no
+ * owner or every field set. */
+static void span_init(struct span *s, struct theap *th, unsigned c)
+{
+    size_t size = mclass_size(c);
+    unsigned n = (unsigned)(SPAN_BYTES / size);
+    for (unsigned w = 0; w < SPAN_WORDS; w++) {
+        unsigned lo = w * 64;
+        RELAXED_STORE(s->free[w], n <= lo ? 0 : n - lo >= 64 ? ~0ull : (1ull << (n - lo)) - 1);
+    }
+    s->nblocks = s->nfree = (uint16_t)n;
+    s->cls = (uint8_t)c;
+    s->where = IN_NONE;
+    s->next = s->prev = 0;
+    RELAXED_STORE(s->sealed, 0);
+    RELAXED_STORE(s->size, (uint32_t)size);
+    th->nspans++;
+    atomic_store_explicit(&s->owner, th, memory_order_release);
+}
+
+/* s is empty and on no list: unowned, back to the free spans (its pages
+ * are idle, and the releaser gives them back). */
+static void span_retire(struct theap *th, struct span *s)
+{
+    struct slock *m = span_stripe(s);
+    slock_lock(m);
+    RELAXED_STORE(s->owner, NULL);
+    slock_unlock(m);
+    th->nspans--;
+    if (RELAXED_LOAD(s->owned))
+        span_idle_pages(s, RELAXED_LOAD(s->owned));
+    span_return(s);
+}
+
+/* Move s from th to the theap to; false when remote frees of s wait on th's
+ * pending stack (the caller drains and tries again). */
+static bool span_transfer(struct theap *th, struct span *s, struct theap *to)
+{
+    struct slock *m = span_stripe(s);
+    slock_lock(m);
+    bool ok = !s->pending;
+    if (ok)
+        RELAXED_STORE(s->owner, to);
+    slock_unlock(m);
+    if (ok) {
+        mlist_remove(th, s);
+        th->nspans--;
+        to->nspans++;
+    }
+    return ok;
+}
+
+/* After s gained free blocks: retire it when empty (the current span stays),
+ * or list it again once it has a few free blocks. */
+static ALWAYS_INLINE void span_settle_owner(struct theap *th, struct span *s)
+{
+    if (s->nfree == s->nblocks) {
+        if (s->where == IN_CUR && !RELAXED_LOAD(s->sealed))
+            return;
+        mlist_remove(th, s);
+        span_retire(th, s);
+    } else if (s->where == IN_FULL && !RELAXED_LOAD(s->sealed) &&
+               s->nfree >= (s->nblocks / AVAIL_DIV > 1 ? s->nblocks / AVAIL_DIV : 1)) {
+        mlist_push(th, s);
+    }
+}
+
+/* Call fn on every span th owns (a walk of the carved spans, which stops
+ * once it has seen them all).  fn may move the span. */
+static void theap_spans_each(struct theap *th, void (*fn)(struct theap *, struct span *, void *),
+                             void *arg)
+{
+    size_t left = th->nspans;
+    pthread_mutex_lock(&med.lock);
+    size_t n = med.ncarved;
+    pthread_mutex_unlock(&med.lock);
+    for (size_t i = 0; i < n && left; i++) {
+        struct span *s = &med.spans[i];
+        if (RELAXED_LOAD(s->owner) == th) {
+            left--;
+            fn(th, s, arg);
+        }
+    }
+}
+
+/* ---- allocation ---- */
+
+/* Owner: a block of s, which has a free one: the lowest, so that live
+ * blocks stay packed at the span's start and its last pages go idle. */
+static ALWAYS_INLINE void *span_take(struct span *s)
+{
+    unsigned w = 0;
+    uint64_t m;
+    while (!(m = RELAXED_LOAD(s->free[w])))
+        w++;
+    RELAXED_STORE(s->free[w], m & (m - 1));
+    s->nfree--;
+    size_t size = RELAXED_LOAD(s->size), off = (w * 64 + (unsigned)__builtin_ctzll(m)) * size;
+    pages_hold(s, off, size);
+    return span_base(s) + off;
+}
+
+/* s, out of th's lists, was sealed: it gives no more blocks.  Empty, it is
+ * retired now (no free will come to do it); else it waits on no list. */
+static void span_set_aside(struct theap *th, struct span *s)
+{
+    if (s->nfree == s->nblocks)
+        span_retire(th, s);
+    else
+        s->where = IN_FULL;
+}
+
+static void relist_span(struct theap *th, struct span *s, void *arg)
+{
+    (void)arg;
+    if (s->where == IN_FULL && s->nfree && !RELAXED_LOAD(s->sealed))
+        mlist_push(th, s);
+}
+
+/* An orphaned span of class c with free blocks, if there is one. */
+static struct span *span_adopt(struct theap *th, unsigned c)
+{
+    if (th->is_heap || RELAXED_LOAD(g.norphans) == 0 ||
+        pthread_mutex_trylock(&g.orphan_lock) != 0)
+        return NULL;
+    struct theap *o = g.orphanage;
+    medium_drain(o);
+    struct span *s;
+    while ((s = span_at(o->mavail[c])) && !span_transfer(o, s, th)) {
+        mlist_remove(o, s);              /* remote frees raced in: later */
+        s->where = IN_FULL;
+    }
+    if (s)
+        RELAXED_ADD(g.norphans, (size_t)-1);
+    pthread_mutex_unlock(&g.orphan_lock);
+    return s;
+}
+
+static COLD void *medium_alloc_slow(struct theap *th, unsigned c)
+{
+    if (atomic_load_explicit(&th->mpending, memory_order_relaxed))
+        medium_drain(th);
+    if (unlikely(RELAXED_LOAD(g.thread_due) != 0))
+        releaser_ensure();               /* idle pages waited: see release.c */
+    unsigned thaw = RELAXED_LOAD(g.thaw_epoch);
+    if (th->mthaw_seen != thaw) {
+        th->mthaw_seen = thaw;
+        theap_spans_each(th, relist_span, NULL);
+    }
+    struct span *s = th->mcur[c];
+    if (s) {
+        if (s->nfree && !RELAXED_LOAD(s->sealed))
+            return span_take(s);
+        th->mcur[c] = NULL;
+        if (RELAXED_LOAD(s->sealed))
+            span_set_aside(th, s);
+        else
+            s->where = IN_FULL;
+    }
+    for (;;) {
+        if ((s = span_at(th->mavail[c]))) {
+            mlist_remove(th, s);
+        } else if (!(s = span_adopt(th, c))) {
+            releaser_ensure();           /* where a thread may start */
+            if (!(s = span_acquire()))
+                return NULL;
+            span_init(s, th, c);
+        }
+        if (unlikely(RELAXED_LOAD(s->sealed))) {
+            span_set_aside(th, s);
+            continue;
+        }
+        s->where = IN_CUR;
+        th->mcur[c] = s;
+        if (s->nfree)
+            return span_take(s);
+    }
+}
+
+/* A medium block of size bytes aligned to align from th (the caller's own
+ * theap, or a heap's under its lock); NULL when no class fits or the medium
+ * region is used up. */
+void *medium_alloc(struct theap *th, size_t size, size_t align)
+{
+    int c = medium_class(size, align);
+    if (c < 0)
+        return NULL;
+    struct span *s = th->mcur[c];
+    if (likely(s != NULL) && likely(s->nfree != 0) && likely(!RELAXED_LOAD(s->sealed)))
+        return span_take(s);
+    return medium_alloc_slow(th, (unsigned)c);
+}
+
+/* ---- free ---- */
+
+/* Find the block ptr (in the medium region) starts: -1 with *sp and *idx
+ * set when it starts a block slot of an owned span, else the error. */
+static ALWAYS_INLINE int span_locate(const void *ptr, struct span **sp, unsigned *idx)
+{
+    size_t off = (size_t)((const char *)ptr - med.base), boff = off & (SPAN_BYTES - 1);
+    struct span *s = &med.spans[off >> SPAN_SHIFT];
+    struct theap *o = atomic_load_explicit(&s->owner, memory_order_acquire);
+    size_t size = RELAXED_LOAD(s->size);
+    if (!o)
+        return size && boff % size == 0 && boff / size < SPAN_BYTES / size ? E_DOUBLE : E_INVALID;
+    unsigned i = block_of(s, boff);
+    if (i >= s->nblocks)
+        return E_INVALID;
+    if ((size_t)i * size != boff)
+        return E_INTERIOR;
+    *sp = s;
+    *idx = i;
+    return -1;
+}
+
+/* Another thread's span: under the stripe lock, the block's bit in the
+ * remote bitmap (or, in a fork()ed child, in med.imap), and the span on the
+ * owner's pending stack. */
+static void span_free_remote(struct span *s, unsigned i, size_t size, const void *ptr,
+                             const char *call)
+{
+    struct slock *m = span_stripe(s);
+    slock_lock(m);
+    struct theap *o = atomic_load_explicit(&s->owner, memory_order_acquire);
+    if (!o || RELAXED_LOAD(s->size) != size || mblock_is_free(s, i)) {
+        slock_unlock(m);
+        shed_error(E_DOUBLE, ptr, call);
+        return;
+    }
+    uint64_t bit = 1ull << (i % 64);
+    if (unlikely(RELAXED_LOAD(o->inherited))) {
+        _Atomic uint64_t *w = &med.imap[span_idx(s) * SPAN_WORDS + i / 64];
+        RELAXED_STORE(*w, RELAXED_LOAD(*w) | bit);
+        slock_unlock(m);
+        inherit_count_frees(size >> 9);
+        return;
+    }
+    RELAXED_STORE(s->remote[i / 64], RELAXED_LOAD(s->remote[i / 64]) | bit);
+    bool wake = false;
+    if (!s->pending) {
+        wake = o->shared;
+        s->pending = 1;
+        s->pnext = atomic_load_explicit(&o->mpending, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&o->mpending, &s->pnext, s,
+                                                      memory_order_release,
+                                                      memory_order_relaxed))
+            ;
+    }
+    slock_unlock(m);
+    if (wake)
+        releaser_collect_soon();
+}
+
+/* Free a pointer into the medium region: check it, then the owner's free or
+ * the remote one. */
+void medium_free(void *ptr, const char *call)
+{
+    struct span *s;
+    unsigned i;
+    if (unlikely(g.checker))
+        chk_free_early(ptr);
+    int err = span_locate(ptr, &s, &i);
+    if (unlikely(err >= 0))
+        return shed_error(err, ptr, call);
+    size_t size = RELAXED_LOAD(s->size);
+    if (unlikely(g.checker))
+        chk_free(ptr, size);
+    struct theap *th = tls_heap;
+    if (RELAXED_LOAD(s->owner) != th)
+        return span_free_remote(s, i, size, ptr, call);
+    _Atomic uint64_t *w = &s->free[i / 64];
+    uint64_t word = RELAXED_LOAD(*w), bit = 1ull << (i % 64);
+    if (unlikely(word & bit))
+        return shed_error(E_DOUBLE, ptr, call);
+    RELAXED_STORE(*w, word | bit);
+    s->nfree++;
+    pages_drop(s, (size_t)i * size, size);
+    span_settle_owner(th, s);
+}
+
+/* The usable size of a live medium block, 0 after reporting a bad one. */
+size_t medium_usable(const void *ptr, const char *call)
+{
+    struct span *s;
+    unsigned i;
+    int err = span_locate(ptr, &s, &i);
+    if (err < 0 && mblock_is_free(s, i))
+        err = E_DOUBLE;
+    if (unlikely(err >= 0)) {
+        shed_error(err, ptr, call);
+        return 0;
+    }
+    return RELAXED_LOAD(s->size);
+}
+
+/* Owner (or the holder of a shared theap's lock): merge the remote frees of
+ * th's pending spans; pages they leave unused go idle. */
+void medium_drain(struct theap *th)
+{
+    struct span *s = atomic_exchange_explicit(&th->mpending, NULL, memory_order_acquire);
+    while (s) {
+        struct span *next = s->pnext;
+        struct slock *m = span_stripe(s);
+        uint64_t merged[SPAN_WORDS];
+        slock_lock(m);
+        for (unsigned w = 0; w < SPAN_WORDS; w++) {
+            uint64_t r = RELAXED_LOAD(s->remote[w]), f = RELAXED_LOAD(s->free[w]);
+            merged[w] = 0;
+            if (!r)
+                continue;
+            if (unlikely(r & f)) {
+                size_t i = (size_t)w * 64 + (size_t)__builtin_ctzll(r & f);
+                shed_error(E_DOUBLE, span_base(s) + i * RELAXED_LOAD(s->size), "free");
+                r &= ~f;
+            }
+            RELAXED_STORE(s->free[w], f | r);
+            atomic_store_explicit(&s->remote[w], 0, memory_order_release);
+            s->nfree = (uint16_t)(s->nfree + __builtin_popcountll(r));
+            merged[w] = r;
+        }
+        s->pending = 0;
+        slock_unlock(m);
+        size_t size = RELAXED_LOAD(s->size);
+        for (unsigned w = 0; w < SPAN_WORDS; w++)
+            for (uint64_t r = merged[w]; r; r &= r - 1)
+                pages_drop(s, (w * 64 + (size_t)__builtin_ctzll(r)) * size, size);
+        span_settle_owner(th, s);
+        s = next;
+    }
+}
+
+/* ---- a theap's spans as a whole ---- */
+
+void medium_theap_clear(struct theap *th)
+{
+    memset(th->mcur, 0, sizeof th->mcur);
+    memset(th->mavail, 0, sizeof th->mavail);
+    atomic_store(&th->mpending, NULL);
+    th->nspans = 0;
+}
+
+struct mabandon {
+    bool left;                   /* a span had remote frees pending */
+};
+
+static void abandon_span(struct theap *th, struct span *s, void *arg)
+{
+    struct mabandon *a = arg;
+    struct theap *o = g.orphanage;
+    if (s->nfree == s->nblocks) {
+        mlist_remove(th, s);
+        span_retire(th, s);
+    } else if (span_transfer(th, s, o)) {
+        if (!RELAXED_LOAD(s->sealed))
+            mlist_push(o, s);
+        else
+            s->where = IN_FULL;
+        RELAXED_ADD(g.norphans, 1);
+    } else {
+        a->left = true;
+    }
+}
+
+/* Thread exit (theap_abandon, under g.orphan_lock): th's spans go to the
+ * orphanage, or back when empty. */
+void medium_abandon(struct theap *th)
+{
+    struct mabandon a = { true };
+    while (a.left) {
+        a.left = false;
+        medium_drain(th);
+        theap_spans_each(th, abandon_span, &a);
+        if (a.left)
+            sched_yield();
+    }
+    medium_theap_clear(th);
+}
+
+static void destroy_span(struct theap *th, struct span *s, void *arg)
+{
+    (void)arg;
+    size_t size = RELAXED_LOAD(s->size);
+    for (unsigned i = 0; unlikely(g.valgrind) && i < s->nblocks; i++)
+        if (!mblock_is_free(s, i))
+            chk_free_early(span_base(s) + i * size);
+    for (unsigned w = 0; w < SPAN_WORDS; w++)
+        if (RELAXED_LOAD(s->remote[w]))
+            RELAXED_STORE(s->remote[w], 0);
+    s->pending = 0;
+    memset(s->live, 0, sizeof s->live);  /* the blocks in use go too */
+    chk_noaccess(span_base(s), SPAN_BYTES);
+    mlist_remove(th, s);
+    span_retire(th, s);
+}
+
+/* shed_heap_destroy (under the heap's lock): every span of the heap goes
+ * back, live blocks or not. */
+void medium_destroy(struct theap *th)
+{
+    medium_drain(th);
+    theap_spans_each(th, destroy_span, NULL);
+    medium_theap_clear(th);
+}
+
+/* ---- fork()ed child ---- */
+
+/* Pages of the spans owned by inherited theaps (the child's atfork
+ * handler, single-threaded). */
+size_t medium_inherited_pages(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < med.ncarved; i++) {
+        struct theap *o = RELAXED_LOAD(med.spans[i].owner);
+        n += o && RELAXED_LOAD(o->inherited) ? med.span_pages : 0;
+    }
+    return n;
+}
+
+/* Take over every span of the inherited theaps (under g.orphan_lock, or in
+ * the atfork child handler): merge the frees made here (med.imap) and the
+ * remote ones, recount, and hand it to the orphanage or, empty, back. */
+void medium_reclaim_inherited(void)
+{
+    if (!med.base)
+        return;
+    bool in_child = g.in_fork_child;
+    g.in_fork_child = true;              /* no release from here */
+    pthread_mutex_lock(&med.lock);
+    size_t n = med.ncarved;
+    pthread_mutex_unlock(&med.lock);
+    struct theap *o = g.orphanage;
+    for (size_t i = 0; i < n; i++) {
+        struct span *s = &med.spans[i];
+        struct theap *th = RELAXED_LOAD(s->owner);
+        if (!th || !RELAXED_LOAD(th->inherited))
+            continue;
+        struct slock *m = span_stripe(s);
+        slock_lock(m);
+        unsigned nfree = 0;
+        for (unsigned w = 0; w < SPAN_WORDS; w++) {
+            uint64_t f = RELAXED_LOAD(s->free[w]) | RELAXED_LOAD(s->remote[w]);
+            if (med.imap && i < med.imap_spans)
+                f |= RELAXED_LOAD(med.imap[i * SPAN_WORDS + w]);
+            if (f != RELAXED_LOAD(s->free[w]))
+                RELAXED_STORE(s->free[w], f);
+            if (RELAXED_LOAD(s->remote[w]))
+                RELAXED_STORE(s->remote[w], 0);
+            nfree += (unsigned)__builtin_popcountll(f);
+        }
+        s->nfree = (uint16_t)nfree;
+        s->pending = 0;
+        s->where = IN_NONE;
+        bool empty = nfree == s->nblocks;
+        if (!empty) {
+            RELAXED_STORE(s->owner, o);
+            th->nspans--;
+            o->nspans++;
+        }
+        slock_unlock(m);
+        pages_recount(s);
+        if (empty) {
+            span_retire(th, s);
+        } else {
+            if (!RELAXED_LOAD(s->sealed))
+                mlist_push(o, s);
+            else
+                s->where = IN_FULL;
+            RELAXED_ADD(g.norphans, 1);
+        }
+    }
+    for (struct theap *th = g.theaps; th; th = th->all_next)
+        if (RELAXED_LOAD(th->inherited))
+            medium_theap_clear(th);
+    g.in_fork_child = in_child;
+}
+
+/* ---- statistics ---- */
+
+void medium_stats(struct shed_stats *st)
+{
+    if (!med.base)
+        return;
+    pthread_mutex_lock(&med.lock);
+    for (size_t i = 0; i < med.ncarved; i++) {
+        struct span *s = &med.spans[i];
+        if (!RELAXED_LOAD(s->owner))
+            continue;
+        size_t nfree = 0;
+        for (unsigned b = 0; b < s->nblocks; b++)
+            nfree += mblock_is_free(s, b);
+        st->medium[s->cls].blocks_in_use += s->nblocks - nfree;
+        st->medium[s->cls].pools_in_use++;
+    }
+    st->spans_in_use = med.spans_used;
+    st->medium_bytes_mapped = med.ncarved << SPAN_SHIFT;
+    pthread_mutex_unlock(&med.lock);
+    for (unsigned c = 0; c < MED_NCLS; c++) {
+        struct shed_class_stats *cs = &st->medium[c];
+        cs->block_size = mclass_size(c);
+        cs->bytes_in_use = cs->blocks_in_use * cs->block_size;
+    }
+    st->span_size = SPAN_BYTES;
+    st->medium_bytes_resident = span_resident_bytes();
+}

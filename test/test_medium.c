@@ -1,0 +1,546 @@
+/*
+ * Medium blocks (SHED_MAX_BLOCK + 1 to SHED_MEDIUM_MAX bytes), served from
+ * spans of 256 KiB: every class and alignment, realloc across the small,
+ * medium and large ranges, the release of a partly live span's pages
+ * (mincore), frees from other threads, heaps, freeze and fork().
+ * Bookkeeping arrays come from mmap, so that under the preloaded library
+ * they share no span with the blocks under test.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+#include "shed_test.h"
+
+#define SPAN ((size_t)256 * 1024)
+
+static void *scratch(size_t bytes)
+{
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    return m;
+}
+
+static uintptr_t span_of(const void *p)
+{
+    return (uintptr_t)p / SPAN;
+}
+
+/* Every class, with sizes from just above the class below to the class's
+ * own: usable size exact, 16-byte aligned, page-aligned when the class is a
+ * multiple of the page, and 40 live blocks of each size all intact. */
+static void test_every_class(void **state)
+{
+    (void)state;
+    enum { K = 40 };
+    void **p = scratch(K * sizeof *p);
+    for (int c = 0; c < SHED_MEDIUM_CLASSES; c++) {
+        size_t lo = c ? medium_sizes[c - 1] + 1 : SHED_MAX_BLOCK + 1, hi = medium_sizes[c];
+        const size_t sizes[] = { lo, lo + 15, (lo + hi) / 2, hi - 1, hi };
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+            size_t n = sizes[s];
+            for (int i = 0; i < K; i++) {
+                p[i] = shed_malloc(n);
+                assert_non_null(p[i]);
+                assert_int_equal((uintptr_t)p[i] % 16, 0);
+                if (hi % page_size() == 0)
+                    assert_int_equal((uintptr_t)p[i] % page_size(), 0);
+                assert_int_equal(shed_usable_size(p[i]), CHECKED ? n : hi);
+                fill(p[i], writable(p[i], n), (unsigned)(n + i));
+            }
+            for (int i = 0; i < K; i++) {
+                assert_int_equal(check_fill(p[i], writable(p[i], n), (unsigned)(n + i)), -1);
+                shed_free(p[i]);
+            }
+        }
+    }
+    munmap(p, K * sizeof *p);
+}
+
+/* Every alignment up to the medium limit: the class is a multiple of it. */
+static void test_aligned(void **state)
+{
+    (void)state;
+    for (size_t a = 32; a <= SHED_MEDIUM_MAX; a *= 2) {
+        const size_t sizes[] = { 513, 700, 1024, 4000, 4096, 9000, 20000, SHED_MEDIUM_MAX };
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            size_t n = sizes[i], m = medium_block(n, a);
+            struct shed_stats s0, s1;
+            shed_stats(&s0);
+            void *p = shed_aligned_alloc(a, n);
+            shed_stats(&s1);
+            assert_non_null(p);
+            assert_int_equal((uintptr_t)p % a, 0);
+            assert_int_equal(s1.large_allocs, s0.large_allocs + (m == 0));
+            if (m)
+                assert_int_equal(shed_usable_size(p), CHECKED ? n : m);
+            fill(p, writable(p, n), (unsigned)a);
+            assert_int_equal(check_fill(p, writable(p, n), (unsigned)a), -1);
+            shed_free(p);
+        }
+    }
+}
+
+/* A pattern that does not depend on the address (realloc moves blocks). */
+static void put(unsigned char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 7 + i / 251);
+}
+
+static long differs(const unsigned char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (unsigned char)(i * 7 + i / 251))
+            return (long)i;
+    return -1;
+}
+
+/* realloc up and down across small, medium and large blocks keeps the
+ * contents; within a medium class it stays in place. */
+static void test_realloc_ranges(void **state)
+{
+    (void)state;
+    const size_t chain[] = { 100, 600, 5000, 40000, 3000, 200, 33000, 700, 512, 513, 32768, 16 };
+    unsigned char *p = shed_malloc(chain[0]);
+    assert_non_null(p);
+    put(p, chain[0]);
+    for (size_t i = 1; i < sizeof chain / sizeof *chain; i++) {
+        size_t keep = chain[i - 1] < chain[i] ? chain[i - 1] : chain[i];
+        p = shed_realloc(p, chain[i]);
+        assert_non_null(p);
+        assert_int_equal(differs(p, keep), -1);
+        put(p, chain[i]);
+    }
+    shed_free(p);
+    if (!CHECKED) {                      /* a checker wants the move */
+        char *q = shed_malloc(1100);     /* class 1280 */
+        assert_non_null(q);
+        assert_ptr_equal(shed_realloc(q, 1280), q);
+        assert_ptr_equal(shed_realloc(q, 1025), q);
+        char *r = shed_realloc(q, 1281);
+        assert_ptr_not_equal(r, q);
+        shed_free(r);
+    }
+}
+
+/* Which pages of [base, base + len) are in memory, one char each. */
+static void resident_map(char *base, size_t len, unsigned char *vec)
+{
+    assert_int_equal(mincore(base, len, vec), 0);
+}
+
+/*
+ * A span whose blocks straddle pages (640 bytes: 6.4 to a 4 KiB page), one
+ * block in every three pages' worth left live: after shed_trim exactly the pages that no live
+ * block touches leave memory, live blocks keep their contents, and the
+ * others come back as fresh pages when reused.  blocks come from alloc.
+ */
+static void check_partial_release(void *(*alloc)(void *, size_t), void (*release)(void *),
+                                  void *ctx)
+{
+    enum { SIZE = 640 };
+    size_t n = 2 * (SPAN / SIZE);
+    char **p = scratch(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) {
+        p[i] = alloc(ctx, SIZE);
+        assert_non_null(p[i]);
+        fill(p[i], SIZE, 3);
+    }
+    /* the span of the middle block, all of whose blocks are ours */
+    char *base = (char *)(span_of(p[n / 2]) * SPAN);
+    size_t mine = 0;
+    for (size_t i = 0; i < n; i++)
+        mine += span_of(p[i]) == span_of(base);
+    assert_int_equal(mine, SPAN / SIZE);
+    size_t stride = 3 * page_size() / SIZE + 1;
+    for (size_t i = 0; i < n; i++)
+        if (i % stride != 5) {
+            shed_free(p[i]);
+            p[i] = NULL;
+        }
+    release(ctx);
+    size_t npages = SPAN / page_size();
+    unsigned char *vec = scratch(npages), *want = scratch(npages);
+    for (size_t i = 0; i < n; i++) {
+        if (!p[i] || span_of(p[i]) != span_of(base))
+            continue;
+        size_t first = (size_t)(p[i] - base) / page_size();
+        size_t last = (size_t)(p[i] + SIZE - 1 - base) / page_size();
+        for (size_t j = first; j <= last; j++)
+            want[j] = 1;
+    }
+    resident_map(base, SPAN, vec);
+    size_t kept = 0, gone = 0;
+    for (size_t j = 0; j < npages; j++) {
+        if ((vec[j] & 1) != want[j])
+            fail_msg("page %zu of the span: resident %d, a live block there %d", j,
+                     vec[j] & 1, want[j]);
+        kept += want[j];
+        gone += !want[j];
+    }
+    assert_true(kept > 0 && gone > 0);
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) {
+            assert_int_equal(check_fill(p[i], SIZE, 3), -1);
+            shed_free(p[i]);
+        }
+    munmap(p, n * sizeof *p);
+    munmap(vec, npages);
+    munmap(want, npages);
+}
+
+static void *thread_alloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    return shed_malloc(n);
+}
+
+static void trim(void *ctx)
+{
+    (void)ctx;
+    shed_trim();
+}
+
+static void *heap_alloc(void *ctx, size_t n)
+{
+    return shed_heap_malloc(ctx, n);
+}
+
+static void test_release_partly_live(void **state)
+{
+    (void)state;
+    if (page_size() > SPAN / 8)
+        skip();                           /* 640 B never straddles there */
+    assert_int_equal(shed_config("release=manual"), 0);
+    /* a heap's spans hold only its blocks, whatever else the process does */
+    shed_heap_t *h = shed_heap_new(0);
+    assert_non_null(h);
+    check_partial_release(heap_alloc, trim, h);
+    shed_heap_destroy(h);
+    if (!SHED_TEST_PRELOAD)               /* preloaded, stdio's buffers may share */
+        check_partial_release(thread_alloc, trim, NULL);
+    assert_int_equal(shed_config("release=batched"), 0);
+}
+
+/* Wait (up to 5 s, polling) for the release thread to take the page. */
+static void wait_released(void *ctx)
+{
+    char *page = ctx;
+    for (int i = 0; i < 500 && resident(page) == 1; i++)
+        usleep(10000);
+}
+
+/* Batched mode: the release thread gives back an emptied page-sized
+ * block's page while the other blocks of the span stay live; the second
+ * block's page stays. */
+static void test_release_batched(void **state)
+{
+    (void)state;
+    size_t pg = page_size();
+    if (pg > SHED_MEDIUM_MAX)
+        skip();                           /* no class of a page */
+    /* thread_after_kb=0: the release thread starts at the next allocation,
+     * where it would wait for 4 MiB of pools in this small process. */
+    assert_int_equal(shed_config("release=batched,delay_ms=20,thread_after_kb=0"), 0);
+    shed_heap_t *h = shed_heap_new(0);
+    assert_non_null(h);
+    char *a = shed_heap_malloc(h, pg), *b = shed_heap_malloc(h, pg);
+    assert_non_null(a);
+    assert_non_null(b);
+    fill(a, writable(a, pg), 1);
+    fill(b, writable(b, pg), 2);
+    assert_int_equal(resident(a), 1);
+    shed_free(a);
+    wait_released(a);
+    assert_int_equal(resident(a), 0);
+    assert_int_equal(resident(b), 1);
+    assert_int_equal(check_fill(b, writable(b, pg), 2), -1);
+    char *c = shed_heap_malloc(h, pg);   /* the released slot, refaulted */
+    assert_ptr_equal(c, a);
+    fill(c, writable(c, pg), 3);
+    assert_int_equal(check_fill(c, writable(c, pg), 3), -1);
+    shed_heap_destroy(h);
+    assert_int_equal(shed_config("delay_ms=100"), 0);
+}
+
+/* One churning thread: blocks of 513 B-32 KiB, each filled and checked
+ * before its free; returns non-NULL when a block lost its contents (a page
+ * of it given back while it was live: the page would read as zeros). */
+static void *churn_checked(void *arg)
+{
+    enum { WS = 64 };
+    char *b[WS] = { 0 };
+    size_t len[WS] = { 0 };
+    unsigned seed = (unsigned)(uintptr_t)arg * 7919u + 1;
+    long steps = scaled(30000);
+    for (long k = 0; k < steps; k++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t i = (seed >> 16) % WS;
+        if (b[i]) {
+            if (check_fill(b[i], writable(b[i], len[i]), (unsigned)i) != -1)
+                return b[i];
+            shed_free(b[i]);
+        }
+        len[i] = SHED_MAX_BLOCK + 1 + (seed >> 4) % (SHED_MEDIUM_MAX - SHED_MAX_BLOCK);
+        if (!(b[i] = shed_malloc(len[i])))
+            return (void *)1;
+        fill(b[i], writable(b[i], len[i]), (unsigned)i);
+    }
+    for (size_t i = 0; i < WS; i++)
+        shed_free(b[i]);
+    return NULL;
+}
+
+/* The release thread, with no delay, takes idle pages of the very spans
+ * two threads are churning: no page is given back while a live block
+ * touches it (every block is checked before its free). */
+static void test_release_races_owner(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=batched,delay_ms=0"), 0);
+    pthread_t t[2];
+    void *bad[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churn_checked, (void *)(uintptr_t)i), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], &bad[i]);
+    assert_null(bad[0]);
+    assert_null(bad[1]);
+    struct shed_stats st;
+    shed_stats(&st);
+    assert_true(st.pages_released > 0);
+    assert_int_equal(shed_config("delay_ms=100"), 0);
+}
+
+/* ---- other threads ---- */
+
+enum { RING = 512 };
+struct ring {
+    char *slot[RING];
+    size_t size[RING];
+    _Atomic int full[RING];
+    size_t count;
+};
+
+static void *consumer(void *arg)
+{
+    struct ring *r = arg;
+    for (size_t k = 0; k < r->count; k++) {
+        size_t i = k % RING;
+        while (!atomic_load(&r->full[i]))
+            sched_yield();
+        char *b = r->slot[i];
+        if (check_fill(b, writable(b, r->size[i]), (unsigned)r->size[i]) != -1)
+            return (void *)1;
+        shed_free(b);
+        atomic_store(&r->full[i], 0);
+    }
+    return NULL;
+}
+
+/* Blocks made by one thread and freed by another, checked by contents, with
+ * the freeing thread's frees reaching the owner's spans (its later blocks
+ * are intact and distinct). */
+static void test_cross_thread(void **state)
+{
+    (void)state;
+    struct ring *r = scratch(sizeof *r);
+    r->count = (size_t)scaled(20000);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, consumer, r), 0);
+    unsigned seed = 1;
+    for (size_t k = 0; k < r->count; k++) {
+        size_t i = k % RING;
+        while (atomic_load(&r->full[i]))
+            sched_yield();
+        seed = seed * 1103515245u + 12345u;
+        size_t n = SHED_MAX_BLOCK + 1 + (seed >> 8) % (SHED_MEDIUM_MAX - SHED_MAX_BLOCK);
+        char *b = shed_malloc(n);
+        assert_non_null(b);
+        fill(b, writable(b, n), (unsigned)n);
+        r->slot[i] = b;
+        r->size[i] = n;
+        atomic_store(&r->full[i], 1);
+    }
+    void *bad;
+    pthread_join(t, &bad);
+    assert_null(bad);
+    munmap(r, sizeof *r);
+}
+
+static void *make_and_exit(void *arg)
+{
+    char **p = arg;
+    for (int i = 0; i < 64; i++) {
+        p[i] = shed_malloc(1000 + (size_t)i * 300);
+        fill(p[i], writable(p[i], 1000 + (size_t)i * 300), (unsigned)i);
+    }
+    return NULL;
+}
+
+/* A thread exits with live blocks: its spans go to the orphanage; the
+ * blocks stay intact, are freed from here, and their spans empty. */
+static void test_orphans(void **state)
+{
+    (void)state;
+    char **p = scratch(64 * sizeof *p);
+    pthread_t t;
+    struct shed_stats s0, s1;
+    shed_stats(&s0);
+    assert_int_equal(pthread_create(&t, NULL, make_and_exit, p), 0);
+    pthread_join(t, NULL);
+    for (int i = 0; i < 64; i++) {
+        assert_int_equal(check_fill(p[i], writable(p[i], 1000 + (size_t)i * 300), (unsigned)i),
+                         -1);
+        shed_free(p[i]);
+    }
+    shed_trim();                           /* merges the orphanage's frees */
+    shed_stats(&s1);
+    if (!SHED_TEST_PRELOAD)
+        assert_int_equal(medium_in_use(&s1), medium_in_use(&s0));
+    munmap(p, 64 * sizeof *p);
+}
+
+/* ---- heaps, freeze, fork ---- */
+
+/* A heap's medium blocks share no span with the thread's; destroying the
+ * heap frees them all. */
+static void test_heap(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    char **mine = scratch(N * sizeof *mine), **its = scratch(N * sizeof *its);
+    shed_heap_t *h = shed_heap_new(0);
+    assert_non_null(h);
+    struct shed_stats s0, s1, s2;
+    shed_stats(&s0);
+    for (int i = 0; i < N; i++) {
+        size_t n = 600 + (size_t)i * 97;
+        mine[i] = shed_malloc(n);
+        its[i] = shed_heap_malloc(h, n);
+        assert_non_null(mine[i]);
+        assert_non_null(its[i]);
+        fill(its[i], writable(its[i], n), 4);
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            assert_true(span_of(mine[i]) != span_of(its[j]));
+    shed_stats(&s1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(check_fill(its[i], writable(its[i], 600 + (size_t)i * 97), 4), -1);
+        shed_free(mine[i]);
+    }
+    assert_int_equal(medium_in_use(&s1), medium_in_use(&s0) + 2 * N);
+    shed_heap_destroy(h);
+    shed_stats(&s2);
+    if (!SHED_TEST_PRELOAD)
+        assert_int_equal(medium_in_use(&s2), medium_in_use(&s0));
+    munmap(mine, N * sizeof *mine);
+    munmap(its, N * sizeof *its);
+}
+
+/* After shed_freeze no new medium block lands in a span that was in use;
+ * after shed_thaw they may again. */
+static void test_freeze(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    char **old = scratch(N * sizeof *old), **young = scratch(N * sizeof *young);
+    for (int i = 0; i < N; i++) {
+        old[i] = shed_malloc(2000);
+        assert_non_null(old[i]);
+    }
+    for (int i = 0; i < N; i += 2)
+        shed_free(old[i]);                 /* room in the old spans */
+    shed_freeze();
+    for (int i = 0; i < N; i++) {
+        young[i] = shed_malloc(2000);
+        assert_non_null(young[i]);
+        for (int j = 1; j < N; j += 2)
+            assert_true(span_of(young[i]) != span_of(old[j]));
+    }
+    shed_thaw();
+    for (int i = 0; i < N; i++)
+        shed_free(young[i]);
+    for (int i = 1; i < N; i += 2)
+        shed_free(old[i]);
+    munmap(old, N * sizeof *old);
+    munmap(young, N * sizeof *young);
+}
+
+/* fork(): the child sees the parent's medium blocks intact, frees some,
+ * makes its own; the parent's are untouched by what the child did. */
+static void test_fork(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    if (TSAN) {
+        /* the child starts a release thread after a fork from a process
+         * whose release thread ran: TSan reports the mutex the fork
+         * re-initialised as locked twice (the lifecycle suite forks under
+         * TSan on purpose) */
+        print_message("      under TSan, skipped\n");
+        skip();
+    }
+    char **p = scratch(N * sizeof *p);
+    for (int i = 0; i < N; i++) {
+        p[i] = shed_malloc(700 + (size_t)i * 150);
+        assert_non_null(p[i]);
+        fill(p[i], writable(p[i], 700 + (size_t)i * 150), 5);
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            bad |= check_fill(p[i], writable(p[i], 700 + (size_t)i * 150), 5) != -1;
+            if (i % 2)
+                shed_free(p[i]);
+        }
+        for (int round = 0; round < 3; round++) {
+            for (int i = 1; i < N; i += 2) {
+                p[i] = shed_malloc(900 + (size_t)i * 100);
+                bad |= !p[i];
+                fill(p[i], writable(p[i], 900 + (size_t)i * 100), 6);
+            }
+            for (int i = 1; i < N; i += 2) {
+                bad |= check_fill(p[i], writable(p[i], 900 + (size_t)i * 100), 6) != -1;
+                shed_free(p[i]);
+            }
+        }
+        shed_trim();                       /* reclaims the parent's spans */
+        for (int i = 0; i < N; i += 2) {
+            bad |= check_fill(p[i], writable(p[i], 700 + (size_t)i * 150), 5) != -1;
+            shed_free(p[i]);
+        }
+        _exit(bad ? 3 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(check_fill(p[i], writable(p[i], 700 + (size_t)i * 150), 5), -1);
+        shed_free(p[i]);
+    }
+    munmap(p, N * sizeof *p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_class),
+        cmocka_unit_test(test_aligned),
+        cmocka_unit_test(test_realloc_ranges),
+        cmocka_unit_test(test_release_partly_live),
+        cmocka_unit_test(test_release_batched),
+        cmocka_unit_test(test_release_races_owner),
+        cmocka_unit_test(test_cross_thread),
+        cmocka_unit_test(test_orphans),
+        cmocka_unit_test(test_heap),
+        cmocka_unit_test(test_freeze),
+        cmocka_unit_test(test_fork),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
