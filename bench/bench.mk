@@ -1,6 +1,6 @@
 # Benchmarks: shed against glibc, jemalloc, mimalloc and tcmalloc, and the demo.
 #   make bench           every workload, every allocator, 3 repeats (11 for
-#                        churn and burst, which are short; 7 for issue 21's
+#                        churn and burst, which are short; 7 for the threaded
 #                        threaded workloads) (about 10 min on an idle machine,
 #                        of which the process-start rows, bench/procstart.sh, 5)
 #   make bench QUICK=1   smaller sizes (about 3 min), results in

@@ -13,7 +13,7 @@ Wall time on a shared 2-core machine counts the time other programs hold the
 cores (runs of churn varied 2.5 times in an hour); CPU time does not.  Other
 programs still share the caches: absolute figures moved by up to 30% between
 runs, so compare only the allocators of one run (docs/performance.md,
-section Speed work of issue 21).
+section Speed work (2026-12-07)).
 """
 import os
 import statistics

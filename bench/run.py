@@ -12,7 +12,7 @@ workloads), latest.md (the tables, with the command and date), rss.svg and
 time.svg (gnuplot).  A QUICK run writes to results/quick/ instead, so it
 never replaces the full results.
 
-The workloads of issue 21 (larson, larson-wide, xmalloc, scratch and the
+The threaded and real-program workloads (larson, larson-wide, xmalloc, scratch and the
 real programs of bench/programs.py) run under the peers and shed-batched
 only, and get tables of their own: throughput (higher is better) and the
 programs' times with their geometric mean per allocator.
@@ -79,7 +79,7 @@ SIZES = {
     "mfrag": (["20000", "1000", "513-32768"], ["5000", "1000", "513-32768"]),
     "wide": (["500k", "2000", "4"], ["100k", "2000", "4"]),
 }
-# Issue 21's workloads: short multi-threaded programs, run 2 * repeats + 1
+# The threaded and real-program workloads: short multi-threaded programs, run 2 * repeats + 1
 # times, and the real programs (bench/programs.py), prog-NAME.  They run
 # under the peers and NEW_SHED only.
 THREADED = ["larson", "larson-wide", "xmalloc", "scratch"]
@@ -587,7 +587,7 @@ def main():
     md.append("![RSS through the frag workloads](rss.svg)")
     md.append("![time per operation](time.svg)")
     if relative_rows(names, med, works):
-        md.append("![issue 21's workloads against the best peer](new.svg)")
+        md.append("![the threaded and real-program workloads against the best peer](new.svg)")
     md += [""] + prefork(out_dir)
     text = "\n".join(md) + "\n"
     log("")
@@ -669,7 +669,7 @@ def geomean(vals):
 
 
 def new_tables(names, peers, med, works, args):
-    """Issue 21's tables: the threaded workloads' throughput and the real
+    """The tables of the threaded and real-program workloads: the threaded workloads' throughput and the real
     programs' times, under the peers and NEW_SHED."""
     cols = [n for n in names if n in peers + [NEW_SHED]]
     md = []
@@ -679,7 +679,7 @@ def new_tables(names, peers, med, works, args):
             rows.append(ratio_row(label, {n: med(w, n, k) for n in cols},
                                   cols, peers, max))
     if rows:
-        md += ["Throughput of issue 21's threaded workloads (median of %d "
+        md += ["Throughput of the threaded workloads (median of %d "
                "runs; in brackets, the ratio to the best peer; higher is "
                "better; cache-scratch is in the time table above):" %
                (2 * args.repeats + 1), "", table(["workload"] + cols, rows),
@@ -820,7 +820,7 @@ def targets(names, peers, med, fastest, works):
 
 
 def relative_rows(names, med, works):
-    """Issue 21's rows as time relative to the best peer (throughputs
+    """The threaded and real-program rows as time relative to the best peer (throughputs
     inverted), so that lower is better in every one: [(label, {n: r})]."""
     peers = [n for n in names if n in PEERS]
     rows = []
@@ -847,7 +847,7 @@ def relative_rows(names, med, works):
 
 
 def plot_relative(out_dir, tmp, names, med, works):
-    """gnuplot commands of new.svg: issue 21's rows against the best peer."""
+    """gnuplot commands of new.svg: the threaded and real-program rows against the best peer."""
     rows = relative_rows(names, med, works)
     cols = [n for n in names if any(n in r for _, r in rows)]
     if not rows:
@@ -860,7 +860,7 @@ def plot_relative(out_dir, tmp, names, med, works):
     return ["reset",
             "set terminal svg size 1200,420 dynamic font 'sans,11'",
             "set output '%s'" % os.path.join(out_dir, "new.svg"),
-            "set title 'Issue 21 workloads: time relative to the best peer "
+            "set title 'Threaded and real-program workloads: time relative to the best peer "
             "(throughputs inverted; lower is better)'",
             "set style data histograms",
             "set style histogram clustered gap 1",

@@ -508,7 +508,7 @@ struct counters {
 /* A stripe lock: 0 free, 1 held, 2 held with a thread asleep on it (a
  * futex).  Not a pthread mutex: a remote free takes one per block, and
  * glibc's lock and unlock cost 57 instructions where this costs 6 when no
- * one waits (docs/performance.md, Speed work of issue 21, larson). */
+ * one waits (docs/performance.md, Speed work (2026-12-07), larson). */
 struct slock { _Atomic uint32_t v; };
 struct stripe { struct slock m; char pad[64 - sizeof(struct slock)]; };
 
@@ -739,8 +739,8 @@ static inline void *cur_word_take(struct cur_word *c, uint64_t m, size_t size)
      * the next one taken: the caller will write it, and a store that misses
      * stalls where a prefetch does not.  With many live blocks the free
      * slots of a pool are scattered, and the neighbour this prefetched
-     * before was mostly a live block (docs/performance.md, Speed work of
-     * issue 21). */
+     * before was mostly a live block (docs/performance.md, Speed work
+     * (2026-12-07)). */
     __builtin_prefetch(c->base + (unsigned)__builtin_ctzll(rest | 1ull << 63) * (unsigned)size, 1);
     return b;
 }
