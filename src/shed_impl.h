@@ -397,7 +397,8 @@ _Static_assert(sizeof(struct span) == 256, "a page of descriptors holds whole sp
 /* The medium region and its tables (span.c). */
 struct medium {
     char *base;                  /* the medium region, NULL when none */
-    size_t size, nspans, ncarved, ncommitted;
+    size_t size, nspans, ncommitted;
+    _Atomic size_t ncarved;      /* grows under lock; span_any_dirty reads it without */
     unsigned span_pages;         /* pages per span (at most 64) */
     uint64_t all_pages;          /* mask of a span's pages */
     struct span *spans;

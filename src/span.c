@@ -136,9 +136,11 @@ struct span *span_acquire(void)
                 med.ncommitted += n;
             }
         }
-        if (med.ncarved < med.ncommitted)
-            s = &med.spans[med.ncarved++];   /* zero: every page idle, none
+        if (med.ncarved < med.ncommitted) {
+            s = &med.spans[med.ncarved];     /* zero: every page idle, none
                                                 resident */
+            RELAXED_STORE(med.ncarved, med.ncarved + 1);  /* span_any_dirty */
+        }
     }
     if (s) {
         med.spans_used++;
@@ -512,7 +514,7 @@ void span_seal_all(bool seal)
  * is due: start_wanted)?  Reads the dirty bitmap only, without the lock. */
 bool span_any_dirty(void)
 {
-    for (size_t w = 0; w < (med.ncarved + 63) / 64; w++)
+    for (size_t w = 0; w < (RELAXED_LOAD(med.ncarved) + 63) / 64; w++)
         if (RELAXED_LOAD(med.dirty[w]))
             return true;
     return false;
