@@ -52,6 +52,8 @@ static inline __attribute__((always_inline)) void free_in_region(void *ptr, cons
 /* A block leaving the quarantine, checked when it was freed. */
 void free_now(void *ptr, const char *call)
 {
+    if (!in_region(ptr))
+        return medium_free_now(ptr, call);
     free_in_region(ptr, call, false);
 }
 

@@ -448,19 +448,24 @@ static void span_free_remote(struct span *s, unsigned i, size_t size, const void
 }
 
 /* Free a pointer into the medium region: check it, then the owner's free or
- * the remote one. */
-void medium_free(void *ptr, const char *call)
+ * the remote one.  checked (under a checker): tell ASan, once the block is
+ * known good, and hold the block in the quarantine (quarantine.c) rather
+ * than give it back now, as free.c does for pool blocks. */
+static ALWAYS_INLINE void medium_free_block(void *ptr, const char *call, bool checked)
 {
     struct span *s;
     unsigned i;
-    if (unlikely(g.checker))
-        chk_free_early(ptr);
     int err = span_locate(ptr, &s, &i);
     if (unlikely(err >= 0))
         return shed_error(err, ptr, call);
     size_t size = RELAXED_LOAD(s->size);
-    if (unlikely(g.checker))
+    if (unlikely(checked)) {
+        if (mblock_is_free(s, i))
+            return shed_error(E_DOUBLE, ptr, call);
         chk_free(ptr, size);
+        if (quarantine_put(ptr, (unsigned)size, call))
+            return;
+    }
     struct theap *th = tls_heap;
     if (RELAXED_LOAD(s->owner) != th)
         return span_free_remote(s, i, size, ptr, call);
@@ -474,13 +479,28 @@ void medium_free(void *ptr, const char *call)
     span_settle_owner(th, s);
 }
 
+void medium_free(void *ptr, const char *call)
+{
+    if (unlikely(g.checker)) {
+        chk_free_early(ptr);     /* memcheck reports a bad free at the caller's line */
+        return medium_free_block(ptr, call, true);
+    }
+    medium_free_block(ptr, call, false);
+}
+
+/* A block leaving the quarantine, checked when it was freed. */
+void medium_free_now(void *ptr, const char *call)
+{
+    medium_free_block(ptr, call, false);
+}
+
 /* The usable size of a live medium block, 0 after reporting a bad one. */
 size_t medium_usable(const void *ptr, const char *call)
 {
     struct span *s;
     unsigned i;
     int err = span_locate(ptr, &s, &i);
-    if (err < 0 && mblock_is_free(s, i))
+    if (err < 0 && (mblock_is_free(s, i) || (g.checker && quarantine_holds(ptr))))
         err = E_DOUBLE;
     if (unlikely(err >= 0)) {
         shed_error(err, ptr, call);
@@ -576,8 +596,10 @@ static void destroy_span(struct theap *th, struct span *s, void *arg)
 {
     (void)arg;
     size_t size = RELAXED_LOAD(s->size);
-    for (unsigned i = 0; unlikely(g.valgrind) && i < s->nblocks; i++)
-        if (!mblock_is_free(s, i))
+    /* memcheck hears that the live blocks are gone; the quarantine forgets
+     * those it holds (freed already) */
+    for (unsigned i = 0; unlikely(g.checker) && i < s->nblocks; i++)
+        if (!mblock_is_free(s, i) && !quarantine_forget(span_base(s) + i * size))
             chk_free_early(span_base(s) + i * size);
     for (unsigned w = 0; w < SPAN_WORDS; w++)
         if (RELAXED_LOAD(s->remote[w]))
@@ -682,8 +704,9 @@ void medium_stats(struct shed_stats *st)
         if (!RELAXED_LOAD(s->owner))
             continue;
         size_t nfree = 0;
-        for (unsigned b = 0; b < s->nblocks; b++)
-            nfree += mblock_is_free(s, b);
+        for (unsigned b = 0; b < s->nblocks; b++)   /* held: freed, for the program */
+            nfree += mblock_is_free(s, b) ||
+                     (g.checker && quarantine_holds(span_base(s) + b * RELAXED_LOAD(s->size)));
         st->medium[s->cls].blocks_in_use += s->nblocks - nfree;
         st->medium[s->cls].pools_in_use++;
     }

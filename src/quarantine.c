@@ -9,7 +9,10 @@
  * bitmaps (so its pool stays in use, and is not released, until it leaves)
  * until quarantine_kb KiB of blocks are held after it; then it goes back to
  * its pool as a free would.  A second free of a held block is a double free:
- * its bit in q.held says so.
+ * its bit in q.held says so.  Medium blocks (medium.c) are held the same
+ * way, in the same FIFO, their bit still clear in their span's bitmaps (so
+ * the span stays owned and the pages they touch stay owned: not released
+ * while the block is held).
  *
  * Nothing here runs without a checker (the free fast path never gets here).
  * The FIFO keeps hidden addresses (hide_addr): shed's memory holds no block
@@ -23,9 +26,11 @@ static struct {
     uintptr_t *ring;             /* hidden addresses, oldest at ring[head] */
     size_t cap, head, n;         /* n entries from head, modulo cap */
     size_t bytes;                /* bytes of the blocks held */
-    _Atomic uint64_t *held;      /* a bit per 16 bytes of the region: the
-                                    block starting there is held (an entry
-                                    whose bit is clear is skipped) */
+    _Atomic uint64_t *held;      /* a bit per 16 bytes of the region, then
+                                    a bit per 128 bytes of the medium region
+                                    (MEDIUM_STEP): the block starting there
+                                    is held (an entry whose bit is clear is
+                                    skipped) */
 } q = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static size_t limit(void)
@@ -33,10 +38,23 @@ static size_t limit(void)
     return (size_t)RELAXED_LOAD(g.opt.quarantine_kb) << 10;
 }
 
-/* Bit of the block at b in q.held. */
+/* Every medium class is a multiple of this: a medium block starts at a
+ * multiple of it in the medium region. */
+#define MEDIUM_STEP 128
+
+/* Bit of the block at b (in the region or the medium region) in q.held. */
 static size_t held_bit(const void *b)
 {
+    if (!in_region(b))
+        return g.region_size / SHED_CLASS_STEP +
+               (size_t)((const char *)b - med.base) / MEDIUM_STEP;
     return (size_t)((const char *)b - g.region) / SHED_CLASS_STEP;
+}
+
+/* Bytes of q.held. */
+static size_t held_bytes(void)
+{
+    return (g.region_size / SHED_CLASS_STEP + med.size / MEDIUM_STEP + 63) / 64 * 8;
 }
 
 /* q.held, read without q.lock (NULL until the first block is held). */
@@ -62,6 +80,8 @@ static void set_held(const void *b, bool on)
 
 static unsigned block_bytes(const void *b)
 {
+    if (!in_region(b))
+        return RELAXED_LOAD(med.spans[(size_t)((const char *)b - med.base) >> SPAN_SHIFT].size);
     return RELAXED_LOAD(desc_at((size_t)((const char *)b - g.region))->size);
 }
 
@@ -69,7 +89,7 @@ static unsigned block_bytes(const void *b)
 static bool make_room(void)
 {
     if (!q.held) {
-        _Atomic uint64_t *map = os_map(g.region_size / SHED_CLASS_STEP / 8);
+        _Atomic uint64_t *map = os_map(held_bytes());
         if (!map)
             return false;
         __atomic_store_n(&q.held, map, __ATOMIC_RELEASE);
@@ -134,7 +154,7 @@ bool quarantine_put(void *b, unsigned size, const char *call)
     return true;
 }
 
-/* Is b a held block (freed, not yet back in its pool)?  No lock: a racing
+/* Is b a held block (freed, not yet back in its pool or span)?  No lock: a racing
  * free of the same block is the program's bug either way. */
 bool quarantine_holds(const void *b)
 {
@@ -184,6 +204,23 @@ void quarantine_destroy_pool(struct pool *p)
         }
     }
     pthread_mutex_unlock(&q.lock);
+}
+
+/* shed_heap_destroy, a span of the heap: the block at b goes with it.  True
+ * when it was held (freed already: forgotten now, its entry skipped when it
+ * comes up), false when it was live (the caller tells the checker). */
+bool quarantine_forget(const void *b)
+{
+    if (!held_map())
+        return false;
+    pthread_mutex_lock(&q.lock);
+    bool held = is_held(b);
+    if (held) {
+        set_held(b, false);
+        q.bytes -= block_bytes(b);
+    }
+    pthread_mutex_unlock(&q.lock);
+    return held;
 }
 
 MUTEX_FORK_HOOKS(quarantine, q.lock)

@@ -989,6 +989,7 @@ void     span_fork_inherit(void) HIDDEN;
 /* medium.c: medium classes, their blocks and the theaps' spans */
 void    *medium_alloc(struct theap *th, size_t size, size_t align) HIDDEN;
 void     medium_free(void *ptr, const char *call) HIDDEN;
+void     medium_free_now(void *ptr, const char *call) HIDDEN;
 size_t   medium_usable(const void *ptr, const char *call) HIDDEN;
 int      medium_class(size_t size, size_t align) HIDDEN;
 void     medium_classes_init(void) HIDDEN;
@@ -1010,6 +1011,7 @@ bool     quarantine_holds(const void *b) HIDDEN;
 unsigned quarantine_count(struct pool *p) HIDDEN;
 void     quarantine_trim(void) HIDDEN;
 void     quarantine_destroy_pool(struct pool *p) HIDDEN;
+bool     quarantine_forget(const void *b) HIDDEN;
 
 /* heap.c: shed_heap */
 struct shed_heap *heap_take_large(void *ptr) HIDDEN;

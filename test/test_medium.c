@@ -124,6 +124,41 @@ static void test_realloc_ranges(void **state)
     }
 }
 
+/* Under a checker (memcheck, ASan) a freed medium block is held back, as a
+ * small one is (test_alloc's test_quarantine): the next blocks of its size
+ * are others, so that a write through a stale pointer finds it no-access.
+ * Without a checker it is handed out again at once.  Held or not, it is free
+ * for shed_stats; quarantine_kb=0 turns the holding off. */
+static void test_quarantine(void **state)
+{
+    (void)state;
+    enum { N = 64, SIZE = 4096, CLS = 11 };  /* medium_sizes[11] == 4096 */
+    assert_int_equal(medium_sizes[CLS], SIZE);
+    void *p = shed_malloc(SIZE), **q = scratch(N * sizeof *q);
+    assert_non_null(p);
+    memset(p, 1, SIZE);
+    struct shed_stats a, b;
+    shed_stats(&a);
+    shed_free(p);
+    shed_stats(&b);
+    assert_int_equal(b.medium[CLS].blocks_in_use + 1, a.medium[CLS].blocks_in_use);
+    int seen = 0;
+    for (int i = 0; i < N; i++)
+        seen += (q[i] = shed_malloc(SIZE)) == p;
+    assert_int_equal(seen, CHECKED ? 0 : 1);
+    for (int i = 0; i < N; i++)
+        shed_free(q[i]);
+
+    assert_int_equal(shed_config("quarantine_kb=0"), 0);
+    p = shed_malloc(SIZE);
+    shed_free(p);
+    q[0] = shed_malloc(SIZE);
+    assert_ptr_equal(q[0], p);
+    shed_free(q[0]);
+    assert_int_equal(shed_config("quarantine_kb=20000"), 0);   /* the default */
+    munmap(q, N * sizeof *q);
+}
+
 /* Which pages of [base, base + len) are in memory, one char each. */
 static void resident_map(char *base, size_t len, unsigned char *vec)
 {
@@ -212,7 +247,9 @@ static void test_release_partly_live(void **state)
     (void)state;
     if (page_size() > SPAN / 8)
         skip();                           /* 640 B never straddles there */
-    assert_int_equal(shed_config("release=manual"), 0);
+    /* Under a checker (memcheck, ASan) the quarantine would hold the freed
+     * blocks, and the pages they touch, back: off. */
+    assert_int_equal(shed_config("release=manual,quarantine_kb=0"), 0);
     /* a heap's spans hold only its blocks, whatever else the process does */
     shed_heap_t *h = shed_heap_new(0);
     assert_non_null(h);
@@ -220,7 +257,7 @@ static void test_release_partly_live(void **state)
     shed_heap_destroy(h);
     if (!SHED_TEST_PRELOAD)               /* preloaded, stdio's buffers may share */
         check_partial_release(thread_alloc, trim, NULL);
-    assert_int_equal(shed_config("release=batched"), 0);
+    assert_int_equal(shed_config("release=batched,quarantine_kb=20000"), 0);
 }
 
 /* Wait (up to 5 s, polling) for the release thread to take the page. */
@@ -242,7 +279,8 @@ static void test_release_batched(void **state)
         skip();                           /* no class of a page */
     /* thread_after_kb=0: the release thread starts at the next allocation,
      * where it would wait for 4 MiB of pools in this small process. */
-    assert_int_equal(shed_config("release=batched,delay_ms=20,thread_after_kb=0"), 0);
+    assert_int_equal(shed_config("release=batched,delay_ms=20,thread_after_kb=0,quarantine_kb=0"),
+                     0);
     shed_heap_t *h = shed_heap_new(0);
     assert_non_null(h);
     char *a = shed_heap_malloc(h, pg), *b = shed_heap_malloc(h, pg);
@@ -261,7 +299,7 @@ static void test_release_batched(void **state)
     fill(c, writable(c, pg), 3);
     assert_int_equal(check_fill(c, writable(c, pg), 3), -1);
     shed_heap_destroy(h);
-    assert_int_equal(shed_config("delay_ms=100"), 0);
+    assert_int_equal(shed_config("delay_ms=100,quarantine_kb=20000"), 0);
 }
 
 /* One churning thread: blocks of 513 B-32 KiB, each filled and checked
@@ -533,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_every_class),
         cmocka_unit_test(test_aligned),
         cmocka_unit_test(test_realloc_ranges),
+        cmocka_unit_test(test_quarantine),
         cmocka_unit_test(test_release_partly_live),
         cmocka_unit_test(test_release_batched),
         cmocka_unit_test(test_release_races_owner),

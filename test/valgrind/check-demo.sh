@@ -42,12 +42,16 @@ expect() {
 expect use-after-free "Invalid read of size 1" "inside a block of size 20 free'd"
 expect double-free "Invalid free() / delete / delete[] / realloc()" "inside a block of size 20 free'd"
 expect past-the-end "Invalid read of size 1" "0 bytes after a block of size 20 alloc'd"
+expect medium-use-after-free "Invalid read of size 1" "inside a block of size 3,000 free'd"
+expect medium-double-free "Invalid free() / delete / delete[] / realloc()" "inside a block of size 3,000 free'd"
+expect medium-past-the-end "Invalid read of size 1" "0 bytes after a block of size 3,000 alloc'd"
 
 n=$(printf '%s\n' "$errors" | grep -c .)
-[ "$n" = 3 ] || bad "memcheck reported $n errors, expected exactly 3"
-grep -q "ERROR SUMMARY: 3 errors" "$log" || bad "memcheck's summary does not say 3 errors"
-grep -q "^shed: double free of 0x[0-9a-f]* in " "$err" || bad "shed did not report the double free"
+[ "$n" = 6 ] || bad "memcheck reported $n errors, expected exactly 6"
+grep -q "ERROR SUMMARY: 6 errors" "$log" || bad "memcheck's summary does not say 6 errors"
+[ "$(grep -c "^shed: double free of 0x[0-9a-f]* in " "$err")" = 2 ] ||
+    bad "shed did not report both double frees"
 grep -q "no leaks are possible\|definitely lost: 0 bytes" "$log" || bad "memcheck saw a leak"
 
 [ "$fail" = 0 ] || { echo "--- valgrind log:" >&2; cat "$log" >&2; exit 1; }
-echo "check-memcheck-demo: memcheck reported all 3 bugs at their lines"
+echo "check-memcheck-demo: memcheck reported all 6 bugs (small and medium blocks) at their lines"

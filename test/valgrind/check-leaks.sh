@@ -3,9 +3,10 @@
 # memcheck (preloading LIBSHED_SO with --soname-synonyms=somalloc=NONE when
 # given, as the README says) and check that memcheck reports what it would on
 # its own malloc: every leaked block "definitely lost" at its allocating line
-# (each class alone, then in bulk), a block still referenced not lost, and a
-# write through a stale pointer, after its block's size was allocated again,
-# as an invalid write at its line.  See leaks.c for the phases.
+# (each small and each medium class alone, then in bulk), a block still
+# referenced not lost, and a write through a stale pointer, after its block's
+# size was allocated again, as an invalid write at its line (a small and a
+# medium block).  See leaks.c for the phases.
 set -u
 bin=$1 src=$2 so=${3:-}
 name=$(basename "$src")
@@ -29,6 +30,7 @@ line_of() {
     echo "$l"
 }
 one=$(line_of LEAK-ONE) keep=$(line_of KEEP) bulk=$(line_of LEAK-BULK) uaf=$(line_of UAF)
+mone=$(line_of MLEAK-ONE) mkeep=$(line_of MKEEP) mbulk=$(line_of MLEAK-BULK) muaf=$(line_of MUAF)
 
 # One line per loss record: "phase|kind|bytes|+bytes|blocks|+blocks|frames",
 # and per error: "phase|error|kind|frames|detail".  The +counts are those of
@@ -82,13 +84,39 @@ got=$(record bulk "definitely lost" "$bulk")
     bad "bulk: some leaked blocks are reported possibly lost or still reachable"
 [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): 70 blocks of every class leaked at once: all 2240 definitely lost at $name:$bulk"
 
+# Medium classes: four per doubling from 640 bytes (leaks.c's medium_class).
+msum_one=0 msum_keep=0
+for c in $(seq 0 23); do
+    base=$((512 << (c / 4)))
+    class=$((base + (c % 4 + 1) * (base / 4)))
+    size=$((class - 3)) ksize=$((class - 7))
+    msum_one=$((msum_one + size)) msum_keep=$((msum_keep + ksize))
+    got=$(record "mone $c" "definitely lost" "$mone")
+    [ "$got" = "$size 1" ] ||
+        bad "medium class $c ($class B): the leaked $size-byte block is not reported definitely lost at $name:$mone (new: \"$got\")"
+    for k in "definitely lost" "possibly lost" "indirectly lost"; do
+        got=$(record "mone $c" "$k" "$mkeep")
+        [ -z "$got" ] || bad "medium class $c: the referenced block allocated at $name:$mkeep is reported $k"
+    done
+done
+[ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): each medium class leaked alone: definitely lost at $name:$mone; the referenced blocks are not"
+
+got=$(record mbulk "definitely lost" "$mbulk")
+[ "$got" = "$((20 * msum_one)) $((20 * 24))" ] ||
+    bad "mbulk: expected $((20 * 24)) blocks ($((20 * msum_one)) bytes) definitely lost at $name:$mbulk, new: \"$got\""
+[ -z "$(record mbulk "possibly lost" "$mbulk")$(record mbulk "still reachable" "$mbulk")" ] ||
+    bad "mbulk: some leaked medium blocks are reported possibly lost or still reachable"
+[ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): 20 blocks of every medium class leaked at once: all 480 definitely lost at $name:$mbulk"
+
 if [ -z "$so" ]; then
-    hp=$(line_of LEAK-HEAP) hl=$(line_of LEAK-HEAP-LARGE)
+    hp=$(line_of LEAK-HEAP) hm=$(line_of LEAK-HEAP-MEDIUM) hl=$(line_of LEAK-HEAP-LARGE)
     [ "$(record heap "definitely lost" "$hp")" = "100 1" ] ||
         bad "heap: the 100-byte block of a live heap is not reported definitely lost at $name:$hp"
-    [ "$(record heap "definitely lost" "$hl")" = "5000 1" ] ||
-        bad "heap: the 5000-byte (system) block of a live heap is not reported definitely lost at $name:$hl"
-    [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): a live heap's small and large blocks: definitely lost at $name:$hp and $name:$hl"
+    [ "$(record heap "definitely lost" "$hm")" = "5000 1" ] ||
+        bad "heap: the 5000-byte (medium) block of a live heap is not reported definitely lost at $name:$hm"
+    [ "$(record heap "definitely lost" "$hl")" = "40000 1" ] ||
+        bad "heap: the 40000-byte (system) block of a live heap is not reported definitely lost at $name:$hl"
+    [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): a live heap's small, medium and large blocks: definitely lost at $name:$hp, $name:$hm and $name:$hl"
 fi
 
 # (Where the freed block follows a live one memcheck may describe the
@@ -99,13 +127,23 @@ if printf '%s\n' "$records" | grep -F "uaf|error|Invalid write of size 1|" |
 else
     bad "no \"Invalid write\" into a freed 40-byte block at $name:$uaf"
 fi
+if printf '%s\n' "$records" | grep -F "muaf|error|Invalid write of size 1|" |
+        grep -F -q " $name:$muaf|"; then
+    echo "check-memcheck-leaks ($what): the same with a 4 KiB (medium) block: invalid write at $name:$muaf"
+else
+    bad "no \"Invalid write\" into a freed 4096-byte block at $name:$muaf"
+fi
 
 # At exit: the referenced blocks reachable, the leaked ones lost, nothing else of ours.
 [ "$(record end "still reachable" "$keep")" = "$sum_keep 32" ] ||
     bad "at exit the 32 referenced blocks allocated at $name:$keep are not all still reachable"
 [ "$(record end "definitely lost" "$one")" = "$sum_one 32" ] ||
     bad "at exit the 32 blocks leaked at $name:$one are not all definitely lost"
-for l in "$one" "$keep" "$bulk"; do
+[ "$(record end "still reachable" "$mkeep")" = "$msum_keep 24" ] ||
+    bad "at exit the 24 referenced medium blocks allocated at $name:$mkeep are not all still reachable"
+[ "$(record end "definitely lost" "$mone")" = "$msum_one 24" ] ||
+    bad "at exit the 24 medium blocks leaked at $name:$mone are not all definitely lost"
+for l in "$one" "$keep" "$bulk" "$mone" "$mkeep" "$mbulk"; do
     [ -z "$(record end "possibly lost" "$l")" ] || bad "a block allocated at $name:$l is reported possibly lost"
 done
 
