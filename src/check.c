@@ -1,7 +1,8 @@
 /*
  * The checking build (-DSHED_DEBUG, make check-debug): walks that verify the
  * invariants shed_impl.h states, called where the state they check changes
- * (pool_check, arena_check, theap_check).  In the normal build this file is
+ * (pool_check, arena_check, theap_check, and for medium blocks span_check
+ * and mtheap_check).  In the normal build this file is
  * empty and the calls compile to nothing.  A failed check prints one line,
  * "shed: internal check failed: <what> at <file>:<line>, pool <address>",
  * and aborts (check_failed, error.c).  The places that bend an invariant on
@@ -146,6 +147,120 @@ void arena_check_at(const char *file, int line)
     FAIL_UNLESS(g.npools_releasing == n[2] && g.npools_released == n[3], at);
     for (unsigned c = 0; c < NCLS; c++)
         FAIL_UNLESS(g.class_pools[c] == per_class[c], at);
+}
+
+/* ---- spans (medium blocks) ---- */
+
+static inline char *span_start(const struct span *s)
+{
+    return med.base + ((size_t)(s - med.spans) << SPAN_SHIFT);
+}
+
+/* The owner (or the holder of a shared theap's lock), not holding s's
+ * stripe lock: s's descriptor against the invariants of struct span.  The
+ * stripe lock is taken to read owner, pending and remote[] as one.  An
+ * owned span: free[] and remote[] have no bit at or above nblocks, nfree is
+ * popcount(free[]), the owner's pages and live[] counts are those the
+ * blocks not free in free[] touch (a block freed remotely, not merged, or
+ * held in the quarantine is still live there), where is IN_CUR iff it is
+ * its owner's current span, and remote[] is empty unless the span is on a
+ * pending stack.  (free[] and remote[] may share a bit while it is pending:
+ * a program's double free, by another thread then by the owner, which the
+ * merge reports.)  Unowned: remote[], pending, owned and live[] all zero. */
+void span_check_at(struct span *s, const char *file, int line)
+{
+    const void *at = span_start(s);
+    FAIL_UNLESS(s >= med.spans && (size_t)(s - med.spans) < RELAXED_LOAD(med.ncarved), at);
+    struct slock *m = &g.stripes[(size_t)(s - med.spans) % NSTRIPES].m;
+    slock_lock(m);
+    struct theap *o = RELAXED_LOAD(s->owner);
+    uint8_t pending = s->pending;
+    uint64_t remote[SPAN_WORDS];
+    for (unsigned w = 0; w < SPAN_WORDS; w++)
+        remote[w] = RELAXED_LOAD(s->remote[w]);
+    slock_unlock(m);
+    /* A fork()ed child's inherited span: as the parent's threads left it. */
+    if (o && RELAXED_LOAD(o->inherited))
+        return;
+    uint64_t owned = RELAXED_LOAD(s->owned);
+    FAIL_UNLESS((owned & ~med.all_pages) == 0, at);
+    if (!o) {
+        for (unsigned w = 0; w < SPAN_WORDS; w++)
+            FAIL_UNLESS(remote[w] == 0, at);
+        FAIL_UNLESS(pending == 0 && owned == 0, at);
+        for (unsigned j = 0; j < 64; j++)
+            FAIL_UNLESS(s->live[j] == 0, at);
+        return;
+    }
+    unsigned n = s->nblocks, nfree = 0;
+    size_t size = RELAXED_LOAD(s->size);
+    FAIL_UNLESS(s->cls < MED_NCLS && size >= SHED_MAX_BLOCK + 1 && size <= SHED_MEDIUM_MAX, at);
+    FAIL_UNLESS(n == SPAN_BYTES / size && n <= SPAN_WORDS * 64, at);
+    bool any_remote = false;
+    for (unsigned w = 0; w < SPAN_WORDS; w++) {
+        uint64_t f = RELAXED_LOAD(s->free[w]);
+        FAIL_UNLESS((f & ~block_bits(n, w)) == 0, at);           /* none >= nblocks */
+        FAIL_UNLESS((remote[w] & ~block_bits(n, w)) == 0, at);
+        nfree += (unsigned)__builtin_popcountll(f);
+        any_remote |= remote[w] != 0;
+    }
+    FAIL_UNLESS(nfree == s->nfree, at);
+    FAIL_UNLESS(!any_remote || pending, at);                       /* merged when not */
+    /* the pages' counts and the owner's pages, from the blocks not free */
+    uint8_t live[64] = { 0 };
+    uint64_t own = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)
+            continue;
+        unsigned first = (unsigned)((size_t)i * size >> g.page_shift);
+        unsigned last = (unsigned)(((size_t)i * size + size - 1) >> g.page_shift);
+        live[first]++;
+        if (last != first)
+            live[last]++;
+        for (unsigned j = first; j <= last; j++)
+            own |= 1ull << j;
+    }
+    for (unsigned j = 0; j < 64; j++)
+        FAIL_UNLESS(s->live[j] == live[j], (const char *)at + ((size_t)j << g.page_shift));
+    FAIL_UNLESS(owned == own, at);
+    FAIL_UNLESS(s->where <= IN_FULL, at);
+    FAIL_UNLESS((s->where == IN_CUR) == (o->mcur[s->cls] == s), at);
+    if (s->where == IN_AVAIL)
+        FAIL_UNLESS(s->nfree > 0, at);
+}
+
+/* Owner: th's current spans and avail lists (every span on them owned by
+ * th, of its class, placed as listed).  empty: th should own none.  The
+ * theap keeps descriptors (in med.spans), never an address in the medium
+ * region ("No block addresses"). */
+void mtheap_check_at(struct theap *th, bool empty, const char *file, int line)
+{
+    if (RELAXED_LOAD(th->inherited) || !med.base)
+        return;
+    size_t listed = 0;
+    for (unsigned c = 0; c < MED_NCLS; c++) {
+        struct span *s = th->mcur[c];
+        if (s) {
+            FAIL_UNLESS(!in_medium(s), th);
+            FAIL_UNLESS(RELAXED_LOAD(s->owner) == th && s->cls == c, span_start(s));
+            FAIL_UNLESS(s->where == IN_CUR, span_start(s));
+            span_check_at(s, file, line);
+            listed++;
+        }
+        uint32_t prev = 0;
+        for (uint32_t ref = th->mavail[c]; ref; ref = med.spans[ref - 1].next) {
+            s = &med.spans[ref - 1];
+            FAIL_UNLESS(RELAXED_LOAD(s->owner) == th && s->cls == c, span_start(s));
+            FAIL_UNLESS(s->where == IN_AVAIL && s->prev == prev, span_start(s));
+            span_check_at(s, file, line);
+            prev = ref;
+            listed++;
+            FAIL_UNLESS(listed <= th->nspans, th);
+        }
+    }
+    FAIL_UNLESS(listed <= th->nspans, th);
+    if (empty)
+        FAIL_UNLESS(th->nspans == 0, th);
 }
 
 #endif /* SHED_DEBUG */

@@ -84,7 +84,8 @@ static char *put_dec(char *out, unsigned long v)
 
 /* The checking build: an invariant does not hold (check.c).  One line,
  * "shed: internal check failed: <what> at <file>:<line>, pool <address>"
- * (the address of a theap when the check is about one), then abort. */
+ * ("span <address>" in the medium region, a page of the span; "theap
+ * <address>" when the check is about one), then abort. */
 void check_failed(const char *what, const void *at, const char *file, int line)
 {
     char out[512], *end = out + sizeof out - 48, *o = out;
@@ -94,7 +95,7 @@ void check_failed(const char *what, const void *at, const char *file, int line)
     o = put_str(o, file, end);
     *o++ = ':';
     o = put_dec(o, (unsigned long)line);
-    o = put_str(o, in_region(at) ? ", pool " : ", theap ", end + 16);
+    o = put_str(o, in_region(at) ? ", pool " : in_medium(at) ? ", span " : ", theap ", end + 16);
     o = put_hex(o, (uintptr_t)at);
     *o++ = '\n';
     *o = 0;

@@ -212,6 +212,7 @@ static void span_init(struct span *s, struct theap *th, unsigned c)
     RELAXED_STORE(s->size, (uint32_t)size);
     th->nspans++;
     atomic_store_explicit(&s->owner, th, memory_order_release);
+    span_check(s);
 }
 
 /* s is empty and on no list: unowned, back to the free spans (its pages
@@ -225,6 +226,7 @@ static void span_retire(struct theap *th, struct span *s)
     th->nspans--;
     if (RELAXED_LOAD(s->owned))
         span_idle_pages(s, RELAXED_LOAD(s->owned));
+    span_check(s);                       /* unowned: nothing live, no page owned */
     span_return(s);
 }
 
@@ -253,11 +255,13 @@ static ALWAYS_INLINE void span_settle_owner(struct theap *th, struct span *s)
     if (s->nfree == s->nblocks) {
         if (s->where == IN_CUR && !RELAXED_LOAD(s->sealed))
             return;
+        span_check(s);
         mlist_remove(th, s);
         span_retire(th, s);
     } else if (s->where == IN_FULL && !RELAXED_LOAD(s->sealed) &&
                s->nfree >= (s->nblocks / AVAIL_DIV > 1 ? s->nblocks / AVAIL_DIV : 1)) {
         mlist_push(th, s);
+        span_check(s);
     }
 }
 
@@ -287,6 +291,7 @@ static ALWAYS_INLINE void *span_take(struct span *s)
 {
     unsigned w = 0;
     uint64_t m;
+    CHECK(s->nfree > 0 && s->nfree <= s->nblocks, span_base(s));
     while (!(m = RELAXED_LOAD(s->free[w])))
         w++;
     RELAXED_STORE(s->free[w], m & (m - 1));
@@ -336,12 +341,14 @@ static COLD void *medium_alloc_slow(struct theap *th, unsigned c)
 {
     if (atomic_load_explicit(&th->mpending, memory_order_relaxed))
         medium_drain(th);
+    mtheap_check(th, false);
     if (unlikely(RELAXED_LOAD(g.thread_due) != 0))
         releaser_ensure();               /* idle pages waited: see release.c */
     unsigned thaw = RELAXED_LOAD(g.thaw_epoch);
     if (th->mthaw_seen != thaw) {
         th->mthaw_seen = thaw;
         theap_spans_each(th, relist_span, NULL);
+        mtheap_check(th, false);
     }
     struct span *s = th->mcur[c];
     if (s) {
@@ -366,10 +373,14 @@ static COLD void *medium_alloc_slow(struct theap *th, unsigned c)
             span_set_aside(th, s);
             continue;
         }
+        if (!s->nfree) {                 /* an orphan whose frees are to come */
+            s->where = IN_FULL;
+            continue;
+        }
         s->where = IN_CUR;
         th->mcur[c] = s;
-        if (s->nfree)
-            return span_take(s);
+        span_check(s);
+        return span_take(s);
     }
 }
 
@@ -475,6 +486,7 @@ static ALWAYS_INLINE void medium_free_block(void *ptr, const char *call, bool ch
         return shed_error(E_DOUBLE, ptr, call);
     RELAXED_STORE(*w, word | bit);
     s->nfree++;
+    CHECK(s->nfree <= s->nblocks, ptr);
     pages_drop(s, (size_t)i * size, size);
     span_settle_owner(th, s);
 }
@@ -540,6 +552,7 @@ void medium_drain(struct theap *th)
         for (unsigned w = 0; w < SPAN_WORDS; w++)
             for (uint64_t r = merged[w]; r; r &= r - 1)
                 pages_drop(s, (w * 64 + (size_t)__builtin_ctzll(r)) * size, size);
+        span_check(s);
         span_settle_owner(th, s);
         s = next;
     }
@@ -567,10 +580,11 @@ static void abandon_span(struct theap *th, struct span *s, void *arg)
         mlist_remove(th, s);
         span_retire(th, s);
     } else if (span_transfer(th, s, o)) {
-        if (!RELAXED_LOAD(s->sealed))
+        if (!RELAXED_LOAD(s->sealed) && s->nfree)
             mlist_push(o, s);
         else
-            s->where = IN_FULL;
+            s->where = IN_FULL;          /* relisted by a merge (medium_drain) */
+        span_check(s);
         RELAXED_ADD(g.norphans, 1);
     } else {
         a->left = true;
@@ -590,6 +604,7 @@ void medium_abandon(struct theap *th)
             sched_yield();
     }
     medium_theap_clear(th);
+    mtheap_check(g.orphanage, false);
 }
 
 static void destroy_span(struct theap *th, struct span *s, void *arg)
@@ -617,6 +632,7 @@ void medium_destroy(struct theap *th)
 {
     medium_drain(th);
     theap_spans_each(th, destroy_span, NULL);
+    mtheap_check(th, true);
     medium_theap_clear(th);
 }
 
@@ -679,10 +695,11 @@ void medium_reclaim_inherited(void)
         if (empty) {
             span_retire(th, s);
         } else {
-            if (!RELAXED_LOAD(s->sealed))
+            if (!RELAXED_LOAD(s->sealed) && s->nfree)
                 mlist_push(o, s);
             else
                 s->where = IN_FULL;
+            span_check(s);
             RELAXED_ADD(g.norphans, 1);
         }
     }

@@ -598,18 +598,24 @@ void pool_check_at(struct pool *p, const char *file, int line) HIDDEN;
 void theap_check_at(struct theap *th, bool empty, const char *file, int line) HIDDEN;
 void arena_check_at(const char *file, int line) HIDDEN;
 void arena_check_pool_at(const struct pool *p, const char *file, int line) HIDDEN;
+void span_check_at(struct span *s, const char *file, int line) HIDDEN;
+void mtheap_check_at(struct theap *th, bool empty, const char *file, int line) HIDDEN;
 #define CHECK(cond, at) \
     (likely(cond) ? (void)0 : check_failed(#cond, (at), __FILE__, __LINE__))
 #define pool_check(p)            pool_check_at((p), __FILE__, __LINE__)
 #define theap_check(th, empty)   theap_check_at((th), (empty), __FILE__, __LINE__)
 #define arena_check()            arena_check_at(__FILE__, __LINE__)
 #define arena_check_pool(p)      arena_check_pool_at((p), __FILE__, __LINE__)
+#define span_check(s)            span_check_at((s), __FILE__, __LINE__)
+#define mtheap_check(th, empty)  mtheap_check_at((th), (empty), __FILE__, __LINE__)
 #else
 #define CHECK(cond, at)          ((void)sizeof((cond) ? 1 : 0), (void)sizeof(at))
 #define pool_check(p)            ((void)sizeof(p))
 #define theap_check(th, empty)   ((void)sizeof(th), (void)sizeof(empty))
 #define arena_check()            ((void)0)
 #define arena_check_pool(p)      ((void)sizeof(p))
+#define span_check(s)            ((void)sizeof(s))
+#define mtheap_check(th, empty)  ((void)sizeof(th), (void)sizeof(empty))
 #endif
 
 /* ---- small helpers used on the fast paths ---- */

@@ -3,7 +3,8 @@
  * library, make check-debug): a child corrupts one piece of shed's state,
  * then calls what checks it; it must die of SIGABRT after one line
  * "shed: internal check failed: <what> at <file>:<line>, pool <address>"
- * naming the check, the place and the pool.
+ * naming the check, the place and the pool ("span <address>" and its first
+ * page for a span).
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -22,7 +23,8 @@ static char out[256], err[4096];
 
 /* Run fn in a child; it must abort with the check's line, which names what
  * and the pool whose address the child wrote to stdout. */
-static void expect_abort(int (*fn)(void *), const char *what, const char *where)
+static void expect_abort_at(int (*fn)(void *), const char *what, const char *where,
+                            const char *kind)
 {
     int st = child_run(fn, NULL, NULL, NULL, NULL, NULL, out, err, sizeof err);
     char want[256], line[512];
@@ -36,8 +38,14 @@ static void expect_abort(int (*fn)(void *), const char *what, const char *where)
     if (strncmp(line, want, strlen(want)) != 0)
         fail_msg("got \"%s\", want \"%s...\"", line, want);
     char addr[64];
-    snprintf(addr, sizeof addr, ", pool %p", pool);
-    assert_non_null(strstr(line, addr));
+    snprintf(addr, sizeof addr, ", %s %p", kind, pool);
+    if (!strstr(line, addr))
+        fail_msg("\"%s\" does not name%s", line, addr);
+}
+
+static void expect_abort(int (*fn)(void *), const char *what, const char *where)
+{
+    expect_abort_at(fn, what, where, "pool");
 }
 
 /* In the child (the parent's pools are inherited there, and not checked):
@@ -85,6 +93,73 @@ static int two_states(void *arg)
     return 0;
 }
 
+/* In the child: a block of the largest medium class (8 blocks of a span
+ * with 4 KiB pages: bits to spare in its bitmap's first word) and its span,
+ * whose address goes to stdout. */
+static struct span *child_span(void)
+{
+    char *block = shed_malloc(SHED_MEDIUM_MAX);
+    struct span *s = &med.spans[(size_t)(block - med.base) >> SPAN_SHIFT];
+    printf("%p\n", (void *)(block - ((size_t)(block - med.base) & (SPAN_BYTES - 1))));
+    fflush(stdout);
+    return s;
+}
+
+/* Then a block of another class: the slow path walks the theap's current
+ * spans (mtheap_check), the corrupted one among them. */
+static int walk_spans(void)
+{
+    shed_free(shed_malloc(SHED_MAX_BLOCK + 1));
+    return 0;
+}
+
+/* A span's free count one off its bitmap. */
+static int span_count_off(void *arg)
+{
+    (void)arg;
+    child_span()->nfree--;
+    return walk_spans();
+}
+
+/* A free bit beyond the span's last block. */
+static int span_bit_past_end(void *arg)
+{
+    (void)arg;
+    struct span *s = child_span();
+    if (s->nblocks % 64 == 0)
+        abort();                         /* pages too large for this test */
+    atomic_fetch_or(&s->free[s->nblocks / 64], 1ull << (s->nblocks % 64));
+    s->nfree++;
+    return walk_spans();
+}
+
+/* A page's count of live blocks off the blocks: the span's page states. */
+static int span_live_off(void *arg)
+{
+    (void)arg;
+    child_span()->live[0]++;
+    return walk_spans();
+}
+
+/* A page a live block touches not among the owner's pages (the releaser
+ * could give it back under the block). */
+static int span_page_not_owned(void *arg)
+{
+    (void)arg;
+    struct span *s = child_span();
+    atomic_store(&s->owned, atomic_load(&s->owned) & ~1ull);
+    return walk_spans();
+}
+
+/* A remote free bit on a span that is on no pending stack: never merged. */
+static int span_remote_lost(void *arg)
+{
+    (void)arg;
+    struct span *s = child_span();
+    atomic_fetch_or(&s->remote[0], 2ull);
+    return walk_spans();
+}
+
 static void test_count(void **state)
 {
     (void)state;
@@ -104,12 +179,47 @@ static void test_masks(void **state)
                  "src/stats.c:");
 }
 
+static void test_span_count(void **state)
+{
+    (void)state;
+    expect_abort_at(span_count_off, "nfree == s->nfree", "src/medium.c:", "span");
+}
+
+static void test_span_bit_past_end(void **state)
+{
+    (void)state;
+    expect_abort_at(span_bit_past_end, "(f & ~block_bits(n, w)) == 0", "src/medium.c:", "span");
+}
+
+static void test_span_live(void **state)
+{
+    (void)state;
+    expect_abort_at(span_live_off, "s->live[j] == live[j]", "src/medium.c:", "span");
+}
+
+static void test_span_owned(void **state)
+{
+    (void)state;
+    expect_abort_at(span_page_not_owned, "owned == own", "src/medium.c:", "span");
+}
+
+static void test_span_remote(void **state)
+{
+    (void)state;
+    expect_abort_at(span_remote_lost, "!any_remote || pending", "src/medium.c:", "span");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_count),
         cmocka_unit_test(test_bit_past_end),
         cmocka_unit_test(test_masks),
+        cmocka_unit_test(test_span_count),
+        cmocka_unit_test(test_span_bit_past_end),
+        cmocka_unit_test(test_span_live),
+        cmocka_unit_test(test_span_owned),
+        cmocka_unit_test(test_span_remote),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
