@@ -10,6 +10,8 @@
 #                        io_uring)
 #   make bench-delay     the choice of delay_ms
 #   make bench-fork      bench/fork.sh: forking-server memory, peers
+#   make bench-rounding  the medium size classes (513 B to 32 KiB) of shed,
+#                        jemalloc and mimalloc, by malloc_usable_size
 #   make demo            shed's story, in C and in Python: build a large
 #                        structure of small blocks, drop most of it, and show
 #                        what the kernel got back (not in make check: it
@@ -18,7 +20,7 @@
 # The workloads call plain malloc/free; each allocator is LD_PRELOADed.
 
 BENCH_PROGS  := churn burst threads frag reuse threxit forkcost fork larson \
-                xmalloc scratch wide
+                xmalloc scratch wide rounding
 BENCH_BIN    := $(BENCH_PROGS:%=$(BUILD)/bench/%)
 BENCH_CFLAGS := -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE
 BENCH_PEERS  := libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
@@ -30,7 +32,7 @@ DEMO_BIN     := $(BUILD)/demo
 DEMO_OUT     := $(BUILD)/demo-out
 
 .PHONY: bench bench-smoke bench-smoke-api bench-progs bench-release bench-delay bench-fork demo \
-        docs-maps
+        docs-maps bench-rounding
 bench-progs: $(BENCH_BIN) $(SHED_BENCH)
 
 $(BENCH_BIN): $(BUILD)/bench/%: bench/%.c
@@ -87,6 +89,23 @@ bench-fork: $(BUILD)/bench/fork $(LIB_SO)
 	@for p in $(BENCH_PEERS); do \
 	    $(NEED) $$p || echo "bench-fork: $$p unavailable; that peer is skipped"; done
 	sh bench/fork.sh $(BUILD)/bench/fork $(LIB_SO)
+
+# Each allocator preloaded in turn: its medium classes, and whether they are
+# shed's (a peer that cannot be installed is skipped).
+bench-rounding: $(BUILD)/bench/rounding $(LIB_SO)
+	@for p in libjemalloc-dev libmimalloc-dev; do \
+	    $(NEED) $$p || echo "bench-rounding: $$p unavailable; that peer is skipped"; done
+	@set -e; lib=/usr/lib/$$(gcc -print-multiarch 2>/dev/null); \
+	shed=$$(LD_PRELOAD=$(abspath $(LIB_SO)) $<); \
+	echo "shed:     $$shed"; \
+	for a in jemalloc mimalloc; do \
+	    so=; for f in $$lib/lib$$a.so.2 $$lib/lib$$a.so; do [ -e $$f ] && so=$$f && break; done; \
+	    [ -n "$$so" ] || continue; \
+	    got=$$(LD_PRELOAD=$$so $<); \
+	    printf '%-9s %s\n' "$$a:" "$$got"; \
+	    [ "$$got" = "$$shed" ] && echo "  $$a: the same classes as shed" || \
+	        echo "  $$a: differs from shed"; \
+	done
 
 # The C program bench/demo.c, linked with libshed.a, shows what the kernel
 # gets back with each release mode (and its heap maps, in $(DEMO_OUT)); then,
