@@ -63,25 +63,38 @@ record() {
             print $4 " " $6 }'
 }
 
+# alone PHASE C SIZE LEAK KEEP WHAT: in phase "PHASE C", the SIZE-byte block
+# allocated at line LEAK is definitely lost, and nothing allocated at line
+# KEEP is lost at all.
+alone() {
+    got=$(record "$1 $2" "definitely lost" "$4")
+    [ "$got" = "$3 1" ] ||
+        bad "$6: the leaked $3-byte block is not reported definitely lost at $name:$4 (new: \"$got\")"
+    for k in "definitely lost" "possibly lost" "indirectly lost"; do
+        got=$(record "$1 $2" "$k" "$5")
+        [ -z "$got" ] || bad "$6: the referenced block allocated at $name:$5 is reported $k"
+    done
+}
+
+# bulk PHASE LINE BYTES BLOCKS: all those blocks allocated at LINE are
+# definitely lost, none possibly lost or still reachable.
+bulk() {
+    got=$(record "$1" "definitely lost" "$2")
+    [ "$got" = "$3 $4" ] ||
+        bad "$1: expected $4 blocks ($3 bytes) definitely lost at $name:$2, new: \"$got\""
+    [ -z "$(record "$1" "possibly lost" "$2")$(record "$1" "still reachable" "$2")" ] ||
+        bad "$1: some leaked blocks are reported possibly lost or still reachable"
+}
+
 sum_one=0 sum_keep=0
 for c in $(seq 0 31); do
     size=$(( (c + 1) * 16 - 3 )) ksize=$(( (c + 1) * 16 - 7 ))
     sum_one=$((sum_one + size)) sum_keep=$((sum_keep + ksize))
-    got=$(record "one $c" "definitely lost" "$one")
-    [ "$got" = "$size 1" ] ||
-        bad "class $c: the leaked $size-byte block is not reported definitely lost at $name:$one (new: \"$got\")"
-    for k in "definitely lost" "possibly lost" "indirectly lost"; do
-        got=$(record "one $c" "$k" "$keep")
-        [ -z "$got" ] || bad "class $c: the referenced block allocated at $name:$keep is reported $k"
-    done
+    alone one "$c" "$size" "$one" "$keep" "class $c"
 done
 [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): each class leaked alone: definitely lost at $name:$one; the referenced blocks are not"
 
-got=$(record bulk "definitely lost" "$bulk")
-[ "$got" = "$((70 * sum_one)) $((70 * 32))" ] ||
-    bad "bulk: expected $((70 * 32)) blocks ($((70 * sum_one)) bytes) definitely lost at $name:$bulk, new: \"$got\""
-[ -z "$(record bulk "possibly lost" "$bulk")$(record bulk "still reachable" "$bulk")" ] ||
-    bad "bulk: some leaked blocks are reported possibly lost or still reachable"
+bulk bulk "$bulk" "$((70 * sum_one))" "$((70 * 32))"
 [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): 70 blocks of every class leaked at once: all 2240 definitely lost at $name:$bulk"
 
 # Medium classes: four per doubling from 640 bytes (leaks.c's medium_class).
@@ -91,21 +104,11 @@ for c in $(seq 0 23); do
     class=$((base + (c % 4 + 1) * (base / 4)))
     size=$((class - 3)) ksize=$((class - 7))
     msum_one=$((msum_one + size)) msum_keep=$((msum_keep + ksize))
-    got=$(record "mone $c" "definitely lost" "$mone")
-    [ "$got" = "$size 1" ] ||
-        bad "medium class $c ($class B): the leaked $size-byte block is not reported definitely lost at $name:$mone (new: \"$got\")"
-    for k in "definitely lost" "possibly lost" "indirectly lost"; do
-        got=$(record "mone $c" "$k" "$mkeep")
-        [ -z "$got" ] || bad "medium class $c: the referenced block allocated at $name:$mkeep is reported $k"
-    done
+    alone mone "$c" "$size" "$mone" "$mkeep" "medium class $c ($class B)"
 done
 [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): each medium class leaked alone: definitely lost at $name:$mone; the referenced blocks are not"
 
-got=$(record mbulk "definitely lost" "$mbulk")
-[ "$got" = "$((20 * msum_one)) $((20 * 24))" ] ||
-    bad "mbulk: expected $((20 * 24)) blocks ($((20 * msum_one)) bytes) definitely lost at $name:$mbulk, new: \"$got\""
-[ -z "$(record mbulk "possibly lost" "$mbulk")$(record mbulk "still reachable" "$mbulk")" ] ||
-    bad "mbulk: some leaked medium blocks are reported possibly lost or still reachable"
+bulk mbulk "$mbulk" "$((20 * msum_one))" "$((20 * 24))"
 [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): 20 blocks of every medium class leaked at once: all 480 definitely lost at $name:$mbulk"
 
 if [ -z "$so" ]; then
