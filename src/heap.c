@@ -283,8 +283,8 @@ void heap_fork_parent(void)
 void heap_fork_child(void)
 {
     for (struct shed_heap *h = heaps; h; h = h->next)
-        pthread_mutex_init(&h->lock, NULL);
-    pthread_mutex_init(&heaps_lock, NULL);
+        fork_child_unlock(&h->lock);
+    fork_child_unlock(&heaps_lock);
 }
 
 EXPORT void shed_freeze(void)

@@ -511,12 +511,12 @@ void releaser_fork_parent(void)
 
 void releaser_fork_child(void)
 {
-    pthread_mutex_init(&rel.mx, NULL);
     pthread_cond_init(&rel.cv, NULL);
     pthread_cond_init(&rel.gone, NULL);
     atomic_store(&rel.idle, 0);
     rel.stop = false;
     releaser_resume(false);
+    fork_child_unlock(&rel.mx);
 }
 
 EXPORT size_t shed_trim(void)

@@ -358,6 +358,14 @@ static inline void *unhide_addr(uintptr_t h)
  *   - where says which list of the owner holds it (enum pool_list); a span
  *     IN_AVAIL has free blocks and is not sealed;
  *   - pending == 1 iff it is on its owner's mpending stack.
+ *   [checked: span_check (all of these but the claim: a release claims a
+ *   page, then backs off from an owned one, so the two overlap for a
+ *   moment) when a span is set up, chosen as current, merged, relisted,
+ *   orphaned, reclaimed after a fork and retired; mtheap_check (the lists)
+ *   in the slow path and at a heap's destruction.  bent: free[] and
+ *   remote[] share a bit after a program's double free, by another thread
+ *   then by the owner, until the merge reports it; so the walk checks only
+ *   that remote[] is empty unless the span is pending.]
  * Unowned: remote[] zero, pending 0, own 0 and live[] zero, size the class
  * it last held (to tell a double free from a wild pointer), and its bit set
  * in med.free unless it is sealed (then it waits for its pages to be
@@ -880,12 +888,20 @@ FORK_HOOKS(theap)
 FORK_HOOKS(arena)
 FORK_HOOKS(releaser)
 #undef FORK_HOOKS
-/* The hooks of a module whose one lock is lk: held across the fork, a fresh
- * one in the child. */
+/* A mutex that fork_prepare took, in the child: the forking thread, the
+ * child's only one, holds it and unlocks it (POSIX's own use of
+ * pthread_atfork).  Not pthread_mutex_init: ThreadSanitizer keeps a mutex
+ * that is initialised again as held by the forking thread, and reported
+ * the child's release thread taking it as a double lock. */
+static inline void fork_child_unlock(pthread_mutex_t *m)
+{
+    pthread_mutex_unlock(m);
+}
+/* The hooks of a module whose one lock is lk: held across the fork. */
 #define MUTEX_FORK_HOOKS(m, lk) \
     void m##_fork_prepare(void) { pthread_mutex_lock(&(lk)); } \
     void m##_fork_parent(void) { pthread_mutex_unlock(&(lk)); } \
-    void m##_fork_child(void) { pthread_mutex_init(&(lk), NULL); }
+    void m##_fork_child(void) { fork_child_unlock(&(lk)); }
 
 /* Fault injection for the tests (shed_testing.h): the platform calls below
  * fail on demand. */

@@ -540,11 +540,11 @@ void span_fork_parent(void)
 }
 
 /* The child, before the theaps of the parent's threads become inherited
- * (inherit.c): a fresh lock, and the spans a previous fork left inherited
+ * (inherit.c): the lock let go, and the spans a previous fork left inherited
  * (this is a child's child) are reclaimed, with their map. */
 void span_fork_child(void)
 {
-    pthread_mutex_init(&med.lock, NULL);
+    fork_child_unlock(&med.lock);
     /* membarrier's registration is the parent's, not the child's */
     RELAXED_STORE(med.asym, med.base && os_barrier_register());
     if (med.imap) {

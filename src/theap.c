@@ -392,7 +392,7 @@ void theap_fork_parent(void)
 
 void theap_fork_child(void)
 {
-    pthread_mutex_init(&g.theap_lock, NULL);
+    fork_child_unlock(&g.theap_lock);
     for (int i = 0; i < NSTRIPES; i++)
         slock_init(&g.stripes[i].m);
 }

@@ -513,14 +513,6 @@ static void test_fork(void **state)
 {
     (void)state;
     enum { N = 200 };
-    if (TSAN) {
-        /* the child starts a release thread after a fork from a process
-         * whose release thread ran: TSan reports the mutex the fork
-         * re-initialised as locked twice (the lifecycle suite forks under
-         * TSan on purpose) */
-        print_message("      under TSan, skipped\n");
-        skip();
-    }
     char **p = scratch(N * sizeof *p);
     for (int i = 0; i < N; i++) {
         p[i] = shed_malloc(700 + (size_t)i * 150);
