@@ -24,41 +24,55 @@ static size_t inherit_reclaim_frees(size_t pools)
     return pools << (g.page_shift - INHERIT_RECLAIM_SHIFT);
 }
 
-/* Map and lay out the inherit map (struct imap) for the pools of the
- * inherited theaps; NULL when it cannot be mapped.  The mapping has room for
- * nwords words per pool, but only the pages of base and pos are written
- * here, and those of the words as frees come: packed, they take a bit per
- * block. */
-static struct imap *imap_build(void)
+/* Map the inherit map (struct imap) for the arenas carved at the fork, and
+ * write its header only: each arena's chunk is laid out at its first
+ * inherited free (imap_lay_out).  Room for the worst case, every pool of
+ * every arena inherited with nwords words; NULL when it cannot be mapped
+ * or its offsets would not fit base[]. */
+static struct imap *imap_new(void)
 {
-    size_t npools = g.narenas * POOLS_PER_ARENA;
-    size_t head = sizeof(struct imap) + g.narenas * sizeof(uint32_t) + npools * sizeof(uint16_t);
-    head = (head + 63) & ~(size_t)63;
-    size_t bytes = head + npools * g.nwords * sizeof(uint64_t);
+    size_t head = (sizeof(struct imap) + g.narenas * sizeof(uint32_t) + 63) & ~(size_t)63;
+    size_t chunk = IMAP_POS_BYTES + POOLS_PER_ARENA * g.nwords * sizeof(uint64_t);
+    size_t bytes = head + g.narenas * chunk;
+    if (bytes > UINT32_MAX)
+        return NULL;
     struct imap *m = os_map(bytes);
     if (!m)
         return NULL;
     m->bytes = bytes;
-    m->npools = npools;
-    m->base = (uint32_t *)(m + 1);
-    m->pos = (uint16_t *)(m->base + g.narenas);
-    m->words = (_Atomic uint64_t *)((char *)m + head);
-    uint32_t next = 0;
-    for (size_t a = 0; a < g.narenas; a++) {
+    m->narenas = g.narenas;
+    m->next = head;
+    return m;
+}
+
+/* p's words in the map, laying out its arena's chunk first if it has none:
+ * a place for each pool of the arena an inherited theap owns (which stays
+ * so until the reclaim; the child's own pools there are not).  Under g.lock
+ * (below the caller's stripe lock in the lock order), one layout at a time;
+ * the offset is published last, with release, for imap_of's readers. */
+static _Atomic uint64_t *imap_lay_out(struct pool *p)
+{
+    struct imap *m = g.imap;
+    size_t a = pool_index(p) / POOLS_PER_ARENA;
+    pthread_mutex_lock(&g.lock);
+    if (!RELAXED_LOAD(m->base[a])) {
+        char *chunk = (char *)m + m->next;
+        _Atomic uint16_t *pos = (_Atomic uint16_t *)chunk;
         unsigned off = 0;                 /* < 64 * nwords: fits pos */
-        m->base[a] = next;
         for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
-            size_t i = a * POOLS_PER_ARENA + (size_t)__builtin_ctzll(used);
-            struct pool *p = desc_of(i);
-            struct theap *th = RELAXED_LOAD(p->owner);
+            unsigned j = (unsigned)__builtin_ctzll(used);
+            struct pool *q = desc_of(a * POOLS_PER_ARENA + j);
+            struct theap *th = RELAXED_LOAD(q->owner);
             if (th && RELAXED_LOAD(th->inherited)) {
-                m->pos[i] = (uint16_t)(off + 1);
-                off += pool_words(p);
+                RELAXED_STORE(pos[j], (uint16_t)(off + 1));
+                off += pool_words(q);
             }
         }
-        next += off;
+        m->next += IMAP_POS_BYTES + off * sizeof(uint64_t);
+        atomic_store_explicit(&m->base[a], (uint32_t)(chunk - (char *)m), memory_order_release);
     }
-    return m;
+    pthread_mutex_unlock(&g.lock);
+    return imap_of(p);
 }
 
 /* In the atfork child handler, single-threaded.  The other threads may have
@@ -90,7 +104,7 @@ void inherit_fork_child(void)
     }
     RELAXED_STORE(g.inherit_frees, 0);
     RELAXED_STORE(g.inherit_pools, n);
-    if (n && !(g.imap = imap_build()))
+    if (n && !(g.imap = imap_new()))
         theap_reclaim_inherited();        /* no map: take the pools over now */
     tls_heap = NO_THEAP;                  /* the forking thread starts afresh */
     pthread_setspecific(g.key, NULL);
@@ -101,7 +115,10 @@ void inherit_fork_child(void)
  * the block known allocated: mark it in the imap. */
 void inherit_free(struct pool *p, size_t idx)
 {
-    _Atomic uint64_t *w = &imap_of(p)[idx / 64];   /* inherited: it has words */
+    _Atomic uint64_t *w = imap_of(p);
+    if (!w)                               /* the arena's first */
+        w = imap_lay_out(p);              /* inherited: it has words */
+    w += idx / 64;
     RELAXED_STORE(*w, RELAXED_LOAD(*w) | 1ull << (idx % 64));
     inherit_count_frees(1);
 }
@@ -137,7 +154,7 @@ static bool reclaim_pool(struct pool *p, void *arg)
         nfree += (unsigned)__builtin_popcountll(f);
     }
     if (im)                               /* its bits are in free[] now */
-        g.imap->pos[pool_index(p)] = 0;
+        RELAXED_STORE(*imap_pos(p), 0);
     pool_set_nfree(p, nfree);
     pool_place(p, IN_NONE);
     bool empty = nfree == p->nblocks;

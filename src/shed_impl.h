@@ -299,18 +299,24 @@ struct arena {
 enum { B_DIRTY, B_RELEASED };    /* bucket kinds: has dirty / has released pools */
 
 /* A fork()ed child's inherit map: for each pool inherited at the fork,
- * ceil(nblocks / 64) words with a bit per block freed in the child.  The
- * words of pool i start at words[base[i / 64] + pos[i] - 1]; pos[i] is 0 for
- * a pool that has no place (not inherited, carved later, or reclaimed), and
- * npools covers the arenas carved at the fork.  Packed so, the map costs a
- * child that frees into every parent pool a bit per block, not nwords words
- * per pool (bench/fork: 0.4 MB where 1.3 MB were). */
+ * ceil(nblocks / 64) words with a bit per block freed in the child.  It is
+ * laid out an arena at a time, at the first inherited free into that arena
+ * (imap_lay_out, under g.lock), as a chunk from the mapping's bottom up:
+ * pos[64] (uint16_t per pool of the arena: 0 no place, not inherited or
+ * reclaimed; else 1 + the index of its first word) then the words, packed.
+ * base[a] is the chunk's offset in the mapping, 0 while arena a has none;
+ * narenas covers the arenas carved at the fork.  Only the header page is
+ * written at the fork, and a child that frees into a few arenas writes
+ * one or two pages of map where the whole layout at once wrote a page per
+ * 2,048 pools (test_forkpages: 1 page for a 40 MiB heap, where 7 were);
+ * packed, a child that frees into every parent pool still pays a bit per
+ * block, not nwords words per pool (bench/fork: 0.4 MB where 1.3 MB were). */
+#define IMAP_POS_BYTES  (POOLS_PER_ARENA * sizeof(uint16_t))
 struct imap {
     size_t bytes;                /* of the mapping that holds it all */
-    size_t npools;
-    uint32_t *base;              /* per arena */
-    uint16_t *pos;               /* per pool */
-    _Atomic uint64_t *words;
+    size_t narenas;
+    size_t next;                 /* where the next chunk goes (g.lock) */
+    _Atomic uint32_t base[];     /* per arena: its chunk's offset, or 0 */
 };
 
 /*
@@ -837,13 +843,24 @@ static inline unsigned pool_words(const struct pool *p)
     return (p->nblocks + 63u) / 64u;
 }
 
+/* p's place in the inherit map (pos, see struct imap), NULL while its
+ * arena has no chunk there (g.imap must be set). */
+static inline _Atomic uint16_t *imap_pos(const struct pool *p)
+{
+    const struct imap *m = g.imap;
+    size_t i = pool_index(p), a = i / POOLS_PER_ARENA;
+    uint32_t off = a < m->narenas ? atomic_load_explicit(&m->base[a], memory_order_acquire) : 0;
+    return off ? (_Atomic uint16_t *)((char *)m + off) + i % POOLS_PER_ARENA : NULL;
+}
+
 /* p's words in the inherit map, NULL when it has none (g.imap must be set). */
 static inline _Atomic uint64_t *imap_of(const struct pool *p)
 {
-    const struct imap *m = g.imap;
-    size_t i = pool_index(p);
-    unsigned pos = i < m->npools ? m->pos[i] : 0;
-    return pos ? m->words + m->base[i / POOLS_PER_ARENA] + pos - 1 : NULL;
+    _Atomic uint16_t *pos = imap_pos(p);
+    unsigned w = pos ? RELAXED_LOAD(*pos) : 0;
+    return w ? (_Atomic uint64_t *)(pos - pool_index(p) % POOLS_PER_ARENA +
+                                    POOLS_PER_ARENA) + w - 1
+             : NULL;
 }
 
 /* Word w of p's free blocks: the owner's, the remote ones and, in a fork()ed
