@@ -20,35 +20,43 @@ static uint64_t pool_bit(size_t pidx)
     return 1ull << (pidx % POOLS_PER_ARENA);
 }
 
+/* Which set of bucket lists arena a belongs on (see g.bucket). */
+static int bucket_set(const struct arena *a)
+{
+    return g.fork_arenas && a->index >= g.fork_arenas;
+}
+
 static void bucket_unlink(struct arena *a, int kind)
 {
-    int b = a->bucket[kind];
+    int b = a->bucket[kind], set = bucket_set(a);
     if (b < 0)
         return;
     if (a->bprev[kind])
         a->bprev[kind]->bnext[kind] = a->bnext[kind];
     else
-        g.bucket[kind][b] = a->bnext[kind];
+        g.bucket[set][kind][b] = a->bnext[kind];
     if (a->bnext[kind])
         a->bnext[kind]->bprev[kind] = a->bprev[kind];
-    if (!g.bucket[kind][b])
-        g.bucket_mask[kind] &= ~(1ull << b);
+    if (!g.bucket[set][kind][b])
+        g.bucket_mask[set][kind] &= ~(1ull << b);
     a->bucket[kind] = -1;
 }
 
 static void bucket_link(struct arena *a, int kind)
 {
-    int b = a->nused;            /* < 64 whenever the arena has a free pool */
+    int b = a->nused, set = bucket_set(a);  /* b < 64 whenever the arena has a free pool */
     a->bucket[kind] = (int8_t)b;
     a->bprev[kind] = NULL;
-    a->bnext[kind] = g.bucket[kind][b];
+    a->bnext[kind] = g.bucket[set][kind][b];
     if (a->bnext[kind])
         a->bnext[kind]->bprev[kind] = a;
-    g.bucket[kind][b] = a;
-    g.bucket_mask[kind] |= 1ull << b;
+    g.bucket[set][kind][b] = a;
+    g.bucket_mask[set][kind] |= 1ull << b;
 }
 
-/* Put the arena on the bucket lists its masks call for. */
+/* Put the arena on the bucket lists its masks call for.  The bitmap of
+ * arenas with dirty pools is written only when its bit changes: in a
+ * fork()ed child its page is the parent's. */
 static void arena_reindex(struct arena *a)
 {
     bucket_unlink(a, B_DIRTY);
@@ -57,11 +65,27 @@ static void arena_reindex(struct arena *a)
         bucket_link(a, B_DIRTY);
     if (a->released)
         bucket_link(a, B_RELEASED);
-    uint64_t *w = &g.dirty_arenas[a->index / 64];
-    if (a->dirty)
-        *w |= 1ull << (a->index % 64);
-    else
-        *w &= ~(1ull << (a->index % 64));
+    uint64_t *w = &g.dirty_arenas[a->index / 64], bit = 1ull << (a->index % 64);
+    if (!(*w & bit) != !a->dirty)
+        *w ^= bit;
+}
+
+/* The child's inherited pools are reclaimed (or it never had any): the
+ * arenas it carved join the others' bucket lists.  Takes g.lock. */
+void arena_fork_done(void)
+{
+    pthread_mutex_lock(&g.lock);
+    size_t from = g.fork_arenas;
+    if (from) {
+        for (size_t i = from; i < g.narenas; i++) {
+            bucket_unlink(&g.arenas[i], B_DIRTY);
+            bucket_unlink(&g.arenas[i], B_RELEASED);
+        }
+        g.fork_arenas = 0;
+        for (size_t i = from; i < g.narenas; i++)
+            arena_reindex(&g.arenas[i]);
+    }
+    pthread_mutex_unlock(&g.lock);
 }
 
 /* Make arena i's part of the metadata tables writable: one page of
@@ -115,7 +139,7 @@ static int highest(uint64_t mask)
  * bound.  Caller holds g.lock. */
 static struct arena *sealed_dirty_arena(void)
 {
-    if (g.bucket_mask[B_RELEASED] || g.npools_dirty == 0)
+    if (g.bucket_mask[0][B_RELEASED] || g.bucket_mask[1][B_RELEASED] || g.npools_dirty == 0)
         return NULL;
     for (size_t w = 0; w < (g.narenas + 63) / 64; w++)
         if (g.dirty_arenas[w])
@@ -129,10 +153,23 @@ static struct arena *sealed_dirty_arena(void)
 size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
 {
     pthread_mutex_lock(&g.lock);
-    struct arena *a;
+    struct arena *a = NULL;
     uint64_t *from, usable;
-    if (g.bucket_mask[B_DIRTY]) {
-        a = g.bucket[B_DIRTY][highest(g.bucket_mask[B_DIRTY])];
+    if (unlikely(g.fork_arenas)) {       /* a child: its own arenas first */
+        if (g.bucket_mask[1][B_DIRTY]) {
+            a = g.bucket[1][B_DIRTY][highest(g.bucket_mask[1][B_DIRTY])];
+            from = &a->dirty;
+            usable = a->dirty & ~a->sealed;
+        } else if ((a = g.bucket_mask[1][B_RELEASED]
+                            ? g.bucket[1][B_RELEASED][highest(g.bucket_mask[1][B_RELEASED])]
+                            : arena_new())) {
+            from = &a->released;
+            usable = a->released;
+        }
+    }
+    if (a) {
+    } else if (g.bucket_mask[0][B_DIRTY]) {
+        a = g.bucket[0][B_DIRTY][highest(g.bucket_mask[0][B_DIRTY])];
         from = &a->dirty;
         usable = a->dirty & ~a->sealed;  /* a sealed page waits for release */
     } else if ((a = sealed_dirty_arena())) {
@@ -140,8 +177,8 @@ size_t arena_acquire_pools(unsigned cls, struct pool **out, size_t want)
         usable = a->dirty;
         a->sealed &= ~usable;
     } else {
-        if (g.bucket_mask[B_RELEASED])
-            a = g.bucket[B_RELEASED][highest(g.bucket_mask[B_RELEASED])];
+        if (g.bucket_mask[0][B_RELEASED])
+            a = g.bucket[0][B_RELEASED][highest(g.bucket_mask[0][B_RELEASED])];
         else if (!(a = arena_new())) {
             pthread_mutex_unlock(&g.lock);
             return 0;

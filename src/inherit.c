@@ -106,6 +106,8 @@ void inherit_fork_child(void)
     RELAXED_STORE(g.inherit_pools, n);
     if (n && !(g.imap = imap_new()))
         theap_reclaim_inherited();        /* no map: take the pools over now */
+    else if (n)
+        g.fork_arenas = g.narenas;        /* new pools from new arenas */
     tls_heap = NO_THEAP;                  /* the forking thread starts afresh */
     pthread_setspecific(g.key, NULL);
     g.in_fork_child = false;
@@ -198,6 +200,7 @@ void theap_reclaim_inherited(void)
     theap_check(g.orphanage, false);
     RELAXED_STORE(g.inherit_pools, 0);
     RELAXED_STORE(g.inherit_frees, 0);
+    arena_fork_done();                    /* the parent's arenas are ours now */
     pthread_mutex_unlock(&g.orphan_lock);
 }
 

@@ -551,8 +551,17 @@ struct global {
     uint32_t magic[NCLS];        /* offset * magic >> 32 == offset / size */
 
     pthread_mutex_t lock;        /* arenas, pool states, buckets */
-    struct arena *bucket[2][POOLS_PER_ARENA];
-    uint64_t bucket_mask[2];
+    /* Bucket lists by [set][kind][nused]: set 1 holds a fork()ed child's
+     * own arenas (index >= fork_arenas) while fork_arenas is set, so that
+     * linking one never writes a parent arena's struct (a page the child
+     * would copy); set 0 every other arena. */
+    struct arena *bucket[2][2][POOLS_PER_ARENA];
+    uint64_t bucket_mask[2][2];
+    size_t fork_arenas;          /* a fork()ed child with inherited pools:
+                                    the arenas carved at the fork, which it
+                                    takes pools from only when it can carve
+                                    no more (their descriptors and structs
+                                    are on the parent's pages); 0 otherwise */
     uint64_t *dirty_arenas;      /* bitmap of arenas with dirty pools */
     size_t npools_used, npools_dirty, npools_releasing, npools_released;
     /* The release thread's start (release.c), away from the line of epoch
@@ -963,6 +972,7 @@ void     arena_settle(struct iovec *iov, size_t n, const bool *ok) HIDDEN;
 void     arena_seal_all(bool seal) HIDDEN;
 size_t   arena_resident_bytes(void) HIDDEN;
 size_t   arena_dirty_pools(void) HIDDEN;
+void     arena_fork_done(void) HIDDEN;
 
 /* pool.c: blocks within a pool */
 void     pool_init(struct pool *p, struct theap *owner, unsigned cls) HIDDEN;

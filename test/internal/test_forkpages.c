@@ -198,6 +198,7 @@ static void test_child_writes(void **state)
         assert_true(r->inherited > 0);
         assert_true(r->imap <= 1);
         assert_true(r->med_imap <= 1);
+        assert_int_equal(r->descs, 0);
         assert_int_equal(r->remotes, 0);
     }
     shed_thaw();
