@@ -21,7 +21,7 @@ void pool_check_at(struct pool *p, const char *file, int line)
     struct theap *o = RELAXED_LOAD(p->owner);
     /* Not in use, or a fork()ed child's inherited pool: its descriptor may
      * be as another thread of the parent left it mid-change (inherit.c). */
-    if (!o || RELAXED_LOAD(o->inherited))
+    if (!o || theap_inherited(o))
         return;
     const void *at = pool_addr(p);
     unsigned cls = p->cls, n = p->nblocks, nfree = 0;
@@ -68,7 +68,7 @@ void pool_check_at(struct pool *p, const char *file, int line)
 /* Owner: th's current pools and avail lists.  empty: th should own none. */
 void theap_check_at(struct theap *th, bool empty, const char *file, int line)
 {
-    if (RELAXED_LOAD(th->inherited))
+    if (theap_inherited(th))
         return;
     size_t listed = 0;
     for (unsigned c = 0; c < NCLS; c++) {
@@ -180,7 +180,7 @@ void span_check_at(struct span *s, const char *file, int line)
         remote[w] = RELAXED_LOAD(s->remote[w]);
     slock_unlock(m);
     /* A fork()ed child's inherited span: as the parent's threads left it. */
-    if (o && RELAXED_LOAD(o->inherited))
+    if (o && theap_inherited(o))
         return;
     uint64_t owned = RELAXED_LOAD(s->owned);
     FAIL_UNLESS((owned & ~med.all_pages) == 0, at);
@@ -235,7 +235,7 @@ void span_check_at(struct span *s, const char *file, int line)
  * region ("No block addresses"). */
 void mtheap_check_at(struct theap *th, bool empty, const char *file, int line)
 {
-    if (RELAXED_LOAD(th->inherited) || !med.base)
+    if (theap_inherited(th) || !med.base)
         return;
     size_t listed = 0;
     for (unsigned c = 0; c < MED_NCLS; c++) {

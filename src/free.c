@@ -143,7 +143,7 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
         shed_error(E_DOUBLE, ptr, call);
         return;
     }
-    if (unlikely(RELAXED_LOAD(RELAXED_LOAD(p->owner)->inherited))) {
+    if (unlikely(theap_inherited(RELAXED_LOAD(p->owner)))) {
         inherit_free(p, idx);
         slock_unlock(m);
         return;

@@ -2,7 +2,8 @@
  * The child of fork().  Every pool in use was the parent's, and its page of
  * descriptors is still shared with the parent: writing one descriptor copies
  * a page.  So the child takes no pool over at fork.  Each theap that was live
- * (every thread's, the forking thread's too) becomes "inherited": it keeps
+ * (every thread's, the forking thread's too) becomes "inherited" (g.gen
+ * moves on, so that no theap's page is written to say so): it keeps
  * its pools, nobody allocates from them, and a free into one of them sets a
  * bit in the inherit map (imap, one bit per block, written only in the child)
  * instead of the descriptor.  The forking thread starts a new theap.
@@ -63,7 +64,7 @@ static _Atomic uint64_t *imap_lay_out(struct pool *p)
             unsigned j = (unsigned)__builtin_ctzll(used);
             struct pool *q = desc_of(a * POOLS_PER_ARENA + j);
             struct theap *th = RELAXED_LOAD(q->owner);
-            if (th && RELAXED_LOAD(th->inherited)) {
+            if (th && theap_inherited(th)) {
                 RELAXED_STORE(pos[j], (uint16_t)(off + 1));
                 off += pool_words(q);
             }
@@ -88,9 +89,8 @@ void inherit_fork_child(void)
         os_unmap(g.imap, g.imap->bytes);
         g.imap = NULL;
     }
-    for (struct theap *th = g.theaps; th; th = th->all_next)
-        if (th->live && !th->shared)
-            RELAXED_STORE(th->inherited, true);
+    RELAXED_STORE(g.gen, RELAXED_LOAD(g.gen) + 1);   /* the live theaps are
+                                                         inherited now */
     size_t n = 0;
     for (size_t a = 0; a < g.narenas; a++) {
         for (uint64_t used = g.arenas[a].used; used; used &= used - 1) {
@@ -98,7 +98,7 @@ void inherit_fork_child(void)
             struct theap *th = RELAXED_LOAD(p->owner);
             if (!th)
                 arena_return_pool(p);     /* taken but never set up */
-            else if (RELAXED_LOAD(th->inherited))
+            else if (theap_inherited(th))
                 n++;
         }
     }
@@ -142,7 +142,7 @@ static bool reclaim_pool(struct pool *p, void *arg)
 {
     (void)arg;
     struct theap *th = RELAXED_LOAD(p->owner);
-    if (!th || !RELAXED_LOAD(th->inherited))
+    if (!th || !theap_inherited(th))
         return false;                     /* free, or the child's own */
     struct theap *o = g.orphanage;
     struct slock *m = stripe_of(p);
@@ -188,9 +188,9 @@ void theap_reclaim_inherited(void)
     medium_reclaim_inherited();
     pthread_mutex_lock(&g.theap_lock);
     for (struct theap *th = g.theaps; th; th = th->all_next) {
-        if (RELAXED_LOAD(th->inherited)) {
+        if (theap_inherited(th)) {
             theap_clear(th);
-            RELAXED_STORE(th->inherited, false);
+            RELAXED_STORE(th->gen, THEAP_NO_GEN);
             th->live = false;
             th->free_next = g.theap_free;
             g.theap_free = th;

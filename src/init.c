@@ -16,7 +16,7 @@ struct global g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .theap_lock = PTHREAD_MUTEX_INITIALIZER,
     .orphan_lock = PTHREAD_MUTEX_INITIALIZER,
-    .no_theap = { .epoch = 1 },
+    .no_theap = { .epoch = 1, .gen = THEAP_NO_GEN },
 };
 
 static __thread bool in_init;

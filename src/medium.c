@@ -435,7 +435,7 @@ static void span_free_remote(struct span *s, unsigned i, size_t size, const void
         return;
     }
     uint64_t bit = 1ull << (i % 64);
-    if (unlikely(RELAXED_LOAD(o->inherited))) {
+    if (unlikely(theap_inherited(o))) {
         _Atomic uint64_t *w = &med.imap[span_idx(s) * SPAN_WORDS + i / 64];
         RELAXED_STORE(*w, RELAXED_LOAD(*w) | bit);
         slock_unlock(m);
@@ -645,7 +645,7 @@ size_t medium_inherited_pages(void)
     size_t n = 0;
     for (size_t i = 0; i < med.ncarved; i++) {
         struct theap *o = RELAXED_LOAD(med.spans[i].owner);
-        n += o && RELAXED_LOAD(o->inherited) ? med.span_pages : 0;
+        n += o && theap_inherited(o) ? med.span_pages : 0;
     }
     return n;
 }
@@ -666,7 +666,7 @@ void medium_reclaim_inherited(void)
     for (size_t i = 0; i < n; i++) {
         struct span *s = &med.spans[i];
         struct theap *th = RELAXED_LOAD(s->owner);
-        if (!th || !RELAXED_LOAD(th->inherited))
+        if (!th || !theap_inherited(th))
             continue;
         struct slock *m = span_stripe(s);
         slock_lock(m);
@@ -704,7 +704,7 @@ void medium_reclaim_inherited(void)
         }
     }
     for (struct theap *th = g.theaps; th; th = th->all_next)
-        if (RELAXED_LOAD(th->inherited))
+        if (theap_inherited(th))
             medium_theap_clear(th);
     g.in_fork_child = in_child;
 }

@@ -467,8 +467,10 @@ struct theap {
     bool shared;                 /* the orphanage or a heap: used under a lock */
     bool is_heap;                /* a shed_heap: never adopts orphans */
     bool live;
-    _Atomic bool inherited;      /* a fork()ed child's: the parent's pools,
-                                    freed into through the imap only */
+    _Atomic unsigned gen;        /* g.gen when it became live (THEAP_NO_GEN:
+                                    shared, or not live): one made before
+                                    the last fork is inherited, and the
+                                    child marks none (theap_inherited) */
     size_t npools;               /* pools it owns (current, listed or full):
                                     the walk for its full pools stops once
                                     it has seen them all */
@@ -587,6 +589,7 @@ struct global {
     _Atomic size_t inherit_pools;/* pools of inherited theaps, 0 once reclaimed */
     _Atomic size_t inherit_frees;
     bool in_fork_child;          /* the atfork child handler is running */
+    _Atomic unsigned gen;        /* forks this process descends from */
 
     struct stripe stripes[NSTRIPES];
 
@@ -605,6 +608,18 @@ struct global {
 #define NO_POOL  (&g.no_pool.p)
 
 extern struct global g HIDDEN;
+
+#define THEAP_NO_GEN (~0u)
+
+/* A fork()ed child's theap of its parent's (one of a thread live at the
+ * fork): its pools stay its own, nobody allocates from them, and frees into
+ * them go to the inherit map (inherit.c).  Told apart by generation, so
+ * that the child writes no page of its parent's theaps to mark them. */
+static inline bool theap_inherited(const struct theap *th)
+{
+    unsigned gen = RELAXED_LOAD(th->gen);
+    return gen != THEAP_NO_GEN && gen != RELAXED_LOAD(g.gen);
+}
 extern __thread struct theap *tls_heap HIDDEN __attribute__((tls_model("initial-exec")));
 extern __thread bool tls_is_releaser HIDDEN __attribute__((tls_model("initial-exec")));
 

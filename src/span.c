@@ -380,7 +380,7 @@ size_t span_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
             struct span *s = &med.spans[w * 64 + (size_t)__builtin_ctzll(m)];
             atomic_fetch_and(&med.dirty[w], ~bit);
             struct theap *o = RELAXED_LOAD(s->owner);
-            if (o && RELAXED_LOAD(o->inherited)) {
+            if (o && theap_inherited(o)) {
                 /* a fork()ed child, a span of its parent's: claiming would
                  * write (so copy) the parent's descriptors; after the
                  * reclaim (inherit.c) */

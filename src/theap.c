@@ -81,6 +81,7 @@ struct theap *theap_new(bool shared)
         theap_clear(th);
         th->shared = shared;
         th->live = true;
+        RELAXED_STORE(th->gen, shared ? THEAP_NO_GEN : RELAXED_LOAD(g.gen));
         th->thaw_seen = RELAXED_LOAD(g.thaw_epoch);
         th->epoch = 1;               /* odd: never g.epoch, so not yet synced */
     }
@@ -108,6 +109,7 @@ void theap_recycle(struct theap *th)
     pthread_mutex_lock(&g.theap_lock);
     th->is_heap = false;
     th->live = false;
+    RELAXED_STORE(th->gen, THEAP_NO_GEN);
     th->free_next = g.theap_free;
     g.theap_free = th;
     pthread_mutex_unlock(&g.theap_lock);

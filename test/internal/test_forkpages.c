@@ -200,6 +200,7 @@ static void test_child_writes(void **state)
         assert_true(r->med_imap <= 1);
         assert_int_equal(r->descs, 0);
         assert_int_equal(r->remotes, 0);
+        assert_int_equal(r->theaps, 0);
     }
     shed_thaw();
     for (size_t i = 0; i < n; i++)
