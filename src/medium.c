@@ -661,6 +661,7 @@ void medium_reclaim_inherited(void)
     g.in_fork_child = true;              /* no release from here */
     pthread_mutex_lock(&med.lock);
     size_t n = med.ncarved;
+    med.fork_spans = 0;                  /* the parent's spans are ours now */
     pthread_mutex_unlock(&med.lock);
     struct theap *o = g.orphanage;
     for (size_t i = 0; i < n; i++) {

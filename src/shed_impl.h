@@ -429,6 +429,11 @@ struct medium {
     _Atomic uint64_t *imap;      /* fork()ed child: SPAN_WORDS words a span,
                                     blocks of inherited spans freed here */
     size_t imap_spans;           /* spans the map covers (carved at the fork) */
+    size_t fork_spans;           /* a fork()ed child with inherited spans:
+                                    the spans carved at the fork, whose free
+                                    ones it takes only when it can carve no
+                                    more (their pages and descriptors are
+                                    the parent's); 0 otherwise */
     size_t spans_used;
     /* The releaser's clock for the spans' delay, a tick every delay_ms / 4:
      * the owner stamps a span with it (one load, no clock call) */

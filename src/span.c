@@ -109,8 +109,15 @@ struct span *span_acquire(void)
     struct span *s = NULL, *lowest = NULL;
     size_t seen = 0;
     pthread_mutex_lock(&med.lock);
-    for (size_t w = 0; w < (med.ncarved + 63) / 64 && !s && seen < ACQUIRE_LOOK; w++) {
-        for (uint64_t m = RELAXED_LOAD(med.free[w]); m && seen < ACQUIRE_LOOK; m &= m - 1) {
+    /* a fork()ed child: its own free spans, else a fresh one, and the
+     * parent's only when the region is used up (second round) */
+    size_t from = med.fork_spans < med.nspans ? med.fork_spans : 0;
+again:
+    for (size_t w = from / 64; w < (med.ncarved + 63) / 64 && !s && seen < ACQUIRE_LOOK; w++) {
+        uint64_t m = RELAXED_LOAD(med.free[w]);
+        if (w == from / 64)
+            m &= ~0ull << (from % 64);
+        for (; m && seen < ACQUIRE_LOOK; m &= m - 1) {
             struct span *c = &med.spans[w * 64 + (size_t)__builtin_ctzll(m)];
             lowest = lowest ? lowest : c;
             seen++;
@@ -141,6 +148,10 @@ struct span *span_acquire(void)
                                                 resident */
             RELAXED_STORE(med.ncarved, med.ncarved + 1);  /* span_any_dirty */
         }
+    }
+    if (!s && from) {
+        from = seen = 0;
+        goto again;
     }
     if (s) {
         med.spans_used++;
@@ -568,5 +579,7 @@ void span_fork_inherit(void)
     if (!(med.imap = os_map(med.imap_spans * SPAN_WORDS * sizeof(uint64_t)))) {
         med.imap_spans = 0;
         medium_reclaim_inherited();
+    } else {
+        med.fork_spans = med.ncarved;     /* new spans from fresh ones */
     }
 }

@@ -46,6 +46,7 @@ struct result {                   /* written by the child (MAP_SHARED) */
     long imap, med_imap;          /* pages of the maps present */
     long descs, remotes, arenas;  /* parent's table pages copied */
     long theaps;                  /* parent's theaps' pages copied */
+    long spans, span_descs;       /* parent's spans' pages and descriptors */
     long global, medium;          /* pages of g and med copied */
     long imap_pages, inherited, errors;
 };
@@ -93,6 +94,7 @@ static size_t obj_size(uint64_t *rnd)
 static void child_work(void **b, size_t n, void **mb, size_t nm, struct result *r)
 {
     size_t narenas = g.narenas;   /* the parent's, before the child carves */
+    size_t nspans = med.ncarved;
     /* frees into two arenas of the parent's: the first and the middle */
     shed_free(b[1]);
     b[1] = NULL;
@@ -109,7 +111,10 @@ static void child_work(void **b, size_t n, void **mb, size_t nm, struct result *
     for (int i = 0; i < 256; i += 2)
         shed_free(own[i]);
     void *med_own = shed_malloc(3000);
-    shed_free(med_own);
+    if (!med_own)
+        r->errors++;
+    else
+        memset(med_own, 1, 3000);
 
     int fd = open("/proc/self/pagemap", O_RDONLY);
     if (fd < 0) {
@@ -134,6 +139,11 @@ static void child_work(void **b, size_t n, void **mb, size_t nm, struct result *
     for (struct theap *th = g.theaps; th; th = th->all_next)
         if (th != tls_heap)
             r->theaps += count_pages(fd, th, sizeof *th, false);
+    if (med.base) {
+        r->spans = count_pages(fd, med.base, nspans << SPAN_SHIFT, false);
+        size_t whole = nspans * sizeof(struct span) & ~(psize() - 1);
+        r->span_descs = count_pages(fd, med.spans, whole, false);
+    }
     r->global = count_pages(fd, &g, sizeof g, false);
     r->medium = count_pages(fd, &med, sizeof med, false);
     close(fd);
@@ -143,6 +153,7 @@ static void child_work(void **b, size_t n, void **mb, size_t nm, struct result *
             r->errors++;
     for (int i = 1; i < 256; i += 2)
         shed_free(own[i]);
+    shed_free(med_own);
 }
 
 static void test_child_writes(void **state)
@@ -170,6 +181,16 @@ static void test_child_writes(void **state)
         assert_non_null(mb[i]);
         memset(mb[i], 7, 1024);
     }
+    /* a span of 2 KiB blocks, written then all freed: a free span whose
+     * pages are resident, the parent's */
+    void *tmp[2 * SPAN_BYTES / 2048];
+    for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++) {
+        tmp[i] = shed_malloc(2048);
+        assert_non_null(tmp[i]);
+        memset(tmp[i], 9, 2048);
+    }
+    for (size_t i = 0; i < sizeof tmp / sizeof *tmp; i++)
+        shed_free(tmp[i]);
     size_t cap = n;
     n = k;
     shed_freeze();
@@ -189,9 +210,10 @@ static void test_child_writes(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     print_message("      child of a %zu MiB heap (%ld inherited pools): inherit map %ld of %ld "
                   "pages, medium map %ld; copied: descriptors %ld, remote bitmaps %ld, arena "
-                  "masks %ld, parent's theaps %ld, g %ld of %zu, med %ld\n",
+                  "masks %ld, parent's theaps %ld, spans %ld, span descriptors %ld, g %ld of %zu, "
+                  "med %ld\n",
                   bytes >> 20, r->inherited, r->imap, r->imap_pages, r->med_imap, r->descs,
-                  r->remotes, r->arenas, r->theaps, r->global,
+                  r->remotes, r->arenas, r->theaps, r->spans, r->span_descs, r->global,
                   (sizeof g + psize() - 1) / psize(), r->medium);
     assert_int_equal(r->errors, 0);
     if (!SANITIZED && !RUNNING_ON_VALGRIND) {
@@ -201,6 +223,8 @@ static void test_child_writes(void **state)
         assert_int_equal(r->descs, 0);
         assert_int_equal(r->remotes, 0);
         assert_int_equal(r->theaps, 0);
+        assert_int_equal(r->spans, 0);
+        assert_int_equal(r->span_descs, 0);
     }
     shed_thaw();
     for (size_t i = 0; i < n; i++)
