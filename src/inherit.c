@@ -2,8 +2,10 @@
  * The child of fork().  Every pool in use was the parent's, and its page of
  * descriptors is still shared with the parent: writing one descriptor copies
  * a page.  So the child takes no pool over at fork.  Each theap that was live
- * (every thread's, the forking thread's too) becomes "inherited" (g.gen
- * moves on, so that no theap's page is written to say so): it keeps
+ * (every thread's, the forking thread's too, and the orphanage, which a
+ * fresh one replaces) becomes "inherited" (g.gen moves on, and the old
+ * orphanage is g.orphanage_inherited, so that no theap's page is written
+ * to say so): it keeps
  * its pools, nobody allocates from them, and a free into one of them sets a
  * bit in the inherit map (imap, one bit per block, written only in the child)
  * instead of the descriptor.  The forking thread starts a new theap.
@@ -88,6 +90,15 @@ void inherit_fork_child(void)
         theap_reclaim_inherited();        /* pools first, then its map goes */
         os_unmap(g.imap, g.imap->bytes);
         g.imap = NULL;
+    }
+    /* The orphanage's pools are the parent's too: adopting one, or merging
+     * its remote frees, would write the parent's pages.  It is inherited
+     * like the threads' theaps, and a fresh one takes its place. */
+    struct theap *o = g.orphanage, *fresh;
+    if ((o->npools || o->nspans) && (fresh = theap_new(true))) {
+        RELAXED_STORE(g.orphanage_inherited, o);   /* o's page stays shared */
+        g.orphanage = fresh;
+        RELAXED_STORE(g.norphans, 0);
     }
     RELAXED_STORE(g.gen, RELAXED_LOAD(g.gen) + 1);   /* the live theaps are
                                                          inherited now */
@@ -191,6 +202,8 @@ void theap_reclaim_inherited(void)
         if (theap_inherited(th)) {
             theap_clear(th);
             RELAXED_STORE(th->gen, THEAP_NO_GEN);
+            if (th == RELAXED_LOAD(g.orphanage_inherited))
+                RELAXED_STORE(g.orphanage_inherited, NULL);
             th->live = false;
             th->free_next = g.theap_free;
             g.theap_free = th;

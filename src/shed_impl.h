@@ -595,6 +595,8 @@ struct global {
     _Atomic size_t inherit_frees;
     bool in_fork_child;          /* the atfork child handler is running */
     _Atomic unsigned gen;        /* forks this process descends from */
+    struct theap *_Atomic orphanage_inherited;  /* a fork()ed child: the
+                                    parent's orphanage until the reclaim */
 
     struct stripe stripes[NSTRIPES];
 
@@ -623,7 +625,8 @@ extern struct global g HIDDEN;
 static inline bool theap_inherited(const struct theap *th)
 {
     unsigned gen = RELAXED_LOAD(th->gen);
-    return gen != THEAP_NO_GEN && gen != RELAXED_LOAD(g.gen);
+    return (gen != THEAP_NO_GEN && gen != RELAXED_LOAD(g.gen)) ||
+           unlikely(th == RELAXED_LOAD(g.orphanage_inherited));
 }
 extern __thread struct theap *tls_heap HIDDEN __attribute__((tls_model("initial-exec")));
 extern __thread bool tls_is_releaser HIDDEN __attribute__((tls_model("initial-exec")));

@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,21 @@ static size_t obj_size(uint64_t *rnd)
     return 192 + rnd_next(rnd) % 321;
 }
 
+/* A thread of the parent's that leaves pools with free blocks to the
+ * orphanage when it exits. */
+static void *orphan_maker(void *arg)
+{
+    void **blk = arg;
+    for (int i = 0; i < 1024; i++) {
+        blk[i] = shed_malloc(16 + 16 * (size_t)(i % 8));
+        if (blk[i])
+            memset(blk[i], 3, 16);
+    }
+    for (int i = 0; i < 1024; i += 2)
+        shed_free(blk[i]);
+    return NULL;
+}
+
 static void child_work(void **b, size_t n, void **mb, size_t nm, struct result *r)
 {
     size_t narenas = g.narenas;   /* the parent's, before the child carves */
@@ -137,7 +153,7 @@ static void child_work(void **b, size_t n, void **mb, size_t nm, struct result *
                              (narenas - g.first_arena) * POOLS_PER_ARENA * stride, false);
     r->arenas = count_pages(fd, g.arenas, narenas * sizeof(struct arena), false);
     for (struct theap *th = g.theaps; th; th = th->all_next)
-        if (th != tls_heap)
+        if (th != tls_heap && th != g.orphanage)   /* the child's own */
             r->theaps += count_pages(fd, th, sizeof *th, false);
     if (med.base) {
         r->spans = count_pages(fd, med.base, nspans << SPAN_SHIFT, false);
@@ -193,6 +209,12 @@ static void test_child_writes(void **state)
         shed_free(tmp[i]);
     size_t cap = n;
     n = k;
+    void **orph = mmap(NULL, 1024 * sizeof *orph, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(orph != MAP_FAILED);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, orphan_maker, orph), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
     shed_freeze();
     struct result *r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -231,6 +253,9 @@ static void test_child_writes(void **state)
         shed_free(b[i]);
     for (size_t i = 0; i < nm; i++)
         shed_free(mb[i]);
+    for (int i = 1; i < 1024; i += 2)
+        shed_free(orph[i]);
+    munmap(orph, 1024 * sizeof *orph);
     munmap(r, sizeof *r);
     munmap(b, cap * sizeof *b);
     munmap(mb, nm * sizeof *mb);
