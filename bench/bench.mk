@@ -41,12 +41,14 @@ $(BENCH_BIN): $(BUILD)/bench/%: bench/%.c
 $(SHED_BENCH): $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	$(call compile,$(CC) $(BENCH_CFLAGS) -Iinclude,$(LIB_A) $(LIB_A_LIBS))
 
-# A peer or tool that cannot be installed is skipped (run.py says so).
-bench: $(LIB_SO) $(BENCH_BIN) $(SHED_BENCH) | $(call need,python3)
+# A peer or tool that cannot be installed is skipped (run.py says so).  The
+# pre-fork server (bench-prefork below) runs last, one repeat (run.py
+# --prefork-repeats), skipped with a line when gunicorn is missing.
+bench: $(LIB_SO) $(BENCH_BIN) $(SHED_BENCH) $(SHED_RUN) $(PY_MOD) | $(call need,python3)
 	@for p in $(BENCH_PEERS) $(BENCH_TOOLS) gnuplot-nox strace git; do \
 	    $(NEED) $$p || echo "bench: $$p unavailable; what needs it is skipped"; \
 	done
-	python3 bench/run.py --bin $(BUILD)/bench --lib-so $(LIB_SO) \
+	python3 bench/run.py --bin $(BUILD)/bench --lib-so $(LIB_SO) --shed-run $(SHED_RUN) \
 	    $(if $(QUICK),--quick,--readme README.md)
 
 # Tiny sizes, shed only (batched: the default), each workload once; fails
@@ -143,8 +145,8 @@ CHECK_TARGETS += bench-smoke bench-smoke-api
 # A pre-fork server (bench/prefork/): gunicorn --preload with 4 workers under
 # pymalloc (with and without gc.freeze), glibc, jemalloc, mimalloc, shed and
 # shed with freeze; a worker's private memory and the requests per second.
-# Not in make bench's run (30 to 40 minutes on a busy 2-core machine;
-# QUICK=1: a few), nor in make check: it writes
+# Three repeats (30 to 40 minutes on a busy 2-core machine; QUICK=1: a
+# few); make bench runs it last with one.  Not in make check: it writes
 # bench/results/prefork.{md,csv,svg}, puts its table into latest.md and
 # makes the README's summary again.
 .PHONY: bench-prefork

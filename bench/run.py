@@ -17,6 +17,12 @@ real programs of bench/programs.py) run under the peers and shed-batched
 only, and get tables of their own: throughput (higher is better) and the
 programs' times with their geometric mean per allocator.
 
+The pre-fork server (bench/prefork/measure.py: gunicorn with 4 workers under
+pymalloc, the peers and shed) runs last, --prefork-repeats times (1; 0 skips
+it), and its table (prefork.md) ends latest.md and the README's summary; it
+is skipped, with one line, when gunicorn is missing.  make bench-prefork
+runs it alone with three repeats.
+
 Usage: bench/run.py --bin build/bench --lib-so build/libshed.so [--quick]
        bench/run.py --readme README.md --readme-from bench/results/latest.md
 The README shows a summary of latest.md (readme_summary), between its
@@ -353,6 +359,12 @@ def main():
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--readme", help="README to update between "
                     "<!-- bench:begin --> and <!-- bench:end -->")
+    ap.add_argument("--shed-run", default="build/shed-run",
+                    help="shed-run(1), for the pre-fork server's shed rows")
+    ap.add_argument("--prefork-repeats", type=int, default=1,
+                    help="repeats of the pre-fork server, run last "
+                    "(bench/prefork/measure.py; 0: not run, latest.md keeps "
+                    "its last prefork.md)")
     ap.add_argument("--readme-from", metavar="LATEST_MD",
                     help="run nothing: rewrite --readme's block from this "
                     "latest.md (after a merge, or a change to the summary)")
@@ -588,6 +600,7 @@ def main():
     md.append("![time per operation](time.svg)")
     if relative_rows(names, med, works):
         md.append("![the threaded and real-program workloads against the best peer](new.svg)")
+    run_prefork(args, out_dir, cmdline)
     md += [""] + prefork(out_dir)
     text = "\n".join(md) + "\n"
     log("")
@@ -987,10 +1000,37 @@ def readme_summary(text):
     return "\n\n".join(out) + "\n"
 
 
+def run_prefork(args, out_dir, cmdline):
+    """The pre-fork server (bench/prefork/measure.py), last, with
+    args.prefork_repeats repeats: it writes prefork.md, .csv and .svg into
+    out_dir, which prefork() reads.  Skipped, with a line saying why, when
+    gunicorn is missing or no repeat is asked for."""
+    if args.prefork_repeats <= 0:
+        return
+    if not shutil.which("gunicorn"):
+        log("bench: gunicorn not found: the pre-fork server is skipped "
+            "(apt-get install gunicorn)")
+        return
+    t0 = time.time()
+    cmd = [sys.executable, os.path.join(HERE, "prefork", "measure.py"),
+           "--shed-run", args.shed_run, "--repeats", str(args.prefork_repeats),
+           "--out", out_dir, "--no-publish",
+           "--made-by", "%s (its last part: bench/prefork, %d repeat%s)" % (
+               cmdline, args.prefork_repeats,
+               "" if args.prefork_repeats == 1 else "s")]
+    if args.quick:
+        cmd.append("--quick")
+    log("bench: the pre-fork server: %s" % " ".join(cmd))
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        raise RuntimeError("the pre-fork server failed (exit %d)" % r.returncode)
+    log("bench: the pre-fork server took %.0f s" % (time.time() - t0))
+
+
 def prefork(out_dir):
-    """The pre-fork server's part, as make bench-prefork last wrote it to
-    prefork.md (it takes minutes: make bench does not run it), between
-    markers where make bench-prefork puts its next results."""
+    """The pre-fork server's part, as its last run (make bench's last
+    step, or make bench-prefork) wrote it to prefork.md, between markers
+    where make bench-prefork puts its next results."""
     try:
         with open(os.path.join(out_dir, "prefork.md")) as f:
             text = f.read()

@@ -399,6 +399,10 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--readme", help="README whose make bench summary to make again "
                     "(from latest.md, with this run's pre-fork part)")
+    ap.add_argument("--no-publish", action="store_true",
+                    help="leave latest.md and the README alone (make bench, "
+                    "which writes both after this run)")
+    ap.add_argument("--made-by", help="the command to name in prefork.md")
     ap.add_argument("--publish", action="store_true",
                     help="run nothing: put the last prefork.md into latest.md and --readme")
     args = ap.parse_args()
@@ -424,8 +428,9 @@ def main():
     shed_run = os.path.abspath(args.shed_run)
     if not os.access(shed_run, os.X_OK):
         sys.exit("prefork: %s not found (run make first)" % shed_run)
-    cmdline = ("make bench-prefork" + (" QUICK=1" if args.quick else "")
-               if os.environ.get("MAKELEVEL") else " ".join(["bench/prefork/measure.py"] + sys.argv[1:]))
+    cmdline = args.made_by or (
+        "make bench-prefork" + (" QUICK=1" if args.quick else "")
+        if os.environ.get("MAKELEVEL") else " ".join(["bench/prefork/measure.py"] + sys.argv[1:]))
     cfgs = configurations(shed_run)
     if args.rows:
         want = args.rows.split(",")
@@ -465,7 +470,8 @@ def main():
     with open(os.path.join(out_dir, "prefork.md"), "w") as f:
         f.write(text)
     plot(out_dir, names, m)
-    publish(out_dir, args.readme)
+    if not args.no_publish:
+        publish(out_dir, args.readme)
     log("prefork: results in %s (%.0f s)" % (out_dir, time.time() - started))
 
 
