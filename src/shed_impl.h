@@ -36,11 +36,15 @@
  * pool's stripe lock, and pushes the pool once onto the owner's pending stack;
  * the owner merges remote bits into its free bitmap when it next needs blocks.
  *
- * fork().  In the child, the theaps that were live (every thread's) become
- * "inherited": their pools stay theirs, nobody allocates from them, and a
- * free into one sets the block's bit in the inherit map g.imap (struct imap:
- * a bit per block of each inherited pool, the child's own memory) instead of
- * writing the descriptor, whose page is still shared with the parent.
+ * fork().  In the child, the theaps that were live (every thread's, and the
+ * orphanage, which a fresh one replaces) become "inherited" (theap_inherited:
+ * by generation, no theap written): their pools stay theirs, nobody
+ * allocates from them, and a free into one sets the block's bit in the
+ * inherit map g.imap (struct imap: a bit per block of each inherited pool,
+ * the child's own memory, laid out an arena at a time) instead of writing
+ * the descriptor, whose page is still shared with the parent.  Meanwhile the
+ * child's new pools and spans come from arenas and spans it carves
+ * (g.fork_arenas, med.fork_spans), not from the parent's free ones.
  * theap_reclaim_inherited later merges the map and hands the pools to the
  * orphanage.
  *
@@ -124,7 +128,8 @@
  *   4. g.theap_lock (theap.c)
  *   5. a stripe lock, g.stripes[pool index % NSTRIPES]: a pool's owner and
  *      remote bitmap; one at a time (fork_prepare takes all in index order)
- *   6. g.lock (arena.c): arenas, pool states, buckets
+ *   6. g.lock (arena.c): arenas, pool states, buckets; in a fork()ed
+ *      child also the inherit map's layout (imap_lay_out, under a stripe)
  *   6b. med.lock (span.c): spans carved and free (taken under g.lock only
  *      by shed_freeze and fork_prepare)
  *   7. rel.mx (release.c): the release thread's sleep and state
