@@ -25,6 +25,25 @@ static inline void lc_sleep_ms(unsigned ms)
         ;
 }
 
+/* shed's clock (os.c's now_ms: CLOCK_MONOTONIC_COARSE in ms, truncated
+ * alike), by which it stamps retired pools and due times.  Read around an
+ * event, it bounds the stamp shed gave it: a test derives from it what
+ * must have happened, whatever time the machine's load put in between. */
+static inline uint32_t lc_shed_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+/* Sleep until shed's clock reads `when` or later. */
+static inline void lc_sleep_until_shed_ms(uint32_t when)
+{
+    int32_t left;
+    while ((left = (int32_t)(when - lc_shed_ms())) > 0)
+        lc_sleep_ms((unsigned)left);
+}
+
 static inline void *lc_scratch(size_t bytes)
 {
     void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

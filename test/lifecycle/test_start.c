@@ -75,27 +75,36 @@ static void test_size_starts_thread(void **state)
  * allocation slow paths before the delay (a new word of a pool of another
  * class, taken before the frees, so that it takes no pool, which could be
  * one of those freed); the first slow path after it starts one, which
- * releases those it does not take. */
+ * releases those it does not take.  shed's clock, read before the frees
+ * and after the slow paths, says which of them came before the due time:
+ * all, when the two readings are less than the delay apart (the due time is
+ * the first free's stamp plus the delay); if the machine kept this process
+ * off the CPU longer, one may have started the thread, and then it was past
+ * the due time.  Either way free() and sleep start none, and a slow path
+ * past the due time leaves one running. */
 static int due_starts(void)
 {
+    const uint32_t delay = 30;
     if (shed_config("delay_ms=30") != 0)
         return 2;
     struct lc_set s;
     void *small[70];
     small[0] = shed_malloc(32);        /* its pool holds 128 blocks */
     lc_fill_pools(&s, BS, 8, 22);
-    uint64_t t0 = now_ms();
+    uint32_t c0 = lc_shed_ms();        /* <= the first free's stamp */
     lc_free_pages(&s, 8);
+    uint32_t c1 = lc_shed_ms();        /* >= the first free's stamp */
     for (int i = 1; i < 70; i++)       /* past a word of 64 blocks */
         if (!(small[i] = shed_malloc(32)) || page_of(small[i]) != page_of(small[0]))
             return 8;
-    bool before = now_ms() - t0 < 25;  /* (only if this was quick) */
-    if (before && lc_threads() != 1)
-        return 3;
-    if (lc_resident_count(s.full, 8) != 8 || lc_stats().pools_dirty < 8)
-        return 4;
-    lc_sleep_ms(60);                   /* the start is due */
-    if (lc_threads() != 1)
+    uint32_t c2 = lc_shed_ms();        /* >= the slow paths' clock */
+    long threads = lc_threads();
+    if (threads != 1 && (threads != 2 || c2 - c0 < delay))
+        return 3;                      /* none before the due time */
+    if (threads == 1 && (lc_resident_count(s.full, 8) != 8 || lc_stats().pools_dirty < 8))
+        return 4;                      /* no thread, nothing released */
+    lc_sleep_until_shed_ms(c1 + delay);  /* the start is due */
+    if (lc_threads() != threads)
         return 5;                      /* free() and sleep start none */
     void *late = shed_malloc(400);     /* a new class: a slow path */
     if (!late || lc_threads() != 2)
@@ -118,27 +127,30 @@ static void test_due_starts_thread(void **state)
 
 /* Pools emptied and taken again before the delay: at the due time nothing
  * is dirty, so the slow path starts no thread.  (If taking them again took
- * longer than the delay here, under a slow machine or a page-size shim,
- * the test cannot tell, and says so.) */
+ * the delay or longer by shed's clock, under a slow machine or a page-size
+ * shim, a slow path may have been past the due time while pools were
+ * still dirty: the test cannot tell, and says so.) */
 static int reused_no_thread(void)
 {
+    const uint32_t delay = 200;
     if (shed_config("delay_ms=200") != 0)
         return 2;
     struct lc_set s;
     lc_fill_pools(&s, BS, 4, 23);
-    uint64_t t0 = now_ms();
+    uint32_t c0 = lc_shed_ms();        /* <= the first free's stamp */
     lc_free_pages(&s, 4);
+    uint32_t c1 = lc_shed_ms();        /* >= the first free's stamp */
     /* The current pool's rest, then the 4 dirty ones (a run): 5 pools. */
     size_t per = page_size() / BS, n = 5 * per;
     void **again = lc_scratch(n * sizeof *again);
     for (size_t i = 0; i < n; i++)
         if (!(again[i] = shed_malloc(BS)))
             return 4;
-    if (now_ms() - t0 >= 150)
+    if (lc_shed_ms() - c0 >= delay)
         return 77;
     if (lc_stats().pools_dirty != 0)
         return 5;
-    lc_sleep_ms(250);
+    lc_sleep_until_shed_ms(c1 + delay);
     void *late = shed_malloc(400);     /* a slow path, past the due time */
     if (!late || lc_threads() != 1)
         return 6;
