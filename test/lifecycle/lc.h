@@ -3,8 +3,13 @@
  * fork(), heaps and freeze.  Built on test/shed_test.h.
  *
  * Waiting for the release thread is always a poll with a deadline (every
- * 10 ms, LC_WAIT_MS at most), never a fixed sleep.  Bookkeeping arrays come
- * from mmap, so that they never share pages with the blocks under test.
+ * 10 ms, LC_WAIT_MS at most), never a fixed sleep.  What must not have
+ * happened yet (a release before delay_ms, a start before its due time) is
+ * asserted only as far as shed's clock, read before and after the events
+ * (lc_shed_ms), says it cannot have: a process kept off the CPU may see
+ * any delay pass between two lines.  A cost is bounded in CPU time, which
+ * the load does not stretch, not wall time.  Bookkeeping arrays come from
+ * mmap, so that they never share pages with the blocks under test.
  */
 #ifndef LC_H
 #define LC_H
