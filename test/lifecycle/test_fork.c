@@ -4,11 +4,12 @@
  * (delay_ms=0).  Each child allocates, frees a whole pool's worth, waits
  * (bounded poll) until mincore shows the pages gone, which needs a release
  * thread of its own, checks its counters, and exits 0.  A child that does not
- * exit within 10 s is killed and fails the test (a lock held across fork).
+ * exit within 20 s is killed and fails the test (a lock held across fork):
+ * longer than a correct child can take, which may wait LC_WAIT_MS twice.
  */
 #include "lc.h"
 
-enum { CHURNERS = 2, CHILD_MS = 10000 };
+enum { CHURNERS = 2, CHILD_MS = 4 * LC_WAIT_MS };
 
 static _Atomic int stop;
 
