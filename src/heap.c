@@ -265,6 +265,16 @@ void heaps_collect(void)
     pthread_mutex_unlock(&heaps_lock);
 }
 
+bool heap_fork_busy(void)
+{
+    if (mutex_held(&heaps_lock))
+        return true;
+    for (struct shed_heap *h = heaps; h; h = h->next)
+        if (mutex_held(&h->lock))
+            return true;
+    return false;
+}
+
 /* fork(): every heap's lock is held across it, after the list's. */
 void heap_fork_prepare(void)
 {

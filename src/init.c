@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "shed_impl.h"
@@ -26,10 +27,38 @@ __attribute__((destructor)) static void shed_fini(void)
         releaser_stop();
 }
 
+__thread bool tls_fork_alone __attribute__((tls_model("initial-exec")));
+
+/* Does a lock of shed read as held?  (Only a thread that a signal handler
+ * interrupted while it held one, when the process has one thread.) */
+static bool fork_busy(void)
+{
+    return heap_fork_busy() || quarantine_fork_busy() || release_fork_busy() ||
+           orphan_fork_busy() || theap_fork_busy() || arena_fork_busy() ||
+           span_fork_busy() || releaser_fork_busy();
+}
+
 /* fork(): every lock of shed is taken in the lock order (shed_impl.h),
- * outermost first, so that the child inherits none held mid-change. */
+ * outermost first, so that the child inherits none held mid-change.
+ *
+ * Unless the process has one thread (glibc's __libc_single_threaded: no
+ * thread was ever made, the release thread included) and that thread holds
+ * no lock of shed: then no lock can be held across the fork, so none is
+ * taken, and the child need not make them afresh (tls_fork_alone, in the
+ * forking thread's own memory).  Taking and remaking them wrote five pages
+ * of shed's in the parent and as many in the child, each copied after the
+ * fork, and bound pthread_mutex_init in every child anew: a shell pays that
+ * for each subshell (docs/performance.md, "Process start").  A signal
+ * handler that forks while the thread is inside shed with a lock held takes
+ * the long way, as before (glibc does the same for its own malloc). */
 static void fork_prepare(void)
 {
+    if (__libc_single_threaded && !fork_busy()) {
+        tls_fork_alone = true;    /* no thread starts until the fork returns */
+        if (RELAXED_LOAD(g.opt.freeze_on_fork))
+            arena_seal_all(true);
+        return;
+    }
     releaser_pause();             /* first: the thread may take any lock */
     if (RELAXED_LOAD(g.opt.freeze_on_fork))
         arena_seal_all(true);     /* the children never write our pools */
@@ -45,6 +74,11 @@ static void fork_prepare(void)
 
 static void fork_parent(void)
 {
+    if (tls_fork_alone) {
+        tls_fork_alone = false;
+        releaser_resume(true);
+        return;
+    }
     releaser_fork_parent();
     span_fork_parent();
     arena_fork_parent();
@@ -59,15 +93,22 @@ static void fork_parent(void)
  * theaps become inherited (inherit.c). */
 static void fork_child(void)
 {
-    releaser_fork_child();
-    arena_fork_child();
-    theap_fork_child();
-    orphan_fork_child();
-    release_fork_child();
-    quarantine_fork_child();
-    heap_fork_child();
-    os_fork_child();
-    report_fork_child();
+    bool alone = tls_fork_alone;
+    tls_fork_alone = false;
+    if (alone) {
+        releaser_resume(false);
+    } else {
+        releaser_fork_child();
+        arena_fork_child();
+        theap_fork_child();
+        orphan_fork_child();
+        release_fork_child();
+        quarantine_fork_child();
+        heap_fork_child();
+    }
+    os_fork_child(!alone);        /* the leaves: another thread's, at the fork */
+    if (!alone)
+        report_fork_child();
     span_fork_child();            /* a child's child: the last fork's spans */
     inherit_fork_child();
     span_fork_inherit();

@@ -195,14 +195,18 @@ int os_backend_in_use(void)
     return backend_used < 0 ? BK_AUTO : backend_used;
 }
 
-/* A fork()ed child: a fresh probe lock, and a probe at its first release.
- * (No prepare or parent hook: the probe lock is held only around the probe,
- * which takes no other lock of shed.) */
-void os_fork_child(void)
+/* A fork()ed child: a fresh probe lock (threads: the parent had other
+ * threads, one of which may have held it), and a probe at its first
+ * release.  (No prepare or parent hook: the probe lock is held only around
+ * the probe, which takes no other lock of shed.)  What is as it should be already is
+ * not written: the first write to a page copies it in the child. */
+void os_fork_child(bool threads)
 {
     uring_fork_child();
-    pthread_mutex_init(&probe_lock, NULL);
-    backend_used = -1;
+    if (threads)
+        pthread_mutex_init(&probe_lock, NULL);
+    if (backend_used != -1)
+        backend_used = -1;
 }
 
 void os_count_call(uint64_t t0, bool failed)

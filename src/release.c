@@ -68,8 +68,6 @@ static struct {
     bool stop;
     bool flush;                    /* release every dirty pool before ending */
     int task_fd;                   /* the thread a fork ended: its /proc entry */
-    _Atomic bool fork_idle;        /* the parent of a fork, no pool retired
-                                      since: no thread by its size yet */
     _Atomic bool collect;          /* frees into pools nobody owns, while
                                       no thread ran: work for one */
     /* the pass's buffers last: a fork writes the locks, one page */
@@ -290,7 +288,7 @@ static void releaser_start(void)
 static bool start_wanted(void)
 {
     size_t after = (size_t)RELAXED_LOAD(g.opt.thread_after_kb) << 10 >> g.page_shift;
-    if (RELAXED_LOAD(g.pools_taken) >= after && !atomic_load(&rel.fork_idle))
+    if (RELAXED_LOAD(g.pools_taken) >= after && !atomic_load(&g.fork_idle))
         return true;
     uint32_t due = RELAXED_LOAD(g.thread_due);
     if (due == 0 || (int32_t)(now_ms() - due) < 0 ||
@@ -323,8 +321,8 @@ void releaser_ensure(void)
         return;
     }
     /* JSON lines every stats_interval_ms need the thread whatever its work. */
-    if (g.in_fork_child ||
-        (RELAXED_LOAD(g.opt.stats_interval_ms) ? atomic_load(&rel.fork_idle) : !start_wanted()))
+    if (g.in_fork_child || tls_fork_alone ||
+        (RELAXED_LOAD(g.opt.stats_interval_ms) ? atomic_load(&g.fork_idle) : !start_wanted()))
         return;
     sigset_t all, old;
     sigfillset(&all);
@@ -366,7 +364,7 @@ static bool releaser_wake(void)
      * start one, so every thread's next malloc is sent to the slow path
      * (theap_catch_up), which may, if the process is big enough; as a
      * freeze does, and as harmless. */
-    if (atomic_load(&rel.fork_idle) && atomic_exchange(&rel.fork_idle, false))
+    if (atomic_load(&g.fork_idle) && atomic_exchange(&g.fork_idle, false))
         atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
     return s != R_FAILED;    /* no thread yet: it waits */
 }
@@ -471,24 +469,31 @@ void releaser_pause(void)
     pthread_setcancelstate(cancel, NULL);
 }
 
-/* After the fork (every lock of shed held): no thread, until
+/* After the fork (every lock of shed held, or none when the process had
+ * one thread: init.c, fork_prepare): no thread, until
  * releaser_ensure starts one.  A start is due if pools stayed dirty (no
  * thread ran, or its last pass failed); the child counts the pools it takes
  * from zero.  A parent that wants JSON lines every stats_interval_ms starts
  * it at its next malloc (the epoch sends that to the slow path), not when
  * it first empties a pool: the lines go on across forks. */
-static void releaser_resume(bool parent)
+void releaser_resume(bool parent)
 {
     if (atomic_load(&rel.state) == R_PAUSED)
         atomic_store(&rel.state, R_NONE);
     bool stats = RELAXED_LOAD(g.opt.stats_interval_ms) != 0;
-    atomic_store(&rel.fork_idle, parent && !stats);
+    /* Only what changes is written: after a fork every page of the process
+     * is the child's too, and the first write to one copies it (a shell
+     * forks for every subshell). */
+    if (atomic_load(&g.fork_idle) != (parent && !stats))
+        atomic_store(&g.fork_idle, parent && !stats);
     if (parent && stats)
         atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);
-    RELAXED_STORE(g.thread_due, 0);
+    /* A start stays due, or becomes due, while pools are dirty. */
     if (g.npools_dirty > 0)
         releaser_schedule();
-    if (!parent)
+    else if (RELAXED_LOAD(g.thread_due))
+        RELAXED_STORE(g.thread_due, 0);
+    if (!parent && RELAXED_LOAD(g.pools_taken))
         RELAXED_STORE(g.pools_taken, 0);
 }
 
@@ -498,6 +503,11 @@ MUTEX_FORK_HOOKS(release, rel.pass)
 
 /* fork(): the thread's sleep lock comes last in the lock order (a pool
  * retired under any other lock wakes the thread: releaser_kick). */
+bool releaser_fork_busy(void)
+{
+    return mutex_held(&rel.mx);
+}
+
 void releaser_fork_prepare(void)
 {
     pthread_mutex_lock(&rel.mx);

@@ -431,6 +431,8 @@ struct medium {
     _Atomic bool asym;           /* membarrier(2) orders the owner's take of
                                     a page against a claim: the owner needs
                                     no fence (span_own_pages) */
+    _Atomic bool barrier_registered; /* membarrier(2) asked for, in this
+                                    process (span.c, barrier_ready) */
     _Atomic uint64_t *imap;      /* fork()ed child: SPAN_WORDS words a span,
                                     blocks of inherited spans freed here */
     size_t imap_spans;           /* spans the map covers (carved at the fork) */
@@ -584,6 +586,12 @@ struct global {
     _Atomic size_t pools_taken;  /* pools taken fresh or released (not
                                     dirty) since start-up, or since the
                                     fork in a child: pages faulted in */
+    _Atomic bool fork_idle;      /* the parent of a fork, no pool retired
+                                    since: no thread by its size yet
+                                    (release.c; here, beside the counts a
+                                    fork()ed child writes anyway) */
+    bool uring_ring;             /* uring.c made a ring (which a fork()ed
+                                    child must let go) */
     size_t class_pools[NCLS];
 
     pthread_mutex_t theap_lock;  /* theap list and free list */
@@ -931,6 +939,7 @@ static inline bool shed_ready(void)
 /* fork() hooks, one set per module that holds locks, called by init.c in
  * the lock order (see "Lock order" above). */
 #define FORK_HOOKS(m) \
+    bool m##_fork_busy(void) HIDDEN; \
     void m##_fork_prepare(void) HIDDEN; \
     void m##_fork_parent(void) HIDDEN; \
     void m##_fork_child(void) HIDDEN;
@@ -942,6 +951,15 @@ FORK_HOOKS(theap)
 FORK_HOOKS(arena)
 FORK_HOOKS(releaser)
 #undef FORK_HOOKS
+/* Is the mutex held (by anyone)?  A plain read of glibc's lock word: fork()
+ * in a process with one thread looks whether that thread holds a lock of
+ * shed (a signal handler that interrupted it), without taking any. */
+static inline bool mutex_held(pthread_mutex_t *m)
+{
+    return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) != 0;
+}
+/* The forking thread's: this fork() took no lock (init.c, fork_prepare). */
+extern __thread bool tls_fork_alone HIDDEN __attribute__((tls_model("initial-exec")));
 /* A mutex that fork_prepare took, in the child: the forking thread, the
  * child's only one, holds it and unlocks it (POSIX's own use of
  * pthread_atfork).  Not pthread_mutex_init: ThreadSanitizer keeps a mutex
@@ -951,8 +969,10 @@ static inline void fork_child_unlock(pthread_mutex_t *m)
 {
     pthread_mutex_unlock(m);
 }
-/* The hooks of a module whose one lock is lk: held across the fork. */
+/* The hooks of a module whose one lock is lk: held across the fork (busy:
+ * held now). */
 #define MUTEX_FORK_HOOKS(m, lk) \
+    bool m##_fork_busy(void) { return mutex_held(&(lk)); } \
     void m##_fork_prepare(void) { pthread_mutex_lock(&(lk)); } \
     void m##_fork_parent(void) { pthread_mutex_unlock(&(lk)); } \
     void m##_fork_child(void) { fork_child_unlock(&(lk)); }
@@ -972,7 +992,7 @@ void     os_unmap(void *addr, size_t size) HIDDEN;
 size_t   os_resident_pages(void *addr, size_t npages) HIDDEN;
 int      os_commit(void *addr, size_t size) HIDDEN;
 void     os_probe_backend(void) HIDDEN;
-void     os_fork_child(void) HIDDEN;
+void     os_fork_child(bool threads) HIDDEN;
 size_t   os_advise(struct iovec *iov, size_t n, bool *ok) HIDDEN;
 uint32_t now_ms(void) HIDDEN;
 uint64_t now_ns(void) HIDDEN;
@@ -1058,6 +1078,7 @@ void     span_settle(struct iovec *iov, size_t n, const bool *ok) HIDDEN;
 void     span_seal_all(bool seal) HIDDEN;
 size_t   span_resident_bytes(void) HIDDEN;
 bool     span_any_dirty(void) HIDDEN;
+bool     span_fork_busy(void) HIDDEN;
 void     span_fork_prepare(void) HIDDEN;
 void     span_fork_parent(void) HIDDEN;
 void     span_fork_child(void) HIDDEN;
@@ -1107,6 +1128,7 @@ void     releaser_collect_soon(void) HIDDEN;
 void     releaser_stats_changed(void) HIDDEN;
 void     releaser_pause(void) HIDDEN;
 void     releaser_stop(void) HIDDEN;
+void     releaser_resume(bool parent) HIDDEN;
 
 /* alloc.c / free.c entry points shared with preload.c (fast paths: fast.h) */
 void    *shed_malloc_impl(size_t size) HIDDEN;

@@ -77,7 +77,9 @@ int span_setup(size_t size)
      * addresses" in shed_impl.h): span 0 is never carved. */
     med.ncarved = med.ncommitted = g.checker ? 1 : 0;
     medium_classes_init();
-    RELAXED_STORE(med.asym, os_barrier_register());
+    /* membarrier(2) is registered at the first release (barrier_ready):
+     * a short process never releases a span. */
+    RELAXED_STORE(med.asym, !g.valgrind);
     med.nspans = med.size >> SPAN_SHIFT;
     med.span_pages = (unsigned)(SPAN_BYTES >> g.page_shift);
     med.all_pages = med.span_pages == 64 ? ~0ull : (1ull << med.span_pages) - 1;
@@ -246,13 +248,30 @@ struct claim {
     uint64_t pages;
 };
 
+/* Is membarrier(2)'s private expedited command registered for this
+ * process?  Asked for here, at the first release that needs it, not at
+ * start-up nor in every fork()ed child (whose registration is not its
+ * parent's): a short process never releases a span.  Owners go without a
+ * fence (med.asym) before it as after: the barrier comes after the
+ * registration, and if that fails, claims_confirm gives up the pages of
+ * owned spans and owners fence from then on. */
+static bool barrier_ready(void)
+{
+    if (RELAXED_LOAD(med.barrier_registered))
+        return true;
+    bool ok = os_barrier_register();
+    if (ok)
+        RELAXED_STORE(med.barrier_registered, true);
+    return ok;
+}
+
 /* After claiming: one barrier for all (see span_own_pages), then the pages
  * an owner took meanwhile are given up, and the others go into iov as
  * ranges (adjacent pages merged), as long as there is room; what does not
  * fit is given up too.  Returns false when iov filled up. */
 static bool claims_confirm(struct claim *c, size_t nc, struct iovec *iov, size_t *n, size_t cap)
 {
-    bool asym = RELAXED_LOAD(med.asym), barrier = asym && os_barrier_all();
+    bool asym = RELAXED_LOAD(med.asym), barrier = asym && barrier_ready() && os_barrier_all();
     if (!barrier)
         atomic_thread_fence(memory_order_seq_cst);
     if (asym && !barrier)
@@ -539,6 +558,11 @@ size_t span_resident_bytes(void)
     return n ? os_resident_pages(med.base, n * med.span_pages) << g.page_shift : 0;
 }
 
+bool span_fork_busy(void)
+{
+    return mutex_held(&med.lock);
+}
+
 /* fork(): med.lock, at g.lock's place in the lock order. */
 void span_fork_prepare(void)
 {
@@ -555,9 +579,12 @@ void span_fork_parent(void)
  * (this is a child's child) are reclaimed, with their map. */
 void span_fork_child(void)
 {
-    fork_child_unlock(&med.lock);
-    /* membarrier's registration is the parent's, not the child's */
-    RELAXED_STORE(med.asym, med.base && os_barrier_register());
+    if (mutex_held(&med.lock))           /* not when the fork took no lock */
+        fork_child_unlock(&med.lock);
+    /* membarrier's registration is the parent's, not the child's (asked
+     * for again at the first release: barrier_ready) */
+    if (RELAXED_LOAD(med.barrier_registered))
+        RELAXED_STORE(med.barrier_registered, false);
     if (med.imap) {
         medium_reclaim_inherited();
         os_unmap(med.imap, med.imap_spans * SPAN_WORDS * sizeof(uint64_t));

@@ -376,6 +376,14 @@ void theap_destroy_pools(struct theap *th)
     release_retired(owned);
 }
 
+bool theap_fork_busy(void)
+{
+    for (int i = 0; i < NSTRIPES; i++)
+        if (atomic_load_explicit(&g.stripes[i].m.v, memory_order_relaxed))
+            return true;
+    return mutex_held(&g.theap_lock);
+}
+
 /* fork(): the theap list's lock, then every stripe lock (they guard pool
  * ownership and remote frees), in index order. */
 void theap_fork_prepare(void)

@@ -62,6 +62,7 @@ bool uring_available(void)
     if (atomic_load(&u.loaded) <= 0 || u.queue_init(RING_ENTRIES, &u.ring, 0) != 0)
         return false;
     u.state = 1;
+    g.uring_ring = true;
     return true;
 }
 
@@ -106,9 +107,14 @@ size_t uring_advise(struct iovec *iov, size_t n, int advice, bool *ok)
  * sets up its own at its first release (liburing stays loaded). */
 void uring_fork_child(void)
 {
+    /* u's page is not read unless a ring was made: the child's first touch
+     * of a page its parent never touched costs a page fault. */
+    if (!g.uring_ring)
+        return;
     if (u.state > 0)
         u.queue_exit(&u.ring);
     u.state = 0;
+    g.uring_ring = false;
 }
 
 #else /* no liburing headers at build time */
