@@ -165,7 +165,21 @@ static bool setup(void)
      * a page at a time), where the kernel's may be smaller. */
     g.arenas = os_map_table((g.narenas_max * sizeof(struct arena) + g.page_mask) &
                             ~g.page_mask);
-    g.dirty_arenas = os_map((g.narenas_max + 63) / 64 * sizeof(uint64_t));
+    /* One mapping for what the first malloc writes of shed's own: the
+     * orphanage's and the first thread's theaps on one page, with the first
+     * words of the bitmap of arenas with dirty pools (256 MiB of pools in
+     * 128 bytes), then THEAP_SPARE - 2 more theaps on a page of their own
+     * (a second thread's, a fork()ed child's): a mapping and a page fault
+     * each, saved. */
+    size_t tsz = (sizeof(struct theap) + 63) & ~(size_t)63;
+    size_t dirty_bytes = (g.narenas_max + 63) / 64 * sizeof(uint64_t);
+    size_t more = (2 * tsz + dirty_bytes + g.page_mask) & ~g.page_mask;
+    char *block = os_map(more + (THEAP_SPARE - 2) * tsz);
+    if (block) {
+        g.dirty_arenas = (uint64_t *)(block + 2 * tsz);
+        for (unsigned i = 0; i < THEAP_SPARE; i++)
+            g.theap_spare[i] = (struct theap *)(block + (i < 2 ? i * tsz : more + (i - 2) * tsz));
+    }
     /* arenas[0] is written below, carved or not. */
     if (g.arenas && os_commit(g.arenas, g.page_size) == 0)
         g.arenas_ready = g.page_size;

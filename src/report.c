@@ -490,7 +490,7 @@ static void report_exit(void)
             report_text(&o, &st);
         out_flush(&o);
     }
-    if (map_path[0]) {
+    if (g.map_at_exit) {          /* map_path's page is touched only then */
         int fd = open(map_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         struct out o = { buf, 0, sizeof buf, NULL, fd, fd < 0 };
         if (fd >= 0) {
@@ -508,8 +508,10 @@ void report_setup(void)
 {
     const char *map = getenv("SHED_MAP");
     if (map && *map) {
-        if (strlen(map) < sizeof map_path)
+        if (strlen(map) < sizeof map_path) {
             strcpy(map_path, map);
+            g.map_at_exit = true;
+        }
         else
             shed_warn("SHED_MAP too long, no heap map", NULL);
     }

@@ -88,9 +88,10 @@
  *     med.spans[i]  one struct span per span (256 bytes): free and remote
  *                   bitmaps, the owner, the page masks owned/claimed/
  *                   resident/seen and the per-page counts live[]
- *     med.free      bitmap of spans that are carved and unowned
- *     med.dirty     bitmap of spans that may have idle pages not released
- *     med.desc_dirty, med.held  pages of descriptors to give back when all
+ *     med.bits      bitmaps (interleaved: med_word): MB_FREE, spans that
+ *                   are carved and unowned; MB_DIRTY, spans that may have
+ *                   idle pages not released; MB_DESC_DIRTY, MB_HELD: pages
+ *                   of descriptors to give back when all
  *                   their spans are free and released (as for pools)
  *
  * A span is owned by a theap as a pool is (cur/avail lists per medium class,
@@ -161,6 +162,7 @@
                                         page, as every page of locks costs
                                         two copies at each fork (the parent
                                         unlocks, the child re-initialises) */
+#define THEAP_SPARE     4            /* theaps mapped at start-up (init.c) */
 #define POOL_RUN        4            /* adjacent pools a thread takes at once */
 #define DEFAULT_REGION  ((size_t)32 << 30)
 #define MIN_REGION      ((size_t)16 << 20)
@@ -379,7 +381,7 @@ static inline void *unhide_addr(uintptr_t h)
  *   that remote[] is empty unless the span is pending.]
  * Unowned: remote[] zero, pending 0, own 0 and live[] zero, size the class
  * it last held (to tell a double free from a wild pointer), and its bit set
- * in med.free unless it is sealed (then it waits for its pages to be
+ * in MB_FREE unless it is sealed (then it waits for its pages to be
  * released) or held (its page of descriptors is being advised).  An
  * all-zero descriptor is a valid free span, every page idle and none
  * resident: what a fresh span is, and what a page of descriptors given back
@@ -421,12 +423,8 @@ struct medium {
     unsigned span_pages;         /* pages per span (at most 64) */
     uint64_t all_pages;          /* mask of a span's pages */
     struct span *spans;
-    _Atomic uint64_t *free;      /* carved spans without owner (med.lock) */
-    _Atomic uint64_t *dirty;     /* spans that may have idle resident pages */
-    _Atomic uint64_t *held;      /* free spans whose page of descriptors is
-                                    being advised (out of med.free) */
-    _Atomic uint64_t *desc_dirty;/* pages of descriptors that may be all
-                                    free and released (med.lock) */
+    _Atomic uint64_t *bits;      /* the bitmaps of enum med_bitmap, a cache
+                                    line of each in turn (med_word) */
     _Atomic bool desc_more;      /* desc_dirty has marks since the last look */
     _Atomic bool asym;           /* membarrier(2) orders the owner's take of
                                     a page against a claim: the owner needs
@@ -446,9 +444,29 @@ struct medium {
      * the owner stamps a span with it (one load, no clock call) */
     _Atomic uint32_t tick;
     uint32_t tick_ms;            /* when the last tick began (release pass) */
-    pthread_mutex_t lock;        /* carving, med.free, counts */
+    pthread_mutex_t lock;        /* carving, MB_FREE, counts */
 };
 extern struct medium med HIDDEN;
+
+/* The bitmaps of med.bits, a bit a span (MB_DESC_DIRTY: a bit a page of
+ * descriptors). */
+enum med_bitmap {
+    MB_FREE,                     /* carved spans without owner (med.lock) */
+    MB_DIRTY,                    /* spans that may have idle resident pages */
+    MB_HELD,                     /* free spans whose page of descriptors is
+                                    being advised (out of MB_FREE) */
+    MB_DESC_DIRTY,               /* pages of descriptors that may be all
+                                    free and released (med.lock) */
+    MB_COUNT
+};
+#define MB_LINE_WORDS 8          /* words of one bitmap on a cache line */
+#define MB_LINE_BITS  (MB_LINE_WORDS * 64)
+/* Word w of bitmap b: lines of the four bitmaps in turn, so that each
+ * line is written by the users of one bitmap only. */
+static inline _Atomic uint64_t *med_word(enum med_bitmap b, size_t w)
+{
+    return &med.bits[(w / MB_LINE_WORDS * MB_COUNT + b) * MB_LINE_WORDS + w % MB_LINE_WORDS];
+}
 
 /* malloc's view of a class's current pool: the word of its free bitmap that
  * blocks come from, and the address of that word's first block.  Any word of
@@ -592,10 +610,14 @@ struct global {
                                     fork()ed child writes anyway) */
     bool uring_ring;             /* uring.c made a ring (which a fork()ed
                                     child must let go) */
+    bool map_at_exit;            /* SHED_MAP was given (report.c) */
     size_t class_pools[NCLS];
 
     pthread_mutex_t theap_lock;  /* theap list and free list */
     struct theap *theaps, *theap_free;
+    struct theap *theap_spare[THEAP_SPARE]; /* the first theaps, mapped with
+                                    g.dirty_arenas at start-up (init.c) */
+    unsigned theap_nspare_used;
     pthread_key_t key;
 
     pthread_mutex_t orphan_lock;

@@ -38,12 +38,25 @@ static inline size_t spans_per_desc_page(void)
     return g.page_size / sizeof(struct span);
 }
 
+/* Set or clear bit i of bitmap b (plain stores: under med.lock). */
+static inline void mb_set(enum med_bitmap b, size_t i)
+{
+    _Atomic uint64_t *w = med_word(b, i / 64);
+    RELAXED_STORE(*w, RELAXED_LOAD(*w) | 1ull << (i % 64));
+}
+
+static inline void mb_clear(enum med_bitmap b, size_t i)
+{
+    _Atomic uint64_t *w = med_word(b, i / 64);
+    RELAXED_STORE(*w, RELAXED_LOAD(*w) & ~(1ull << (i % 64)));
+}
+
 /* Span i is free (or all released): its page of descriptors may go back
  * (span_claim_descs looks).  Caller holds med.lock. */
 static void desc_mark(size_t i)
 {
     size_t k = i / spans_per_desc_page();
-    RELAXED_STORE(med.desc_dirty[k / 64], RELAXED_LOAD(med.desc_dirty[k / 64]) | 1ull << (k % 64));
+    mb_set(MB_DESC_DIRTY, k);
     RELAXED_STORE(med.desc_more, true);
 }
 
@@ -83,13 +96,14 @@ int span_setup(size_t size)
     med.nspans = med.size >> SPAN_SHIFT;
     med.span_pages = (unsigned)(SPAN_BYTES >> g.page_shift);
     med.all_pages = med.span_pages == 64 ? ~0ull : (1ull << med.span_pages) - 1;
-    size_t words = (med.nspans + 63) / 64 * sizeof(uint64_t);
+    /* The four bitmaps (desc_dirty has more than enough: a bit a page of
+     * descriptors) in one mapping, interleaved a cache line at a time
+     * (med_word): their first lines share a page, the only one a process
+     * with less than 2 GiB of spans writes. */
+    size_t lines = (med.nspans + MB_LINE_BITS - 1) / MB_LINE_BITS;
     med.spans = os_map_table((med.nspans * sizeof(struct span) + g.page_mask) & ~g.page_mask);
-    med.free = os_map(words);
-    med.dirty = os_map(words);
-    med.held = os_map(words);
-    med.desc_dirty = os_map(words);       /* more than enough: a bit a page */
-    if (!med.spans || !med.free || !med.dirty || !med.held || !med.desc_dirty) {
+    med.bits = os_map(lines * MB_COUNT * MB_LINE_WORDS * sizeof(uint64_t));
+    if (!med.spans || !med.bits) {
         os_unmap(med.base, size);
         med.base = NULL;
         med.size = 0;
@@ -116,7 +130,7 @@ struct span *span_acquire(void)
     size_t from = med.fork_spans < med.nspans ? med.fork_spans : 0;
 again:
     for (size_t w = from / 64; w < (med.ncarved + 63) / 64 && !s && seen < ACQUIRE_LOOK; w++) {
-        uint64_t m = RELAXED_LOAD(med.free[w]);
+        uint64_t m = RELAXED_LOAD(*med_word(MB_FREE, w));
         if (w == from / 64)
             m &= ~0ull << (from % 64);
         for (; m && seen < ACQUIRE_LOOK; m &= m - 1) {
@@ -132,7 +146,7 @@ again:
     s = s ? s : lowest;
     if (s) {
         size_t i = span_index(s);
-        RELAXED_STORE(med.free[i / 64], RELAXED_LOAD(med.free[i / 64]) & ~(1ull << (i % 64)));
+        mb_clear(MB_FREE, i);
     }
     if (!s && med.ncarved < med.nspans) {
         if (med.ncarved == med.ncommitted) {
@@ -173,7 +187,7 @@ void span_return(struct span *s)
     med.spans_used--;
     if (!RELAXED_LOAD(s->sealed)) {
         size_t i = span_index(s);
-        RELAXED_STORE(med.free[i / 64], RELAXED_LOAD(med.free[i / 64]) | 1ull << (i % 64));
+        mb_set(MB_FREE, i);
         desc_mark(i);
     }
     pthread_mutex_unlock(&med.lock);
@@ -211,10 +225,10 @@ void span_idle_pages(struct span *s, uint64_t pages)
     atomic_store_explicit(&s->owned, RELAXED_LOAD(s->owned) & ~pages, memory_order_release);
     size_t i = span_index(s);
     uint64_t bit = 1ull << (i % 64);
-    if (atomic_load(&med.dirty[i / 64]) & bit)
+    if (atomic_load(med_word(MB_DIRTY, i / 64)) & bit)
         return;
     RELAXED_STORE(s->idle_tick, RELAXED_LOAD(med.tick));
-    atomic_fetch_or(&med.dirty[i / 64], bit);
+    atomic_fetch_or(med_word(MB_DIRTY, i / 64), bit);
     releaser_kick_span(s);
 }
 
@@ -314,7 +328,7 @@ static void unseal_if_released(struct span *s)
         return;
     RELAXED_STORE(s->sealed, 0);
     size_t i = span_index(s);
-    RELAXED_STORE(med.free[i / 64], RELAXED_LOAD(med.free[i / 64]) | 1ull << (i % 64));
+    mb_set(MB_FREE, i);
     desc_mark(i);
 }
 
@@ -336,7 +350,7 @@ static uint32_t tick_advance(uint32_t now, uint32_t delay)
 
 /* Pages of descriptors whose spans are all free and all released go back
  * too: a zero descriptor is a free span with every page idle and none
- * resident.  Those spans are held out of med.free meanwhile, so that no
+ * resident.  Those spans are held out of MB_FREE meanwhile, so that no
  * allocation writes the page while it is advised (span_settle puts them
  * back). */
 static void claim_descs(struct iovec *iov, size_t *n, size_t cap)
@@ -345,24 +359,23 @@ static void claim_descs(struct iovec *iov, size_t *n, size_t cap)
     pthread_mutex_lock(&med.lock);
     size_t npages = med.ncarved / per;    /* whole pages only */
     for (size_t w = 0; w < (npages + 63) / 64 && *n < cap; w++) {
-        for (uint64_t m = RELAXED_LOAD(med.desc_dirty[w]); m && *n < cap; m &= m - 1) {
+        for (uint64_t m = RELAXED_LOAD(*med_word(MB_DESC_DIRTY, w)); m && *n < cap; m &= m - 1) {
             size_t k = w * 64 + (size_t)__builtin_ctzll(m), first = k * per;
             if (k >= npages)
                 break;
-            RELAXED_STORE(med.desc_dirty[w], RELAXED_LOAD(med.desc_dirty[w]) & ~(m & -m));
+            mb_clear(MB_DESC_DIRTY, k);
             bool all = true;
             for (size_t i = first; i < first + per && all; i++) {
                 struct span *s = &med.spans[i];
-                all = (RELAXED_LOAD(med.free[i / 64]) >> (i % 64) & 1) &&
+                all = (RELAXED_LOAD(*med_word(MB_FREE, i / 64)) >> (i % 64) & 1) &&
                       !RELAXED_LOAD(s->owned) && !RELAXED_LOAD(s->claimed) &&
                       !(RELAXED_LOAD(s->resident) & med.all_pages);
             }
             if (!all)
                 continue;
             for (size_t i = first; i < first + per; i++) {
-                uint64_t bit = 1ull << (i % 64);
-                RELAXED_STORE(med.free[i / 64], RELAXED_LOAD(med.free[i / 64]) & ~bit);
-                RELAXED_STORE(med.held[i / 64], RELAXED_LOAD(med.held[i / 64]) | bit);
+                mb_clear(MB_FREE, i);
+                mb_set(MB_HELD, i);
             }
             iov[(*n)++] = (struct iovec){ &med.spans[first], g.page_size };
         }
@@ -377,9 +390,9 @@ static void settle_descs(const struct iovec *v)
     pthread_mutex_lock(&med.lock);
     for (size_t i = first; i < first + spans_per_desc_page(); i++) {
         uint64_t bit = 1ull << (i % 64);
-        if (RELAXED_LOAD(med.held[i / 64]) & bit) {
-            RELAXED_STORE(med.held[i / 64], RELAXED_LOAD(med.held[i / 64]) & ~bit);
-            RELAXED_STORE(med.free[i / 64], RELAXED_LOAD(med.free[i / 64]) | bit);
+        if (RELAXED_LOAD(*med_word(MB_HELD, i / 64)) & bit) {
+            mb_clear(MB_HELD, i);
+            mb_set(MB_FREE, i);
         }
     }
     pthread_mutex_unlock(&med.lock);
@@ -405,16 +418,16 @@ size_t span_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
     size_t nwords = (med.ncarved + 63) / 64;
     pthread_mutex_unlock(&med.lock);
     for (size_t w = 0; w < nwords; w++) {
-        for (uint64_t m = atomic_load(&med.dirty[w]); m; m &= m - 1) {
+        for (uint64_t m = atomic_load(med_word(MB_DIRTY, w)); m; m &= m - 1) {
             uint64_t bit = m & -m;
             struct span *s = &med.spans[w * 64 + (size_t)__builtin_ctzll(m)];
-            atomic_fetch_and(&med.dirty[w], ~bit);
+            atomic_fetch_and(med_word(MB_DIRTY, w), ~bit);
             struct theap *o = RELAXED_LOAD(s->owner);
             if (o && theap_inherited(o)) {
                 /* a fork()ed child, a span of its parent's: claiming would
                  * write (so copy) the parent's descriptors; after the
                  * reclaim (inherit.c) */
-                atomic_fetch_or(&med.dirty[w], bit);
+                atomic_fetch_or(med_word(MB_DIRTY, w), bit);
                 continue;
             }
             uint32_t age = tick - RELAXED_LOAD(s->idle_tick);
@@ -423,13 +436,13 @@ size_t span_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
              * no thread owns; else those idle since the last look. */
             bool whole = all || delay == 0 || RELAXED_LOAD(s->sealed) || !RELAXED_LOAD(s->owner);
             if (!whole && age <= DELAY_TICKS) {
-                atomic_fetch_or(&med.dirty[w], bit);  /* not yet */
+                atomic_fetch_or(med_word(MB_DIRTY, w), bit);  /* not yet */
                 left = (DELAY_TICKS + 1 - age) * period - into;
                 wait = left < wait ? left : wait;
                 continue;
             }
             if (nc == CLAIMS_MAX) {
-                atomic_fetch_or(&med.dirty[w], bit);
+                atomic_fetch_or(med_word(MB_DIRTY, w), bit);
                 wait = 0;                 /* full: come back at once */
                 goto out;
             }
@@ -447,7 +460,7 @@ size_t span_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
             RELAXED_STORE(s->seen, rest);
             if (rest) {
                 RELAXED_STORE(s->idle_tick, tick);
-                atomic_fetch_or(&med.dirty[w], bit);
+                atomic_fetch_or(med_word(MB_DIRTY, w), bit);
                 wait = left < wait ? left : wait;
             }
         }
@@ -500,7 +513,7 @@ void span_settle(struct iovec *iov, size_t n, const bool *ok)
                 atomic_fetch_and(&s->resident, ~pages);
                 RELAXED_ADD(g.c.pages, count);
             } else {
-                atomic_fetch_or(&med.dirty[si / 64], 1ull << (si % 64));
+                atomic_fetch_or(med_word(MB_DIRTY, si / 64), 1ull << (si % 64));
             }
             atomic_fetch_and_explicit(&s->claimed, ~pages, memory_order_release);
             if (ok[i] && !RELAXED_LOAD(s->owner) && !(RELAXED_LOAD(s->resident) & med.all_pages)) {
@@ -533,7 +546,7 @@ void span_seal_all(bool seal)
             bool unowned = !RELAXED_LOAD(s->owner);
             RELAXED_STORE(s->sealed, 0);
             if (unowned)
-                RELAXED_STORE(med.free[i / 64], RELAXED_LOAD(med.free[i / 64]) | 1ull << (i % 64));
+                mb_set(MB_FREE, i);
         }
     }
     pthread_mutex_unlock(&med.lock);
@@ -545,7 +558,7 @@ void span_seal_all(bool seal)
 bool span_any_dirty(void)
 {
     for (size_t w = 0; w < (RELAXED_LOAD(med.ncarved) + 63) / 64; w++)
-        if (RELAXED_LOAD(med.dirty[w]))
+        if (RELAXED_LOAD(*med_word(MB_DIRTY, w)))
             return true;
     return false;
 }

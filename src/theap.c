@@ -71,7 +71,9 @@ struct theap *theap_new(bool shared)
     if (th) {
         g.theap_free = th->free_next;
     } else {
-        th = os_map(sizeof *th);     /* never freed: remote frees may read it */
+        /* never freed: remote frees may read it */
+        th = g.theap_nspare_used < THEAP_SPARE ? g.theap_spare[g.theap_nspare_used++]
+                                               : os_map(sizeof *th);
         if (th) {
             th->all_next = g.theaps;
             g.theaps = th;
