@@ -119,8 +119,10 @@ void inherit_fork_child(void)
         theap_reclaim_inherited();        /* no map: take the pools over now */
     else if (n)
         g.fork_arenas = g.narenas;        /* new pools from new arenas */
-    tls_heap = NO_THEAP;                  /* the forking thread starts afresh */
-    pthread_setspecific(g.key, NULL);
+    /* The forking thread starts afresh.  Its key still names the theap
+     * now inherited, which theap_exit leaves alone (a call here would be
+     * one more page of libc's code for the child to fault in). */
+    tls_heap = NO_THEAP;
     g.in_fork_child = false;
 }
 

@@ -133,6 +133,9 @@ uint64_t theaps_large_allocs(void)
 static void theap_exit(void *arg)
 {
     struct theap *th = arg;
+    if (th != tls_heap)
+        return;    /* a fork()ed child's thread that never allocated: the
+                      parent's theap, inherited (inherit_fork_child) */
     tls_heap = NO_THEAP;
     theap_abandon(th);
     theap_recycle(th);
