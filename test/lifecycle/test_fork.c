@@ -6,6 +6,8 @@
  * thread of its own, checks its counters, and exits 0.  A child that does not
  * exit within 20 s is killed and fails the test (a lock held across fork):
  * longer than a correct child can take, which may wait LC_WAIT_MS twice.
+ * And a child whose only thread ends (pthread_exit) before it allocates
+ * leaves its parent's theap, inherited, alone.
  */
 #include "lc.h"
 
@@ -173,6 +175,52 @@ static void test_fork_under_churn(void **state)
     assert_true(s1.pages_released > s0.pages_released);
 }
 
+/* ---- a child whose forking thread ends first ---- */
+
+/* A fork()ed child's only thread ends with pthread_exit before allocating
+ * anything.  The key of shed's thread heaps still names the parent's theap
+ * there (the child does not clear it), inherited, and its destructor must
+ * leave it alone: had it abandoned it, the parent's empty current pool
+ * would go back, and the pools in use drop.  The process exits after the
+ * destructors; an exit handler compares. */
+static size_t first_pools;
+
+static void first_check(void)
+{
+    struct shed_stats st;
+    _exit(shed_stats(&st) != 0 ? 10 : st.pools_in_use == first_pools ? 0 : 11);
+}
+
+static int main_exits_first(void)
+{
+    struct lc_set s;
+    lc_fill_pools(&s, 96, 4, 21);
+    shed_free(shed_malloc(200));         /* an empty current pool */
+    pid_t pid = fork();
+    if (pid < 0)
+        return 2;
+    if (pid == 0) {
+        struct shed_stats st;
+        if (shed_stats(&st) != 0)
+            _exit(9);
+        first_pools = st.pools_in_use;   /* the child's, after the fork */
+        if (atexit(first_check) != 0)
+            _exit(3);
+        pthread_exit(NULL);
+    }
+    int status = lc_wait_child(pid, 4 * LC_WAIT_MS);
+    if (status == -1 || !WIFEXITED(status))
+        return 4;
+    lc_free_all(&s);
+    return WEXITSTATUS(status);
+}
+
+static void test_child_main_exits_first(void **state)
+{
+    (void)state;
+    lc_in_child(main_exits_first, "a child whose only thread ends first");
+}
+
 int main(void)
 {
     /* These tests check what freeing releases; under a checker (valgrind,
@@ -182,6 +230,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_under_churn),
+        cmocka_unit_test(test_child_main_exits_first),
     };
     /* These tests are about what the thread does, not when it starts
      * (test_start.c): it starts at the first pool, as it did before
