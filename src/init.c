@@ -215,6 +215,9 @@ int shed_init_slow(void)
     int expect = S_NEW;
     if (atomic_compare_exchange_strong(&g.state, &expect, S_INITIALISING)) {
         in_init = true;
+#if defined(SHED_PRELOAD) && !defined(SHED_SANITIZED)
+        preload_first_use();      /* glibc's allocator, set up here (preload.c) */
+#endif
         bool ok = setup();
         in_init = false;
         atomic_store_explicit(&g.state, ok ? S_READY : S_NO_REGION, memory_order_release);

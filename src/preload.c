@@ -18,9 +18,12 @@
  * makes it on the main thread.  With us, the first request passed on to glibc
  * could come from any thread, or from two at once, which both then hold the
  * main arena on a count of one: glibc aborts as the second exits
- * ("a->attached_threads > 0").  So make that call here, at start-up, on the
- * main thread.  (test/preload/first_large.c) */
-__attribute__((constructor)) static void preload_init(void)
+ * ("a->attached_threads > 0").  So shed makes that call as it sets itself up
+ * (shed_init_slow), before it passes any request on: at the first malloc of
+ * the process, made by the main thread (a thread's creator allocates its
+ * thread-local storage first).  A program that never allocates (true(1))
+ * pays for neither.  (test/preload/first_large.c) */
+void preload_first_use(void)
 {
     sys_free(sys_malloc(1));
 }

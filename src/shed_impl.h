@@ -1235,5 +1235,6 @@ extern void  __libc_free(void *);
 #define sys_free     __libc_free
 #endif
 size_t   sys_usable_size(void *ptr) HIDDEN;
+void     preload_first_use(void) HIDDEN;   /* preload.c (libshed.so only) */
 
 #endif /* SHED_IMPL_H */

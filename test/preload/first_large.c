@@ -10,7 +10,8 @@
  * two threads raced to do so, both would hold the main arena on a count of
  * one, and glibc aborts when the second one exits ("malloc assertion failure
  * in __malloc_arena_thread_freeres: a->attached_threads > 0").  So under
- * LD_PRELOAD=libshed.so, shed makes that first call at start-up (preload.c).
+ * LD_PRELOAD=libshed.so, shed makes that first call as it sets itself up,
+ * at the process's first malloc (preload.c).
  *
  * The race itself is rare on an idle machine; what shows the set-up is that
  * a thread's first large block comes from an arena of its own, outside the
