@@ -44,13 +44,14 @@ static bool fork_busy(void)
  * Unless the process has one thread (glibc's __libc_single_threaded: no
  * thread was ever made, the release thread included) and that thread holds
  * no lock of shed: then no lock can be held across the fork, so none is
- * taken, and the child need not make them afresh (tls_fork_alone, in the
- * forking thread's own memory).  Taking and remaking them wrote five pages
+ * taken, and the child has none to let go (tls_fork_alone, in the forking
+ * thread's own memory).  Taking them and letting them go wrote five pages
  * of shed's in the parent and as many in the child, each copied after the
- * fork, and bound pthread_mutex_init in every child anew: a shell pays that
- * for each subshell (docs/performance.md, "Process start").  A signal
- * handler that forks while the thread is inside shed with a lock held takes
- * the long way, as before (glibc does the same for its own malloc). */
+ * fork, and bound more of libc's functions in every child anew: a shell
+ * pays that for each subshell (docs/performance.md, "Process start").
+ * glibc skips its own malloc's locks in such a fork too.  A signal handler
+ * that forks while the thread is inside shed with a lock held takes the
+ * long way, as before. */
 static void fork_prepare(void)
 {
     if (__libc_single_threaded && !fork_busy()) {
