@@ -7,8 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <sys/single_threaded.h>
 #include <unistd.h>
+#if defined(__GLIBC__) && __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define PROCESS_ONE_THREAD() (__libc_single_threaded != 0)
+#else
+#define PROCESS_ONE_THREAD() false   /* no way to know: take the locks */
+#endif
 
 #include "shed_impl.h"
 #include "vg.h"
@@ -54,7 +59,7 @@ static bool fork_busy(void)
  * long way, as before. */
 static void fork_prepare(void)
 {
-    if (__libc_single_threaded && !fork_busy()) {
+    if (PROCESS_ONE_THREAD() && !fork_busy()) {
         tls_fork_alone = true;    /* no thread starts until the fork returns */
         if (RELAXED_LOAD(g.opt.freeze_on_fork))
             arena_seal_all(true);
