@@ -34,6 +34,7 @@
 
 #include "shed.h"
 #include "child.h"
+#include "rand.h"
 
 #ifdef shed_malloc
 #define SHED_TEST_PRELOAD 1

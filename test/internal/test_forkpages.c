@@ -30,6 +30,8 @@
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
+#include "../rand.h"
+
 #include "shed_impl.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -74,24 +76,6 @@ static long count_pages(int fd, const void *addr, size_t len, bool want_present)
     return n;
 }
 
-static uint64_t rnd_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static size_t obj_size(uint64_t *rnd)
-{
-    uint64_t x = rnd_next(rnd) % 100;
-    if (x < 50)
-        return 16 + rnd_next(rnd) % 48;
-    if (x < 85)
-        return 64 + rnd_next(rnd) % 128;
-    return 192 + rnd_next(rnd) % 321;
-}
-
 /* A thread of the parent's that leaves pools with free blocks to the
  * orphanage when it exits. */
 static void *orphan_maker(void *arg)
@@ -122,7 +106,7 @@ static void child_work(void **b, size_t n, void **mb, size_t nm, struct result *
     void *own[256];
     uint64_t rnd = 99;
     for (int i = 0; i < 256; i++)
-        if (!(own[i] = shed_malloc(obj_size(&rnd))))
+        if (!(own[i] = shed_malloc(python_size(&rnd))))
             r->errors++;
     for (int i = 0; i < 256; i += 2)
         shed_free(own[i]);
@@ -186,7 +170,7 @@ static void test_child_writes(void **state)
     size_t bytes = 0;
     size_t k = 0;
     for (; bytes < total && k < n; k++) {
-        size_t s = obj_size(&rnd);
+        size_t s = python_size(&rnd);
         b[k] = shed_malloc(s);
         assert_non_null(b[k]);
         memset(b[k], (unsigned char)k, s);

@@ -326,13 +326,4 @@ static inline void lc_in_child(int (*fn)(void), const char *what)
         fail_msg("%s: failed at step %d", what, WEXITSTATUS(status));
 }
 
-/* Deterministic per-thread random numbers. */
-static inline uint64_t lc_rand(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 #endif

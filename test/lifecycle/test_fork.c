@@ -27,8 +27,8 @@ static void *churn(void *arg)
     uint64_t rnd = 12345u + (uint64_t)c->id * 777u;
     void **b = lc_scratch(2048 * sizeof(void *));
     while (!atomic_load(&stop)) {
-        size_t size = 16 * (1 + lc_rand(&rnd) % 32);
-        size_t n = (page_size() / size) * (2 + lc_rand(&rnd) % 6);
+        size_t size = 16 * (1 + test_rand(&rnd) % 32);
+        size_t n = (page_size() / size) * (2 + test_rand(&rnd) % 6);
         if (n > 2048)
             n = 2048;
         unsigned seed = (unsigned)c->rounds;

@@ -24,17 +24,6 @@ struct result {                   /* written by the child (MAP_SHARED) */
     long new_pools, freed, allocated, array_kb, freed_pools;
 };
 
-/* Python-like sizes: mostly small objects, some up to 512 bytes. */
-static size_t obj_size(uint64_t *rnd)
-{
-    uint64_t x = lc_rand(rnd) % 100;
-    if (x < 50)
-        return 16 + lc_rand(rnd) % 48;
-    if (x < 85)
-        return 64 + lc_rand(rnd) % 128;
-    return 192 + lc_rand(rnd) % 321;
-}
-
 static pthread_mutex_t tm = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t tc = PTHREAD_COND_INITIALIZER;
 static int tstate;                /* 1 allocated, 2 may finish */
@@ -49,7 +38,7 @@ static void alloc_range(struct alloc_job *j)
 {
     uint64_t rnd = j->seed;
     for (size_t i = j->from; i < j->to; i++) {
-        size_t s = obj_size(&rnd);
+        size_t s = python_size(&rnd);
         j->p->b[i] = shed_malloc(s);
         assert_non_null(j->p->b[i]);
         j->p->sz[i] = s;
@@ -132,7 +121,7 @@ static void child_work(struct parent *p, struct result *r)
     }
     uint64_t rnd = 4242;
     for (size_t i = 0; i < m; i++) {
-        ns[i] = obj_size(&rnd);
+        ns[i] = python_size(&rnd);
         nb[i] = shed_malloc(ns[i]);
         if (!nb[i]) {
             r->errors++;
@@ -299,7 +288,7 @@ static void test_fork_reclaim(void **state)
         uint64_t rnd = 99;
         size_t *ns = lc_scratch(m * sizeof(size_t));
         for (size_t i = 0; i < m; i++) {
-            ns[i] = obj_size(&rnd);
+            ns[i] = python_size(&rnd);
             nb[i] = shed_malloc(ns[i]);
             fill(nb[i], ns[i], 3);
             r->copied += lc_in_pages(p.pages, p.np, page_of(nb[i]));

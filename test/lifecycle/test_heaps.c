@@ -228,7 +228,7 @@ static void *heap_worker(void *arg)
     for (long r = 0; r < w->rounds; r++) {
         unsigned seed = (unsigned)(r * NT + w->id);
         for (int i = 0; i < 256; i++) {
-            sz[i] = 1 + lc_rand(&rnd) % SHED_MAX_BLOCK;
+            sz[i] = 1 + test_rand(&rnd) % SHED_MAX_BLOCK;
             b[i] = shed_heap_malloc(w->h[i % 2], sz[i]);
             if (!b[i]) {
                 w->errors++;

@@ -59,12 +59,12 @@ static void *work(void *arg)
     size_t n = 0;
     for (long r = 0; r < w->rounds; r++) {
         /* a few pools' worth of one or two classes */
-        size_t size = 16 * (1 + lc_rand(&rnd) % 32);
-        size_t per = page_size() / size, want = per * (2 + lc_rand(&rnd) % 4);
+        size_t size = 16 * (1 + test_rand(&rnd) % 32);
+        size_t per = page_size() / size, want = per * (2 + test_rand(&rnd) % 4);
         size_t start = n;
         unsigned seed = (unsigned)(r * NTHREADS + w->id);
         while (n < MAXLIVE - 16 && n - start < want) {
-            size_t s = size - lc_rand(&rnd) % 16;
+            size_t s = size - test_rand(&rnd) % 16;
             void *p = shed_malloc(s);
             if (!p) {
                 w->errors++;
@@ -81,7 +81,7 @@ static void *work(void *arg)
         size_t nfp = 0;
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
-            uint64_t x = lc_rand(&rnd) % 100;
+            uint64_t x = test_rand(&rnd) % 100;
             if (x < 3) {
                 b[k] = b[i], sz[k] = sz[i], sd[k] = sd[i], k++;
             } else if (x < 8) {
