@@ -501,13 +501,13 @@ void releaser_resume(bool parent)
  * lock order, before the theaps' and the arenas' locks that a pass takes. */
 MUTEX_FORK_HOOKS(release, rel.pass)
 
-/* fork(): the thread's sleep lock comes last in the lock order (a pool
- * retired under any other lock wakes the thread: releaser_kick). */
 bool releaser_fork_busy(void)
 {
     return mutex_held(&rel.mx);
 }
 
+/* fork(): the thread's sleep lock comes last in the lock order (a pool
+ * retired under any other lock wakes the thread: releaser_kick). */
 void releaser_fork_prepare(void)
 {
     pthread_mutex_lock(&rel.mx);

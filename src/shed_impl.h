@@ -760,6 +760,11 @@ static inline void slock_init(struct slock *l)
 {
     atomic_store_explicit(&l->v, 0, memory_order_relaxed);
 }
+/* Held by anyone?  (fork() with one thread: theap_fork_busy.) */
+static inline bool slock_held(struct slock *l)
+{
+    return atomic_load_explicit(&l->v, memory_order_relaxed) != 0;
+}
 
 static inline _Atomic uint64_t *free_map(struct pool *p)
 {

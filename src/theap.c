@@ -384,7 +384,7 @@ void theap_destroy_pools(struct theap *th)
 bool theap_fork_busy(void)
 {
     for (int i = 0; i < NSTRIPES; i++)
-        if (atomic_load_explicit(&g.stripes[i].m.v, memory_order_relaxed))
+        if (slock_held(&g.stripes[i].m))
             return true;
     return mutex_held(&g.theap_lock);
 }
