@@ -813,6 +813,20 @@ static inline unsigned pool_first_word(struct pool *p)
     return w;
 }
 
+/* The word of p's bitmap after word from, in turn, that has a free block
+ * (from itself when no other has).  In turn, not the first: a word is left
+ * when it is used up, and the one visited longest ago has had the most time
+ * to gather frees, where the first word gives back one block as soon as one
+ * is freed, and malloc comes back to the slow path after each. */
+static inline unsigned pool_next_word(struct pool *p, unsigned from)
+{
+    unsigned w = from;
+    do
+        w = w + 1 < g.nwords ? w + 1 : 0;
+    while (w != from && RELAXED_LOAD(free_map(p)[w]) == 0);
+    return w;
+}
+
 /* The first block of word w of p's bitmap. */
 static inline char *cur_word_base(struct pool *p, const _Atomic uint64_t *w)
 {

@@ -92,7 +92,10 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
     struct pool *p = th->cur[cls];
     if (p != NO_POOL) {
         if (pool_can_take(p)) {         /* its free blocks are in another word */
-            theap_set_cur(th, cls, p);
+            struct cur_word *c = &th->fast[cls + 1];
+            c->word = &free_map(p)[pool_next_word(p, (unsigned)(c->word - free_map(p)))];
+            if (likely(!g.checker))
+                c->base = cur_word_base(p, c->word);
             pool_check(p);
             return cur_take(th, cls, p);
         }
