@@ -113,9 +113,11 @@ def main():
                     m = re.search(rate_re, out, re.M)
                     rate = float(m.group(1)) if m else None
                 res[n].append((cpu, rss, rate))
-        med = {n: [statistics.median(x[i] for x in v) if all(
-            x[i] is not None for x in v) else None for i in range(3)]
-            for n, v in res.items()}
+        # a rate a run did not print (larson under load, now and then)
+        # leaves the median of the others
+        med = {n: [statistics.median(got) if (got := [
+            x[i] for x in v if x[i] is not None]) else None
+            for i in range(3)] for n, v in res.items()}
         rows = [("CPU s", 0, min), ("peak RSS MiB", 1, min)]
         if rate_re:
             rows.insert(0, ("rate (higher is better)", 2, max))
