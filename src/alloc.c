@@ -40,23 +40,6 @@ void *alloc_large(size_t size, size_t align)
     return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }
 
-/* Everything but the fast path (fast.h): a checker to tell, a new theap, a
- * new pool, or no pool at all (then the system allocator serves, with the
- * alignment asked for). */
-void *alloc_slow(size_t req, size_t rounded, size_t align)
-{
-    unsigned cls = size_class(rounded);
-    struct theap *th = tls_heap;
-    void *b;
-    if (th == NO_THEAP && !(th = theap_get()))
-        return alloc_large(req, align);   /* no region */
-    if (!(b = theap_alloc_slow(th, cls)))
-        return alloc_large(req, align);   /* region exhausted, or no memory */
-    if (unlikely(g.checker))
-        chk_alloc(b, req);
-    return b;
-}
-
 void *shed_malloc_impl(size_t size)
 {
     return malloc_fast(size);

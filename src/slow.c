@@ -5,9 +5,9 @@
  * release thread (theap_catch_up); another word of the current pool; the
  * head of the class's avail list; an orphaned pool; a run of pools from an
  * arena (pool_fetch).  The common case, the current pool used up and the
- * avail head taking its place, calls nothing.
+ * avail head taking its place, is pool_switch, inlined into alloc_slow.
  */
-#include "shed_impl.h"
+#include "fast.h"
 #include "vg.h"
 
 /* A block of th's current pool p of class cls, which has one.  Under a
@@ -129,3 +129,61 @@ void *theap_alloc(struct theap *th, size_t size)
     return b;
 }
 
+
+/* Everything but the fast path (fast.h) and the common pool switch
+ * (alloc_slow below): a checker to tell, a new theap, a new pool, or no
+ * pool at all (then the system allocator serves, with the alignment asked
+ * for). */
+static __attribute__((noinline)) void *alloc_slower(size_t req, unsigned cls, size_t align)
+{
+    struct theap *th = tls_heap;
+    void *b;
+    if (th == NO_THEAP && !(th = theap_get()))
+        return alloc_large(req, align);   /* no region */
+    if (!(b = theap_alloc_slow(th, cls)))
+        return alloc_large(req, align);   /* region exhausted, or no memory */
+    if (unlikely(g.checker))
+        chk_alloc(b, req);
+    return b;
+}
+
+/* malloc's slow path.  Its common case first, the pool switch at its
+ * cheapest: th is synced (th->epoch == g.epoch: a theap, no checker, no
+ * freeze since), has no remote frees to merge and no release thread to
+ * start, its current pool of class cls is used up (not just its word), and
+ * the avail head is not sealed: that head becomes the current pool.  This
+ * is what theap_alloc_slow does in that case, less what these conditions
+ * make moot, and with no call (docs/performance.md, "Larson, second
+ * pass"). */
+void *alloc_slow(size_t req, size_t rounded, size_t align)
+{
+    unsigned cls = size_class(rounded);
+    struct theap *th = tls_heap;
+    struct cur_word *c = &th->fast[cls + 1];
+    struct pool *p = c->pool, *n = th->avail[cls];
+    if (unlikely(th->epoch != atomic_load_explicit(&g.epoch, memory_order_acquire)) ||
+        unlikely(n == NULL) || unlikely(p == NO_POOL) || unlikely(pool_nfree(p) != 0) ||
+        unlikely(RELAXED_LOAD(n->sealed)) ||
+        unlikely(atomic_load_explicit(&th->pending, memory_order_relaxed) != NULL) ||
+        unlikely(RELAXED_LOAD(g.thread_due) != 0))
+        return alloc_slower(req, cls, align);
+    pool_place(p, IN_FULL);              /* used up: settles at avail_min */
+    th->avail[cls] = pool_at(n->next);   /* the head: its settle_at stays */
+    n->where = IN_CUR;
+    th->cur[cls] = n;
+    _Atomic uint64_t *w = &free_map(n)[pool_first_word(n)];
+    unsigned size = RELAXED_LOAD(n->size);
+    char *base = cur_word_base(n, w);
+    c->word = w;
+    c->base = base;
+    c->pool = n;
+    pool_check(p);
+    pool_check(n);
+    /* cur_word_take, with what it would read back from c at hand */
+    uint64_t m = RELAXED_LOAD(*w), rest = m & (m - 1);
+    CHECK(m != 0, base);
+    RELAXED_STORE(*w, rest);
+    n->to_settle++;
+    __builtin_prefetch(base + (unsigned)__builtin_ctzll(rest | 1ull << 63) * size, 1);
+    return base + (unsigned)__builtin_ctzll(m) * size;
+}

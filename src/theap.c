@@ -19,15 +19,21 @@ __thread struct theap *tls_heap __attribute__((tls_model("initial-exec"))) = NO_
 
 /* ---- owner's lists ---- */
 
-void list_push(struct theap *th, struct pool *p)
+/* p, placed IN_AVAIL, goes on top of th's avail list of its class. */
+static inline void list_link(struct theap *th, struct pool *p)
 {
-    CHECK(pool_nfree(p) > 0, pool_addr(p));      /* a listed pool has free blocks */
-    pool_place(p, IN_AVAIL);
     struct pool **head = &th->avail[p->cls];
     p->next = pool_ref(*head);
     if (*head)
         (*head)->prev = pool_ref(p);
     *head = p;
+}
+
+void list_push(struct theap *th, struct pool *p)
+{
+    CHECK(pool_nfree(p) > 0, pool_addr(p));      /* a listed pool has free blocks */
+    pool_place(p, IN_AVAIL);
+    list_link(th, p);
 }
 
 /* Take p out of whatever place it has in th (current pool or a list).  The
@@ -201,7 +207,18 @@ void pool_set_aside(struct pool *p)
  * for inline release), or put it back on the avail list. */
 void theap_settle(struct theap *th, struct pool *p)
 {
-    if (pool_nfree(p) == p->nblocks) {
+    unsigned nfree = pool_nfree(p);
+    /* The common case first: a used-up pool got avail_min blocks back (its
+     * to_settle went negative at settle_at == avail_min). */
+    if (likely(p->where == IN_FULL) && likely(nfree < p->nblocks) &&
+        likely(nfree >= g.avail_min[p->cls]) && likely(!RELAXED_LOAD(p->sealed))) {
+        p->where = IN_AVAIL;           /* pool_place(p, IN_AVAIL), nfree known */
+        p->settle_at = p->nblocks;
+        pool_set_nfree(p, nfree);
+        list_link(th, p);
+        return pool_check(p);
+    }
+    if (nfree == p->nblocks) {
         if (p->where == IN_CUR && RELAXED_LOAD(g.opt.release) != REL_INLINE)
             return pool_check(p);
         list_remove(th, p);
