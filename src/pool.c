@@ -33,7 +33,7 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
  * A block freed remotely and then again by the owner shows up here. */
 void pool_merge_remote(struct pool *p)
 {
-    for (unsigned w = 0; w < g.nwords; w++) {
+    for (unsigned w = 0, n = pool_words(p); w < n; w++) {   /* none set beyond */
         uint64_t r = RELAXED_LOAD(remote_map(p)[w]), f = RELAXED_LOAD(free_map(p)[w]);
         if (!r)
             continue;
@@ -49,6 +49,10 @@ void pool_merge_remote(struct pool *p)
         atomic_store_explicit(&remote_map(p)[w], 0, memory_order_release);
         pool_set_nfree(p, pool_nfree(p) + (unsigned)__builtin_popcountll(r));
     }
+#ifdef SHED_DEBUG
+    for (unsigned w = pool_words(p); w < g.nwords; w++)
+        CHECK(RELAXED_LOAD(remote_map(p)[w]) == 0, pool_addr(p));
+#endif
     if (remote_of(p)->pending)      /* a read leaves an untouched page unmapped */
         remote_of(p)->pending = 0;
 }
