@@ -1,6 +1,7 @@
 /*
  * Allocation entry points, and what their fast path (fast.h: the thread's
- * current pool for the class has a free block) leaves to the slow one.
+ * current pool for the class has a free block) leaves to medium blocks or
+ * the system allocator (alloc_large); the slow path for pools is slow.c.
  */
 #include <dlfcn.h>
 #include <errno.h>

@@ -2,7 +2,8 @@
  * The fast paths of malloc and free, inlined into each entry point that has
  * one (shed_malloc and shed_free here, malloc and free in preload.c), so that
  * the common case is one function, no call, and no argument set up for the
- * slow path it does not take.  Everything else is in alloc.c and free.c.
+ * slow path it does not take.  Everything else is in alloc.c, slow.c (malloc's
+ * slow path) and free.c.
  */
 #ifndef SHED_FAST_H
 #define SHED_FAST_H

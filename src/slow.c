@@ -5,7 +5,8 @@
  * release thread (theap_catch_up); another word of the current pool; the
  * head of the class's avail list; an orphaned pool; a run of pools from an
  * arena (pool_fetch).  The common case, the current pool used up and the
- * avail head taking its place, is pool_switch, inlined into alloc_slow.
+ * avail head taking its place, alloc_slow does itself, with no call; the
+ * rest goes through alloc_slower to theap_alloc_slow.
  */
 #include "fast.h"
 #include "vg.h"
