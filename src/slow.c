@@ -130,7 +130,6 @@ void *theap_alloc(struct theap *th, size_t size)
     return b;
 }
 
-
 /* Everything but the fast path (fast.h) and the common pool switch
  * (alloc_slow below): a checker to tell, a new theap, a new pool, or no
  * pool at all (then the system allocator serves, with the alignment asked
