@@ -171,19 +171,10 @@ void *alloc_slow(size_t req, size_t rounded, size_t align)
     th->avail[cls] = pool_at(n->next);   /* the head: its settle_at stays */
     n->where = IN_CUR;
     th->cur[cls] = n;
-    _Atomic uint64_t *w = &free_map(n)[pool_first_word(n)];
-    unsigned size = RELAXED_LOAD(n->size);
-    char *base = cur_word_base(n, w);
-    c->word = w;
-    c->base = base;
+    c->word = &free_map(n)[pool_first_word(n)];
+    c->base = cur_word_base(n, c->word);
     c->pool = n;
     pool_check(p);
     pool_check(n);
-    /* cur_word_take, with what it would read back from c at hand */
-    uint64_t m = RELAXED_LOAD(*w), rest = m & (m - 1);
-    CHECK(m != 0, base);
-    RELAXED_STORE(*w, rest);
-    n->to_settle++;
-    __builtin_prefetch(base + (unsigned)__builtin_ctzll(rest | 1ull << 63) * size, 1);
-    return base + (unsigned)__builtin_ctzll(m) * size;
+    return cur_word_take(c, RELAXED_LOAD(*c->word), RELAXED_LOAD(n->size));
 }
