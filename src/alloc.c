@@ -26,17 +26,26 @@ static inline void count_large(void)
 /* What the pools do not serve: a medium block (medium.c) when a medium
  * class fits, else a block from the system allocator, aligned to align when
  * it is more than malloc's 16 bytes.  Sets errno on failure. */
+static __attribute__((noinline)) void *alloc_large_new(size_t size, size_t align)
+{
+    struct theap *th = theap_get();
+    return th ? medium_malloc(th, size, align) : alloc_system(size, align);
+}
+
 void *alloc_large(size_t size, size_t align)
 {
     if (size <= SHED_MEDIUM_MAX && align <= SHED_MEDIUM_MAX) {
         struct theap *th = tls_heap;
-        void *b;
-        if ((th != NO_THEAP || (th = theap_get())) && (b = medium_alloc(th, size, align))) {
-            if (unlikely(g.checker))
-                chk_alloc(b, size);
-            return b;
-        }
+        if (likely(th != NO_THEAP))
+            return medium_malloc(th, size, align);   /* tail calls: no frame */
+        return alloc_large_new(size, align);        /* the thread's first */
     }
+    return alloc_system(size, align);
+}
+
+/* A block from the system allocator (what neither pools nor spans serve). */
+void *alloc_system(size_t size, size_t align)
+{
     count_large();
     return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }

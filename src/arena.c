@@ -418,6 +418,9 @@ void arena_seal_all(bool seal)
     pthread_mutex_unlock(&g.lock);
     if (!seal)
         RELAXED_ADD(g.thaw_epoch, 1);       /* theaps relist their sealed pools */
+    else if (med.base)
+        mcache_ask_all();                /* no parked block of a sealed span
+                                            is handed out again */
     /* Every thread's fast path stops once to look (theap_sync); after the
      * thaw count, so that a thread that sees the new epoch sees it too. */
     atomic_fetch_add_explicit(&g.epoch, 2, memory_order_release);

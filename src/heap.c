@@ -299,8 +299,11 @@ void heap_fork_child(void)
 
 EXPORT void shed_freeze(void)
 {
-    if (shed_ready())
-        arena_seal_all(true);
+    if (!shed_ready())
+        return;
+    if (tls_heap != NO_THEAP)
+        mcache_flush(tls_heap);    /* the caller's parked blocks: free now */
+    arena_seal_all(true);
 }
 
 EXPORT void shed_thaw(void)

@@ -42,8 +42,15 @@ static uint8_t class_of_128[SHED_MEDIUM_MAX / 128];
 /* Block index = offset * magic >> 40, magic = ceil(2^40 / size), per class. */
 static uint64_t class_magic[MED_NCLS];
 
+/* Blocks a theap's medium cache holds per class (see "Medium cache"). */
+static uint8_t mcache_cap[MED_NCLS];
+
 void medium_classes_init(void)
 {
+    for (unsigned c = 0; c < MED_NCLS; c++) {
+        size_t n = MCACHE_CLASS_BYTES / mclass_size(c);
+        mcache_cap[c] = (uint8_t)(n > MCACHE_SLOTS ? MCACHE_SLOTS : n < 4 ? 4 : n);
+    }
     for (unsigned k = SHED_MAX_BLOCK / 128; k < SHED_MEDIUM_MAX / 128; k++)
         class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
     for (unsigned c = 0; c < MED_NCLS; c++)
@@ -52,7 +59,7 @@ void medium_classes_init(void)
 
 /* The class for size bytes aligned to align (a power of two, or 0 for
  * malloc's), -1 if none. */
-int medium_class(size_t size, size_t align)
+static ALWAYS_INLINE int mclass_for(size_t size, size_t align)
 {
     if (size > SHED_MEDIUM_MAX || align > SHED_MEDIUM_MAX || !med.base)
         return -1;
@@ -60,6 +67,11 @@ int medium_class(size_t size, size_t align)
     while (unlikely(align > 128) && c < MED_NCLS && (mclass_size(c) & (align - 1)))
         c++;
     return c < MED_NCLS ? (int)c : -1;
+}
+
+int medium_class(size_t size, size_t align)
+{
+    return mclass_for(size, align);
 }
 
 /* ---- small helpers ---- */
@@ -283,6 +295,177 @@ static void theap_spans_each(struct theap *th, void (*fn)(struct theap *, struct
     }
 }
 
+/* ---- the medium cache (see "Medium cache" in shed_impl.h) ---- */
+
+/* The count of parked blocks that b may be among (mc_hint): a
+ * multiplicative hash of its address, as blocks of the large classes sit at
+ * few offsets of their spans. */
+static inline _Atomic uint16_t *mcache_hint(struct theap *th, const void *b)
+{
+    _Static_assert((MCACHE_HINTS & (MCACHE_HINTS - 1)) == 0, "a power of two");
+    uint64_t h = ((uintptr_t)b >> 7) * 0x9E3779B97F4A7C15ull;
+    return &th->mc_hint[h >> (64 - __builtin_ctz(MCACHE_HINTS))];
+}
+
+/* Owner: one more (d = 1) or one fewer (d = -1) parked block at b's hint. */
+static inline void mcache_hint_add(struct theap *th, const void *b, int d)
+{
+    _Atomic uint16_t *h = mcache_hint(th, b);
+    RELAXED_STORE(*h, (uint16_t)(RELAXED_LOAD(*h) + d));
+}
+
+/* Is b parked in o's cache of class c?  Any thread may ask: relaxed loads,
+ * which see a park that happened before the question. */
+static __attribute__((noinline)) bool mcache_look(struct theap *o, unsigned c, const void *b)
+{
+    unsigned n = RELAXED_LOAD(o->mc_n[c]);
+    for (unsigned k = 0; k < n && k < MCACHE_SLOTS; k++)
+        if (RELAXED_LOAD(o->mc_blk[c][k]) == (uintptr_t)b)
+            return true;
+    return false;
+}
+
+/* Is b parked in o's cache of class c?  Its hint first: a line the owner
+ * writes only for blocks of that hint, where the stack's count is written
+ * at every park and pop. */
+static inline bool mcache_holds(struct theap *o, unsigned c, const void *b)
+{
+    return RELAXED_LOAD(*mcache_hint(o, b)) != 0 && mcache_look(o, c, b);
+}
+
+/* Owner: block i of s, of size bytes, is free again in its span. */
+static ALWAYS_INLINE void span_free_block(struct theap *th, struct span *s, unsigned i,
+                                          size_t size)
+{
+    _Atomic uint64_t *w = &s->free[i / 64];
+    RELAXED_STORE(*w, RELAXED_LOAD(*w) | 1ull << (i % 64));
+    s->nfree++;
+    CHECK(s->nfree <= s->nblocks, span_base(s) + (size_t)i * size);
+    pages_drop(s, (size_t)i * size, size);
+    span_settle_owner(th, s);
+}
+
+/* Owner: the k oldest blocks of th's cache of class c go back to their
+ * spans; the others move down. */
+static void mcache_flush_class(struct theap *th, unsigned c, unsigned k)
+{
+    unsigned n = RELAXED_LOAD(th->mc_n[c]);
+    for (unsigned j = 0; j < k; j++) {
+        char *b = (char *)RELAXED_LOAD(th->mc_blk[c][j]);
+        size_t off = (size_t)(b - med.base);
+        mcache_hint_add(th, b, -1);
+        struct span *s = &med.spans[off >> SPAN_SHIFT];
+        span_free_block(th, s, block_of(s, off & (SPAN_BYTES - 1)), RELAXED_LOAD(s->size));
+    }
+    for (unsigned j = k; j < n; j++)
+        RELAXED_STORE(th->mc_blk[c][j - k], RELAXED_LOAD(th->mc_blk[c][j]));
+    RELAXED_STORE(th->mc_n[c], (uint8_t)(n - k));
+}
+
+/* Owner: every block of th's cache goes back to its span. */
+void mcache_flush(struct theap *th)
+{
+    if (RELAXED_LOAD(th->mc_req))
+        RELAXED_STORE(th->mc_req, 0);
+    for (unsigned c = 0; c < MED_NCLS; c++)
+        if (RELAXED_LOAD(th->mc_n[c]))
+            mcache_flush_class(th, c, RELAXED_LOAD(th->mc_n[c]));
+}
+
+/* Blocks parked in th's cache, all classes. */
+static unsigned mcache_count(struct theap *th)
+{
+    unsigned n = 0;
+    for (unsigned c = 0; c < MED_NCLS; c++)
+        n += RELAXED_LOAD(th->mc_n[c]);
+    return n;
+}
+
+/* Ask every thread with parked blocks to flush them (the callers' own,
+ * shed_trim and shed_freeze flush themselves). */
+void mcache_ask_all(void)
+{
+    pthread_mutex_lock(&g.theap_lock);
+    for (struct theap *th = g.theaps; th; th = th->all_next)
+        if (th->live && !th->shared && !theap_inherited(th) &&
+            !RELAXED_LOAD(th->mc_req) && mcache_count(th))
+            RELAXED_STORE(th->mc_req, 1);
+    pthread_mutex_unlock(&g.theap_lock);
+}
+
+/* The release thread, at each wake-up: once a block was parked into an
+ * empty class stack (med.mc_watch), ask every theap with parked blocks to
+ * flush, delay_ms after the last time it asked at the latest.  Returns the
+ * milliseconds until it should ask (UINT32_MAX: nothing parked since it
+ * last asked; a park wakes it).  An owner that was asked flushes at its
+ * next medium malloc or free (or small allocation slow path): its pages
+ * then go idle and are released as any others. */
+uint32_t medium_cache_ask(void)
+{
+    if (!med.base || !atomic_load(&med.mc_watch))
+        return UINT32_MAX;
+    uint32_t delay = RELAXED_LOAD(g.opt.delay_ms), since = now_ms() - med.mc_asked_ms;
+    if (since < delay)
+        return delay - since;
+    med.mc_asked_ms = now_ms();
+    atomic_store(&med.mc_watch, false);
+    /* The clear, then a look at the stacks; an owner parks, then looks at
+     * the watch (mcache_park): one sees the other. */
+    bool asym = RELAXED_LOAD(med.asym), barrier = asym && os_barrier_all();
+    if (!barrier)
+        atomic_thread_fence(memory_order_seq_cst);
+    if (asym && !barrier) {
+        RELAXED_STORE(med.asym, false);   /* owners fence from now on */
+        atomic_store(&med.mc_watch, true);
+        return delay;
+    }
+    mcache_ask_all();
+    return UINT32_MAX;
+}
+
+/* A block was parked into th's empty stack of a class: the release thread
+ * must come to ask for it within delay_ms. */
+static COLD void mcache_watch(void)
+{
+    if (!atomic_exchange(&med.mc_watch, true))
+        releaser_kick_cache();
+}
+
+/* May the owner th park a block of s (see "Medium cache")? */
+static ALWAYS_INLINE bool mcache_may_park(struct theap *th, struct span *s)
+{
+    return likely(!g.checker) && likely(!RELAXED_LOAD(s->sealed)) &&
+           likely(RELAXED_LOAD(g.opt.release) != REL_INLINE) && likely(!RELAXED_LOAD(th->mc_req));
+}
+
+/* Owner: park b (block i of s, not parked, allocated) in th's cache of
+ * class c; false when it may not be parked.  The first of its class, or
+ * one too many: medium_free parks the others itself. */
+static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
+{
+    if (unlikely(RELAXED_LOAD(th->mc_req)))
+        mcache_flush(th);
+    if (!mcache_may_park(th, s))
+        return false;
+    unsigned n = RELAXED_LOAD(th->mc_n[c]);
+    if (unlikely(n >= mcache_cap[c])) {
+        mcache_flush_class(th, c, n / 2);
+        n -= n / 2;
+    }
+    RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
+    RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
+    mcache_hint_add(th, b, 1);
+    if (n == 0) {
+        if (RELAXED_LOAD(med.asym))
+            atomic_signal_fence(memory_order_seq_cst);
+        else
+            atomic_thread_fence(memory_order_seq_cst);
+        if (unlikely(!RELAXED_LOAD(med.mc_watch)))
+            mcache_watch();
+    }
+    return true;
+}
+
 /* ---- allocation ---- */
 
 /* Owner: a block of s, which has a free one: the lowest, so that live
@@ -384,18 +567,69 @@ static COLD void *medium_alloc_slow(struct theap *th, unsigned c)
     }
 }
 
+/* Owner: the latest parked block of class c, of which th has n. */
+static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
+{
+    void *b = (void *)RELAXED_LOAD(th->mc_blk[c][n - 1]);
+    RELAXED_STORE(th->mc_n[c], (uint8_t)(n - 1));
+    mcache_hint_add(th, b, -1);
+    return b;
+}
+
+/* medium_alloc with no parked block to pop (or a flush asked for): out of
+ * line, so that the pop above saves no registers. */
+static __attribute__((noinline)) void *medium_alloc_span(struct theap *th, unsigned c)
+{
+    if (unlikely(RELAXED_LOAD(th->mc_req))) {
+        mcache_flush(th);
+        unsigned n = RELAXED_LOAD(th->mc_n[c]);
+        if (n)
+            return mcache_pop(th, c, n);
+    }
+    struct span *s = th->mcur[c];
+    if (likely(s != NULL) && likely(s->nfree != 0) && likely(!RELAXED_LOAD(s->sealed)))
+        return span_take(s);
+    return medium_alloc_slow(th, c);
+}
+
 /* A medium block of size bytes aligned to align from th (the caller's own
  * theap, or a heap's under its lock); NULL when no class fits or the medium
  * region is used up. */
 void *medium_alloc(struct theap *th, size_t size, size_t align)
 {
-    int c = medium_class(size, align);
+    int c = mclass_for(size, align);
     if (c < 0)
         return NULL;
-    struct span *s = th->mcur[c];
-    if (likely(s != NULL) && likely(s->nfree != 0) && likely(!RELAXED_LOAD(s->sealed)))
-        return span_take(s);
-    return medium_alloc_slow(th, (unsigned)c);
+    unsigned n = RELAXED_LOAD(th->mc_n[c]);
+    if (likely(n != 0) && likely(!RELAXED_LOAD(th->mc_req)))
+        return mcache_pop(th, (unsigned)c, n);
+    return medium_alloc_span(th, (unsigned)c);
+}
+
+/* malloc's medium block for the calling thread's theap th (alloc_large):
+ * as medium_alloc, announced to a checker, and from the system allocator
+ * when no class fits or the medium region is used up.  Every path ends in
+ * a tail call, so that the pop saves no registers. */
+static __attribute__((noinline)) void *medium_malloc_span(struct theap *th, unsigned c,
+                                                          size_t size, size_t align)
+{
+    void *b = medium_alloc_span(th, c);
+    if (unlikely(!b))
+        return alloc_system(size, align);
+    if (unlikely(g.checker))
+        chk_alloc(b, size);
+    return b;
+}
+
+void *medium_malloc(struct theap *th, size_t size, size_t align)
+{
+    int c = mclass_for(size, align);
+    if (unlikely(c < 0))
+        return alloc_system(size, align);
+    unsigned n = RELAXED_LOAD(th->mc_n[c]);
+    if (likely(n != 0) && likely(!RELAXED_LOAD(th->mc_req)))
+        return mcache_pop(th, (unsigned)c, n);    /* none under a checker */
+    return medium_malloc_span(th, (unsigned)c, size, align);
 }
 
 /* ---- free ---- */
@@ -423,13 +657,14 @@ static ALWAYS_INLINE int span_locate(const void *ptr, struct span **sp, unsigned
 /* Another thread's span: under the stripe lock, the block's bit in the
  * remote bitmap (or, in a fork()ed child, in med.imap), and the span on the
  * owner's pending stack. */
-static void span_free_remote(struct span *s, unsigned i, size_t size, const void *ptr,
-                             const char *call)
+static __attribute__((noinline)) void span_free_remote(struct span *s, unsigned i, size_t size,
+                                                       const void *ptr, const char *call)
 {
     struct slock *m = span_stripe(s);
     slock_lock(m);
     struct theap *o = atomic_load_explicit(&s->owner, memory_order_acquire);
-    if (!o || RELAXED_LOAD(s->size) != size || mblock_is_free(s, i)) {
+    if (!o || RELAXED_LOAD(s->size) != size || mblock_is_free(s, i) ||
+        mcache_holds(o, s->cls, ptr)) {
         slock_unlock(m);
         shed_error(E_DOUBLE, ptr, call);
         return;
@@ -458,6 +693,16 @@ static void span_free_remote(struct span *s, unsigned i, size_t size, const void
         releaser_collect_soon();
 }
 
+/* The owner's free that medium_free did not park at once: the first block
+ * of its class, one too many, a flush asked for, or no parking at all (out
+ * of line: medium_free saves no registers). */
+static __attribute__((noinline)) void medium_free_owner(struct theap *th, struct span *s,
+                                                        unsigned i, void *ptr)
+{
+    if (!mcache_park(th, s, s->cls, ptr))
+        span_free_block(th, s, i, RELAXED_LOAD(s->size));
+}
+
 /* Free a pointer into the medium region: check it, then the owner's free or
  * the remote one.  checked (under a checker): tell ASan, once the block is
  * known good, and hold the block in the quarantine (quarantine.c) rather
@@ -480,15 +725,19 @@ static ALWAYS_INLINE void medium_free_block(void *ptr, const char *call, bool ch
     struct theap *th = tls_heap;
     if (RELAXED_LOAD(s->owner) != th)
         return span_free_remote(s, i, size, ptr, call);
-    _Atomic uint64_t *w = &s->free[i / 64];
-    uint64_t word = RELAXED_LOAD(*w), bit = 1ull << (i % 64);
-    if (unlikely(word & bit))
+    unsigned c = s->cls;
+    _Atomic uint16_t *hint = mcache_hint(th, ptr);
+    if (unlikely(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1) ||
+        (unlikely(RELAXED_LOAD(*hint) != 0) && mcache_look(th, c, ptr)))
         return shed_error(E_DOUBLE, ptr, call);
-    RELAXED_STORE(*w, word | bit);
-    s->nfree++;
-    CHECK(s->nfree <= s->nblocks, ptr);
-    pages_drop(s, (size_t)i * size, size);
-    span_settle_owner(th, s);
+    unsigned n = RELAXED_LOAD(th->mc_n[c]);
+    if (likely(n - 1 < mcache_cap[c] - 1u) && likely(mcache_may_park(th, s))) {
+        RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)ptr);  /* not the first, */
+        RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));     /* nor one too many */
+        RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
+        return;
+    }
+    medium_free_owner(th, s, i, ptr);
 }
 
 void medium_free(void *ptr, const char *call)
@@ -512,7 +761,9 @@ size_t medium_usable(const void *ptr, const char *call)
     struct span *s;
     unsigned i;
     int err = span_locate(ptr, &s, &i);
-    if (err < 0 && (mblock_is_free(s, i) || (g.checker && quarantine_holds(ptr))))
+    struct theap *o = err < 0 ? RELAXED_LOAD(s->owner) : NULL;
+    if (err < 0 && (mblock_is_free(s, i) || (g.checker && quarantine_holds(ptr)) ||
+                    (o && mcache_holds(o, s->cls, ptr))))
         err = E_DOUBLE;
     if (unlikely(err >= 0)) {
         shed_error(err, ptr, call);
@@ -541,6 +792,17 @@ void medium_drain(struct theap *th)
                 shed_error(E_DOUBLE, span_base(s) + i * RELAXED_LOAD(s->size), "free");
                 r &= ~f;
             }
+            if (unlikely(RELAXED_LOAD(th->mc_n[s->cls]) != 0)) {
+                /* a block the owner freed, parked, then freed here again */
+                for (uint64_t m2 = r; m2; m2 &= m2 - 1) {
+                    size_t i = (size_t)w * 64 + (size_t)__builtin_ctzll(m2);
+                    char *b = span_base(s) + i * RELAXED_LOAD(s->size);
+                    if (mcache_holds(th, s->cls, b)) {
+                        shed_error(E_DOUBLE, b, "free");
+                        r &= ~(1ull << (i % 64));
+                    }
+                }
+            }
             RELAXED_STORE(s->free[w], f | r);
             atomic_store_explicit(&s->remote[w], 0, memory_order_release);
             s->nfree = (uint16_t)(s->nfree + __builtin_popcountll(r));
@@ -562,6 +824,16 @@ void medium_drain(struct theap *th)
 
 void medium_theap_clear(struct theap *th)
 {
+    /* the cache: only what is not zero, so that a fork()ed child's reclaim
+     * writes no page of an inherited theap whose cache was empty */
+    for (unsigned c = 0; c < MED_NCLS; c++)
+        if (RELAXED_LOAD(th->mc_n[c]))
+            RELAXED_STORE(th->mc_n[c], 0);
+    if (RELAXED_LOAD(th->mc_req))
+        RELAXED_STORE(th->mc_req, 0);
+    for (unsigned h = 0; h < MCACHE_HINTS; h++)
+        if (RELAXED_LOAD(th->mc_hint[h]))
+            RELAXED_STORE(th->mc_hint[h], 0);
     memset(th->mcur, 0, sizeof th->mcur);
     memset(th->mavail, 0, sizeof th->mavail);
     atomic_store(&th->mpending, NULL);
@@ -596,6 +868,7 @@ static void abandon_span(struct theap *th, struct span *s, void *arg)
 void medium_abandon(struct theap *th)
 {
     struct mabandon a = { true };
+    mcache_flush(th);
     while (a.left) {
         a.left = false;
         medium_drain(th);
@@ -716,6 +989,12 @@ void medium_stats(struct shed_stats *st)
 {
     if (!med.base)
         return;
+    size_t parked[MED_NCLS] = { 0 };
+    pthread_mutex_lock(&g.theap_lock);
+    for (struct theap *th = g.theaps; th; th = th->all_next)
+        for (unsigned c = 0; th->live && !theap_inherited(th) && c < MED_NCLS; c++)
+            parked[c] += RELAXED_LOAD(th->mc_n[c]);
+    pthread_mutex_unlock(&g.theap_lock);
     pthread_mutex_lock(&med.lock);
     for (size_t i = 0; i < med.ncarved; i++) {
         struct span *s = &med.spans[i];
@@ -734,6 +1013,7 @@ void medium_stats(struct shed_stats *st)
     for (unsigned c = 0; c < MED_NCLS; c++) {
         struct shed_class_stats *cs = &st->medium[c];
         cs->block_size = mclass_size(c);
+        cs->blocks_in_use -= parked[c] < cs->blocks_in_use ? parked[c] : cs->blocks_in_use;
         cs->bytes_in_use = cs->blocks_in_use * cs->block_size;
     }
     st->span_size = SPAN_BYTES;

@@ -188,6 +188,7 @@ static void *releaser_main(void *arg)
         if (RELAXED_LOAD(g.opt.release) == REL_BATCHED) {
             collect_unowned(false);
             release_pass(false, &wait);
+            wait = min_ms(wait, medium_cache_ask());
         }
         report_interval_tick();       /* a JSON line, if one is due */
         pthread_mutex_lock(&rel.mx);
@@ -295,7 +296,8 @@ static bool start_wanted(void)
         !atomic_compare_exchange_strong(&g.thread_due, &due, 0))
         return false;
     return atomic_exchange(&rel.collect, false) ||
-           arena_dirty_pools() > RELAXED_LOAD(g.opt.max_dirty) || span_any_dirty();
+           arena_dirty_pools() > RELAXED_LOAD(g.opt.max_dirty) || span_any_dirty() ||
+           atomic_load(&med.mc_watch);
 }
 
 /* Start the thread in batched mode if none runs and there is work for one
@@ -385,6 +387,14 @@ void releaser_kick_span(struct span *s)
     int mode = RELAXED_LOAD(g.opt.release);
     if (mode == REL_INLINE || (mode == REL_BATCHED && !releaser_wake()))
         span_release_now(s);
+}
+
+/* A medium block was parked in a thread's empty cache stack of its class:
+ * the thread comes to ask for a flush within delay_ms (medium_cache_ask). */
+void releaser_kick_cache(void)
+{
+    if (!g.in_fork_child && RELAXED_LOAD(g.opt.release) == REL_BATCHED)
+        releaser_wake();
 }
 
 /* n pools were retired in bulk (pool_retire_as): in batched mode the thread
@@ -534,8 +544,12 @@ EXPORT size_t shed_trim(void)
     if (!shed_ready())
         return 0;
     struct theap *th = tls_heap;
-    if (th != NO_THEAP)
+    if (th != NO_THEAP) {
+        mcache_flush(th);          /* the caller's parked medium blocks */
         theap_flush_empty(th);
+    }
+    if (med.base)
+        mcache_ask_all();          /* the other threads': at their next call */
     collect_unowned(true);
     return release_pass(true, NULL);
 }

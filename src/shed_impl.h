@@ -157,6 +157,10 @@
 #define SPAN_BYTES      ((size_t)1 << SPAN_SHIFT)
 #define SPAN_WORDS      7            /* bitmap words: 409 blocks of 640 B */
 #define SPAN_CHUNK      16           /* spans committed at once (4 MiB) */
+#define MCACHE_SLOTS    16           /* medium cache: blocks per class */
+#define MCACHE_CLASS_BYTES ((size_t)64 << 10)  /* and at most this (but
+                                        4 blocks) per class and thread */
+#define MCACHE_HINTS    1024         /* counts of parked blocks by address */
 #define POOLS_PER_ARENA 64
 #define NSTRIPES        64           /* locks for cross-thread frees: one
                                         page, as every page of locks costs
@@ -342,9 +346,9 @@ struct imap {
  *   - the release pass's buffer of pool addresses is cleared after use;
  *   - g.region is the address of pool 0: arena 0 is never carved
  *     (g.first_arena), so that no block is there.
- * A cache added later that holds blocks (freed blocks of a per-thread cache,
- * say) must do the same: keep them hidden, or stay empty, while g.checker is
- * set.  (Under a checker the fast paths are off: g.fast_size is 0, and
+ * A cache that holds blocks must do the same: keep them hidden, or stay
+ * empty, while g.checker is set (the medium cache stays empty: see "Medium
+ * cache").  (Under a checker the fast paths are off: g.fast_size is 0, and
  * th->epoch never matches g.epoch; see fast.h and theap_sync.)
  */
 static inline uintptr_t hide_addr(const void *p)
@@ -391,29 +395,41 @@ static inline void *unhide_addr(uintptr_t h)
  * atomics shared with the releaser.
  */
 struct span {
+    /* Cache line 0: what a free and a malloc of the owner read and write
+     * (span_locate, the bitmap, the counts), with the first five words of
+     * free[] (blocks 0 to 319: every class's whole bitmap but the two
+     * smallest's, 640 and 768 bytes, whose last words are in line 1). */
     struct theap *_Atomic owner;
     _Atomic uint32_t size;       /* block size */
     uint16_t nblocks, nfree;
     uint8_t cls, where;
     _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
     uint8_t pending;
-    uint32_t next, prev;         /* avail list: span index + 1 */
-    struct span *pnext;          /* pending stack */
+    _Atomic uint32_t idle_tick;  /* med.tick when a page last became idle */
+    _Atomic uint64_t free[SPAN_WORDS];
+    /* Line 1: the pages' states (span_own_pages, span_idle_pages) and the
+     * list links. */
     _Atomic uint64_t owned;      /* owner: pages touched by blocks in use
                                     (plain stores; the releaser reads it) */
-    _Atomic uint64_t seen;       /* pages idle and resident when the releaser
-                                    last looked, not taken since: due at its
-                                    next look */
     _Atomic uint64_t claimed;    /* pages a release is advising */
     _Atomic uint64_t resident;   /* pages maybe in memory (touched since
                                     they were last given back) */
-    _Atomic uint32_t idle_tick;  /* med.tick when a page last became idle */
-    _Atomic uint64_t free[SPAN_WORDS];
+    _Atomic uint64_t seen;       /* pages idle and resident when the releaser
+                                    last looked, not taken since: due at its
+                                    next look */
+    uint32_t next, prev;         /* avail list: span index + 1 */
+    struct span *pnext;          /* pending stack */
+    /* Line 2: what only frees from other threads touch. */
     _Atomic uint64_t remote[SPAN_WORDS];
+    uint64_t unused;
+    /* Line 3: the per-page counts (pages_hold, pages_drop). */
     uint8_t live[64];            /* owner: blocks in use that start or end
                                     in each page */
 } __attribute__((aligned(256)));
 _Static_assert(sizeof(struct span) == 256, "a page of descriptors holds whole spans");
+_Static_assert(offsetof(struct span, free) == 24 && offsetof(struct span, owned) == 80 &&
+               offsetof(struct span, remote) == 128 && offsetof(struct span, live) == 192,
+               "the hot line of struct span (see above)");
 
 /* The medium region and its tables (span.c). */
 struct medium {
@@ -444,6 +460,10 @@ struct medium {
      * the owner stamps a span with it (one load, no clock call) */
     _Atomic uint32_t tick;
     uint32_t tick_ms;            /* when the last tick began (release pass) */
+    _Atomic bool mc_watch;       /* a block was parked into an empty class
+                                    stack since the release thread last asked
+                                    the theaps to flush (medium_cache_ask) */
+    uint32_t mc_asked_ms;        /* when it last asked */
     pthread_mutex_t lock;        /* carving, MB_FREE, counts */
 };
 extern struct medium med HIDDEN;
@@ -519,7 +539,70 @@ struct theap {
     struct span *_Atomic mpending;   /* spans with remote frees to merge */
     size_t nspans;               /* spans it owns */
     unsigned mthaw_seen;         /* g.thaw_epoch when its spans were relisted */
+    /* The medium cache (see "Medium cache" below): per medium class, the
+     * blocks its thread freed and has not given back to their spans yet,
+     * the latest on top (mc_blk[c][mc_n[c] - 1]). */
+    _Atomic uint8_t mc_req;      /* a flush is asked for (release thread,
+                                    shed_trim, shed_freeze) */
+    _Atomic uint8_t mc_n[MED_NCLS];
+    _Atomic uintptr_t mc_blk[MED_NCLS][MCACHE_SLOTS];
+    _Atomic uint16_t mc_hint[MCACHE_HINTS];  /* parked blocks by a hash of
+                                    their address (mcache_hint): 0 says a
+                                    block is not parked without a look */
 };
+
+/*
+ * Medium cache.  A thread's free of a medium block of a span it owns parks
+ * the block in its theap's cache for the block's class (mc_blk, a LIFO
+ * stack of at most mcache_cap[class] blocks: MCACHE_SLOTS, fewer for
+ * classes over MCACHE_CLASS_BYTES / MCACHE_SLOTS bytes, never fewer than
+ * 4; 1267 KiB a thread with every class full), and its medium
+ * malloc of that class pops the latest parked block first: neither touches
+ * the span's bitmap, counts or pages.  The block itself is never written
+ * (the cache is in the theap, shed's memory).  When a class's stack is
+ * full, a free gives its older half back to the spans (mcache_flush_class:
+ * the owner's free, bitmap, live[] and pages), then parks.
+ * Invariants:
+ *   - a parked block is allocated in its span's bitmaps (neither free[] nor
+ *     remote[] has its bit), its span is owned by the theap that parks it,
+ *     and it counts in live[] as a block in use; so a span with a parked
+ *     block is never empty, and its pages stay owned;
+ *   - mc_hint[h] counts the parked blocks whose address hashes to h
+ *     (mcache_hint), all classes together; so a free whose count is 0 is of
+ *     no parked block, and the owner looks no further;
+ *   - no block is parked twice, nor parked and handed out: the owner's free
+ *     looks for the block in the class's stack (mcache_holds, when its
+ *     hint is not 0) after the bitmap, and reports a double free; a free
+ *     from another thread looks
+ *     in the owner's stack too (relaxed loads: it sees the owner's park if
+ *     that happened before it), and the merge of remote frees (medium_drain)
+ *     drops and reports a remote bit of a block still parked;
+ *   - only a thread's own theap parks (not the orphanage, a heap, or an
+ *     inherited theap), never under a checker ("No block addresses": the
+ *     cache stays empty, every free goes to the span and to memcheck), never
+ *     in a sealed span (shed_freeze: a parked block would be reused in the
+ *     frozen span), and not while release=inline (which gives pages back at
+ *     the free);
+ *   - mc_n[c], mc_blk and mc_hint are written by the owner only (relaxed
+ *     stores),
+ *     read by other threads (the double-free look, shed_stats, the release
+ *     thread) with relaxed loads;
+ *   - the cache is emptied into the spans (mcache_flush) by its owner: at
+ *     shed_trim and shed_freeze (the caller's own; the others are asked),
+ *     thread exit (medium_abandon), and when mc_req is set, at the owner's next medium
+ *     malloc or free or small allocation slow path.  The release thread
+ *     sets mc_req on every theap with parked blocks (medium_cache_ask) at
+ *     most delay_ms after a block was parked into an empty class stack
+ *     (which wakes it: med.mc_watch, a store-then-load pair with the
+ *     thread's clear-then-look, ordered as span_own_pages' is);
+ *   - shed_stats counts parked blocks as free (each theap's mc_n, read
+ *     without a lock: exact for the calling thread, a snapshot for others);
+ *   - in a fork()ed child the inherited theaps' parked blocks stay
+ *     allocated (their stacks are dropped at the reclaim: a leak of at most
+ *     one cache per thread of the parent, the forking thread's too, never a
+ *     block handed out twice; fork_prepare does not flush, as a fork from
+ *     a signal handler may interrupt the thread inside a park or pop).
+ */
 
 /* g.state: set-up runs once, on first use (init.c). */
 enum shed_state { S_NEW, S_INITIALISING, S_READY, S_NO_REGION };
@@ -1132,6 +1215,7 @@ void     span_fork_inherit(void) HIDDEN;
 
 /* medium.c: medium classes, their blocks and the theaps' spans */
 void    *medium_alloc(struct theap *th, size_t size, size_t align) HIDDEN;
+void    *medium_malloc(struct theap *th, size_t size, size_t align) HIDDEN;
 void     medium_free(void *ptr, const char *call) HIDDEN;
 void     medium_free_now(void *ptr, const char *call) HIDDEN;
 size_t   medium_usable(const void *ptr, const char *call) HIDDEN;
@@ -1144,6 +1228,9 @@ void     medium_theap_clear(struct theap *th) HIDDEN;
 void     medium_reclaim_inherited(void) HIDDEN;
 size_t   medium_inherited_pages(void) HIDDEN;
 void     medium_stats(struct shed_stats *st) HIDDEN;
+void     mcache_flush(struct theap *th) HIDDEN;
+void     mcache_ask_all(void) HIDDEN;
+uint32_t medium_cache_ask(void) HIDDEN;
 static inline bool in_medium(const void *ptr)
 {
     return (uintptr_t)ptr - (uintptr_t)med.base < med.size;
@@ -1168,6 +1255,7 @@ size_t   release_pass(bool all, uint32_t *next_ms) HIDDEN;
 void     releaser_ensure(void) HIDDEN;
 void     releaser_kick(struct pool *p) HIDDEN;
 void     releaser_kick_span(struct span *s) HIDDEN;
+void     releaser_kick_cache(void) HIDDEN;
 void     span_release_now(struct span *s) HIDDEN;
 void     release_retired(size_t n) HIDDEN;
 void     releaser_collect_soon(void) HIDDEN;
@@ -1178,6 +1266,7 @@ void     releaser_resume(bool parent) HIDDEN;
 
 /* alloc.c / free.c entry points shared with preload.c (fast paths: fast.h) */
 void    *shed_malloc_impl(size_t size) HIDDEN;
+void    *alloc_system(size_t size, size_t align) HIDDEN;
 void     shed_free_impl(void *ptr, const char *call) HIDDEN;
 void     free_remote(struct pool *p, size_t idx, unsigned size, void *ptr,
                      const char *call) HIDDEN;

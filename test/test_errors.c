@@ -32,6 +32,30 @@ static void *alloc_in_thread(void *arg)
     return NULL;
 }
 
+static void *free_in_thread(void *arg)
+{
+    shed_free(arg);
+    return NULL;
+}
+
+/* Park a medium block in this thread's cache, and stay alive (with it
+ * parked) until told. */
+struct parker {
+    pthread_barrier_t b;
+    void *p;
+};
+static void *park_and_wait(void *arg)
+{
+    struct parker *pk = arg;
+    void *keep = shed_malloc(3000);
+    pk->p = shed_malloc(3000);
+    shed_free(pk->p);
+    pthread_barrier_wait(&pk->b);
+    pthread_barrier_wait(&pk->b);
+    shed_free(keep);
+    return NULL;
+}
+
 static void *alloc_medium_in_thread(void *arg)
 {
     *(void **)arg = shed_malloc(3000);
@@ -87,6 +111,50 @@ static int child_case(const char *name)
         shed_free(p);
         shed_free(p);
         shed_free(keep);
+    } else if (!strcmp(name, "m-parked-double-free")) {
+        /* p is parked in this thread's cache under younger blocks of its
+         * class (the cache is the theap's: see shed.7) */
+        void *keep = shed_malloc(2000), *p = shed_malloc(2000), *q[3];
+        for (int i = 0; i < 3; i++)
+            q[i] = shed_malloc(2000);
+        shed_free(p);
+        for (int i = 0; i < 3; i++)
+            shed_free(q[i]);
+        say(p);
+        shed_free(p);
+        shed_free(keep);
+    } else if (!strcmp(name, "m-parked-remote-double-free")) {
+        /* freed here (parked), then again by another thread */
+        void *keep = shed_malloc(3000), *p = shed_malloc(3000);
+        pthread_t t;
+        shed_free(p);
+        say(p);
+        if (pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL))
+            return 10;
+        shed_free(keep);
+    } else if (!strcmp(name, "m-parked-fork-double-free")) {
+        /* parked in the cache of a thread of the parent that is alive at
+         * the fork, freed again in the child */
+        struct parker pk;
+        pthread_t t;
+        pthread_barrier_init(&pk.b, NULL, 2);
+        if (pthread_create(&t, NULL, park_and_wait, &pk))
+            return 10;
+        pthread_barrier_wait(&pk.b);      /* p is parked */
+        void *p = pk.p;
+        say(p);
+        pid_t pid = fork();
+        if (pid == 0) {
+            shed_free(p);
+            _exit(0);
+        }
+        int status;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid)
+            return 10;
+        pthread_barrier_wait(&pk.b);      /* the thread may exit */
+        pthread_join(t, NULL);
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT)
+            abort();                       /* as the child did */
     } else if (!strcmp(name, "m-remote-double-free")) {
         void *p = NULL;
         pthread_t t;
@@ -268,6 +336,9 @@ static void test_medium_errors(void **state)
 {
     (void)state;
     expect_abort("m-double-free", "double free of");
+    expect_abort("m-parked-double-free", "double free of");
+    expect_abort("m-parked-remote-double-free", "double free of");
+    expect_abort("m-parked-fork-double-free", "double free of");
     expect_abort("m-remote-double-free", "double free of");
     expect_abort("m-double-free-released", "double free of");
     expect_abort("m-interior", "interior pointer");

@@ -260,6 +260,27 @@ static void test_release_partly_live(void **state)
     assert_int_equal(shed_config("release=batched,quarantine_kb=20000"), 0);
 }
 
+/* Two page-sized blocks (page-aligned: each its page's only block) from
+ * alloc, filled with 1 and 2. */
+static void two_pages(void *(*alloc)(void *, size_t), void *ctx, char **a, char **b)
+{
+    size_t pg = page_size();
+    *a = alloc(ctx, pg);
+    *b = alloc(ctx, pg);
+    assert_non_null(*a);
+    assert_non_null(*b);
+    fill(*a, writable(*a, pg), 1);
+    fill(*b, writable(*b, pg), 2);
+}
+
+/* a's page went back, b's stayed, with b's contents. */
+static void check_a_released(const char *a, const char *b)
+{
+    assert_int_equal(resident(a), 0);
+    assert_int_equal(resident(b), 1);
+    assert_int_equal(check_fill(b, writable(b, page_size()), 2), -1);
+}
+
 /* Wait (up to 5 s, polling) for the release thread to take the page. */
 static void wait_released(void *ctx)
 {
@@ -283,17 +304,12 @@ static void test_release_batched(void **state)
                      0);
     shed_heap_t *h = shed_heap_new(0);
     assert_non_null(h);
-    char *a = shed_heap_malloc(h, pg), *b = shed_heap_malloc(h, pg);
-    assert_non_null(a);
-    assert_non_null(b);
-    fill(a, writable(a, pg), 1);
-    fill(b, writable(b, pg), 2);
+    char *a, *b;
+    two_pages(heap_alloc, h, &a, &b);
     assert_int_equal(resident(a), 1);
     shed_free(a);
     wait_released(a);
-    assert_int_equal(resident(a), 0);
-    assert_int_equal(resident(b), 1);
-    assert_int_equal(check_fill(b, writable(b, pg), 2), -1);
+    check_a_released(a, b);
     char *c = shed_heap_malloc(h, pg);   /* the released slot, refaulted */
     assert_ptr_equal(c, a);
     fill(c, writable(c, pg), 3);
@@ -349,6 +365,220 @@ static void test_release_races_owner(void **state)
     shed_stats(&st);
     assert_true(st.pages_released > 0);
     assert_int_equal(shed_config("delay_ms=100"), 0);
+}
+
+/* ---- the cache of freed blocks (shed.7: a thread's freed medium blocks
+ * are parked for its next mallocs of their class) ---- */
+
+/* A freed block comes back to the next malloc of its class (the latest
+ * first), and the blocks around it keep their contents through any number
+ * of frees and mallocs parked in between. */
+static void test_cache_reuse(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    char **p = scratch(N * sizeof *p);
+    for (int i = 0; i < N; i++) {
+        p[i] = shed_malloc(1500);
+        assert_non_null(p[i]);
+        fill(p[i], writable(p[i], 1500), (unsigned)i);
+    }
+    char *a = p[10], *b = p[20];
+    shed_free(a);
+    shed_free(b);
+    char *c = shed_malloc(1500), *d = shed_malloc(1500);
+    if (!CHECKED) {                       /* memcheck and ASan: no cache */
+        assert_ptr_equal(c, b);
+        assert_ptr_equal(d, a);
+    }
+    p[10] = d;
+    p[20] = c;
+    fill(c, writable(c, 1500), 20);
+    fill(d, writable(d, 1500), 10);
+    for (int round = 0; round < 50; round++) {
+        for (int i = round % 3; i < N; i += 3)
+            shed_free(p[i]);
+        for (int i = round % 3; i < N; i += 3) {
+            p[i] = shed_malloc(1500);
+            assert_non_null(p[i]);
+            fill(p[i], writable(p[i], 1500), (unsigned)(i + round));
+        }
+        for (int i = 0; i < N; i++) {
+            int last = i % 3 == round % 3 ? round
+                     : round > 0 && i % 3 == (round - 1) % 3 ? round - 1
+                     : round > 1 ? round - 2 : -1;
+            unsigned seed = (unsigned)(last < 0 ? i : i + last);
+            assert_int_equal(check_fill(p[i], writable(p[i], 1500), seed), -1);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        shed_free(p[i]);
+    munmap(p, N * sizeof *p);
+}
+
+/* A page-sized block freed into the cache: shed_trim gives its page back
+ * (the cache is flushed first), the live neighbour's page stays. */
+static void test_cache_trim_releases(void **state)
+{
+    (void)state;
+    size_t pg = page_size();
+    if (pg > SHED_MEDIUM_MAX)
+        skip();                           /* no class of a page */
+    assert_int_equal(shed_config("release=manual"), 0);
+    char *a, *b;
+    two_pages(thread_alloc, NULL, &a, &b);
+    shed_free(a);
+    shed_trim();
+    check_a_released(a, b);
+    shed_free(b);
+    assert_int_equal(shed_config("release=batched"), 0);
+}
+
+/* Batched mode: a block parked in the cache of a thread that goes on
+ * allocating does not keep its page: the release thread asks the thread
+ * to flush, and the page goes back (here polled up to 10 s, with a
+ * medium malloc and free between looks, where the thread flushes). */
+static void test_cache_release_thread(void **state)
+{
+    (void)state;
+    size_t pg = page_size();
+    if (pg > SHED_MEDIUM_MAX)
+        skip();
+    assert_int_equal(shed_config("release=batched,delay_ms=20,thread_after_kb=0"), 0);
+    char *a, *b;
+    two_pages(thread_alloc, NULL, &a, &b);
+    shed_free(a);
+    for (int i = 0; i < 1000 && resident(a) == 1; i++) {
+        usleep(10000);
+        shed_free(shed_malloc(700));
+    }
+    check_a_released(a, b);
+    shed_free(b);
+    assert_int_equal(shed_config("delay_ms=100"), 0);
+}
+
+struct parked {
+    char *blk[8];
+    size_t size;
+};
+
+static void *park_and_exit(void *arg)
+{
+    struct parked *pk = arg;
+    for (int i = 0; i < 8; i++) {
+        pk->blk[i] = shed_malloc(pk->size);
+        fill(pk->blk[i], writable(pk->blk[i], pk->size), 7);
+    }
+    for (int i = 0; i < 8; i++)
+        shed_free(pk->blk[i]);            /* parked, then the thread ends */
+    return NULL;
+}
+
+/* A thread that exits with blocks in its cache gives them back: they are
+ * no longer in use, and their span, emptied, has its pages released. */
+static void test_cache_thread_exit(void **state)
+{
+    (void)state;
+    size_t pg = page_size();
+    if (pg > SHED_MEDIUM_MAX)
+        skip();
+    assert_int_equal(shed_config("release=manual"), 0);
+    struct parked *pk = scratch(sizeof *pk);
+    pk->size = pg;
+    struct shed_stats s0, s1;
+    shed_stats(&s0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, park_and_exit, pk), 0);
+    pthread_join(t, NULL);
+    shed_stats(&s1);
+    assert_int_equal(medium_in_use(&s1), medium_in_use(&s0));
+    shed_trim();
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(resident(pk->blk[i]), 0);
+    munmap(pk, sizeof *pk);
+    assert_int_equal(shed_config("release=batched"), 0);
+}
+
+struct fork_parker {
+    pthread_barrier_t b;
+    char *blk[8];
+    char *keep;                           /* here, not on the thread's stack:
+                                             the child's leak check sees it */
+};
+
+static void *park_and_wait(void *arg)
+{
+    struct fork_parker *pk = arg;
+    char *keep = pk->keep = shed_malloc(2500);
+    for (int i = 0; i < 8; i++)
+        pk->blk[i] = shed_malloc(2500);
+    for (int i = 0; i < 8; i++)
+        shed_free(pk->blk[i]);
+    pthread_barrier_wait(&pk->b);         /* parked */
+    pthread_barrier_wait(&pk->b);         /* the fork is done */
+    shed_free(keep);
+    return NULL;
+}
+
+/* fork() while another thread has blocks parked: in the child they are
+ * never handed out (the child's view: still allocated, in the spans the
+ * child takes over at its trim), whatever the child allocates; the parent's
+ * thread still has them. */
+static void test_cache_fork(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+    struct fork_parker *pk = scratch(sizeof *pk);
+    pthread_barrier_init(&pk->b, NULL, 2);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, park_and_wait, pk), 0);
+    pthread_barrier_wait(&pk->b);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int bad = 0;
+        char **p = scratch(N * sizeof *p);
+        for (int round = 0; round < 2; round++) {
+            for (int i = 0; i < N; i++) {
+                p[i] = shed_malloc(2500);
+                bad |= !p[i];
+                for (int k = 0; k < 8; k++)
+                    bad |= p[i] == pk->blk[k];
+                fill(p[i], writable(p[i], 2500), (unsigned)i);
+            }
+            for (int i = 0; i < N; i++) {
+                bad |= check_fill(p[i], writable(p[i], 2500), (unsigned)i) != -1;
+                shed_free(p[i]);
+            }
+            shed_trim();                  /* the parent's spans: the child's */
+        }
+        _exit(bad ? 3 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    pthread_barrier_wait(&pk->b);
+    pthread_join(t, NULL);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    pthread_barrier_destroy(&pk->b);
+    munmap(pk, sizeof *pk);
+}
+
+/* Parked blocks count as free in shed_stats. */
+static void test_cache_stats(void **state)
+{
+    (void)state;
+    struct shed_stats s0, s1, s2;
+    shed_stats(&s0);
+    char *p = shed_malloc(5000);
+    assert_non_null(p);
+    shed_stats(&s1);
+    shed_free(p);
+    shed_stats(&s2);
+    if (!SHED_TEST_PRELOAD) {
+        assert_int_equal(medium_in_use(&s1), medium_in_use(&s0) + 1);
+        assert_int_equal(medium_in_use(&s2), medium_in_use(&s0));
+    }
 }
 
 /* ---- other threads ---- */
@@ -567,6 +797,12 @@ int main(void)
         cmocka_unit_test(test_release_partly_live),
         cmocka_unit_test(test_release_batched),
         cmocka_unit_test(test_release_races_owner),
+        cmocka_unit_test(test_cache_reuse),
+        cmocka_unit_test(test_cache_trim_releases),
+        cmocka_unit_test(test_cache_release_thread),
+        cmocka_unit_test(test_cache_thread_exit),
+        cmocka_unit_test(test_cache_stats),
+        cmocka_unit_test(test_cache_fork),
         cmocka_unit_test(test_cross_thread),
         cmocka_unit_test(test_orphans),
         cmocka_unit_test(test_heap),
