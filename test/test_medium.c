@@ -424,14 +424,15 @@ static void test_cache_trim_releases(void **state)
     size_t pg = page_size();
     if (pg > SHED_MEDIUM_MAX)
         skip();                           /* no class of a page */
-    assert_int_equal(shed_config("release=manual"), 0);
+    /* no quarantine: under a checker, nothing is cached nor held */
+    assert_int_equal(shed_config("release=manual,quarantine_kb=0"), 0);
     char *a, *b;
     two_pages(thread_alloc, NULL, &a, &b);
     shed_free(a);
     shed_trim();
     check_a_released(a, b);
     shed_free(b);
-    assert_int_equal(shed_config("release=batched"), 0);
+    assert_int_equal(shed_config("release=batched,quarantine_kb=20000"), 0);
 }
 
 /* Batched mode: a block parked in the cache of a thread that goes on
@@ -444,7 +445,8 @@ static void test_cache_release_thread(void **state)
     size_t pg = page_size();
     if (pg > SHED_MEDIUM_MAX)
         skip();
-    assert_int_equal(shed_config("release=batched,delay_ms=20,thread_after_kb=0"), 0);
+    assert_int_equal(
+        shed_config("release=batched,delay_ms=20,thread_after_kb=0,quarantine_kb=0"), 0);
     char *a, *b;
     two_pages(thread_alloc, NULL, &a, &b);
     shed_free(a);
@@ -454,7 +456,7 @@ static void test_cache_release_thread(void **state)
     }
     check_a_released(a, b);
     shed_free(b);
-    assert_int_equal(shed_config("delay_ms=100"), 0);
+    assert_int_equal(shed_config("delay_ms=100,quarantine_kb=20000"), 0);
 }
 
 struct parked {
@@ -482,7 +484,7 @@ static void test_cache_thread_exit(void **state)
     size_t pg = page_size();
     if (pg > SHED_MEDIUM_MAX)
         skip();
-    assert_int_equal(shed_config("release=manual"), 0);
+    assert_int_equal(shed_config("release=manual,quarantine_kb=0"), 0);
     struct parked *pk = scratch(sizeof *pk);
     pk->size = pg;
     struct shed_stats s0, s1;
@@ -496,7 +498,7 @@ static void test_cache_thread_exit(void **state)
     for (int i = 0; i < 8; i++)
         assert_int_equal(resident(pk->blk[i]), 0);
     munmap(pk, sizeof *pk);
-    assert_int_equal(shed_config("release=batched"), 0);
+    assert_int_equal(shed_config("release=batched,quarantine_kb=20000"), 0);
 }
 
 struct fork_parker {
