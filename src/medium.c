@@ -345,7 +345,8 @@ static ALWAYS_INLINE void span_free_block(struct theap *th, struct span *s, unsi
     span_settle_owner(th, s);
 }
 
-/* Owner: the k oldest blocks of th's cache of class c go back to their
+/* Owner (or the release thread that took th's cache over: see "Medium
+ * cache"): the k oldest blocks of th's cache of class c go back to their
  * spans; the others move down. */
 static void mcache_flush_class(struct theap *th, unsigned c, unsigned k)
 {
@@ -362,14 +363,117 @@ static void mcache_flush_class(struct theap *th, unsigned c, unsigned k)
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n - k));
 }
 
-/* Owner: every block of th's cache goes back to its span. */
-void mcache_flush(struct theap *th)
+/* Owner (or the release thread, as above): every block of th's cache goes
+ * back to its span. */
+static void mcache_flush_in(struct theap *th)
 {
-    if (RELAXED_LOAD(th->mc_req))
-        RELAXED_STORE(th->mc_req, 0);
     for (unsigned c = 0; c < MED_NCLS; c++)
         if (RELAXED_LOAD(th->mc_n[c]))
             mcache_flush_class(th, c, RELAXED_LOAD(th->mc_n[c]));
+}
+
+/* ---- the owner's bracket, and the flush by another thread ----
+ *
+ * Why the owner marks itself busy.  A thread that parked blocks and then
+ * blocks (a read, a condition variable) makes no medium call again, so the
+ * release thread must be able to flush its cache itself: give the blocks
+ * back to their spans (free[], nfree, live[], the pages, the lists), which
+ * is everything the owner writes with plain stores.  The two must never
+ * run at once, and the owner's paths must stay free of locked instructions
+ * and fences.  So, a store-then-load pair on each side (Dekker's), whose
+ * owner half costs two plain stores and one load:
+ *   owner:    busy = 1; [barrier]; look at steal; ...work...; busy = 0
+ *   stealer:  steal = MC_INTENT; barrier; look at busy; claim if 0
+ * The barrier on the stealer's side is membarrier(2) (span_owners_barrier,
+ * the one span_own_pages relies on), which puts a full fence on every
+ * thread of the process that runs; so the owner's [barrier] is only a
+ * compiler barrier (med.asym), or a real fence where membarrier is missing.
+ * One of the two sees the other: either the stealer sees busy == 1 and
+ * leaves the theap to its owner (which sees the intent at its next entry
+ * and flushes itself), or the owner sees the intent (or the stealer's
+ * claim) at its entry.  Both claim with a compare-and-swap from the value
+ * they saw (MC_INTENT or MC_ASKED to MC_OWNER; MC_INTENT to MC_STEALER), so
+ * one only wins; an owner that sees MC_STEALER waits (sched_yield) until
+ * the stealer stores MC_NONE, with release (busy = 0 is a release too, and
+ * both looks acquire: each side sees all the other wrote).  Only a stealer
+ * sets MC_INTENT, and stealers run one at a time (under g.theap_lock), so
+ * a steal of MC_INTENT is of the intent that the barrier ordered: an
+ * intent the owner took meanwhile is not set again before the stealer's
+ * claim fails.  Holding g.theap_lock, the stealer also keeps the theap
+ * from being recycled (theap_new clears steal) under it.
+ * The owner's side is every path that touches its medium state: medium
+ * malloc and free of its own spans (pop and park included), the merge of
+ * remote frees (medium_drain), its own flushes (the small slow path,
+ * shed_trim, shed_freeze) and thread exit (medium_abandon).  fork()'s
+ * handlers touch none of it, and take g.theap_lock, so no steal runs
+ * across a fork.  A call made inside the bracket that comes back into
+ * shed (releaser_ensure may start a thread, whose set-up allocates) leaves
+ * the bracket on its way out: the slow path enters again after it. */
+
+/* The state in a steal word (without MC_FENCE). */
+static inline unsigned mc_state(uint8_t v)
+{
+    return v & ~MC_FENCE;
+}
+
+/* Owner, entered, its steal word not 0: fence first if asked to (MC_FENCE:
+ * no membarrier), then flush if a flush was asked for (MC_ASKED or
+ * MC_INTENT: the owner's claim), or wait while a stealer does it for us
+ * (MC_STEALER). */
+static COLD void mown_claim(struct theap *th)
+{
+    if (RELAXED_LOAD(th->mc_steal) & MC_FENCE)
+        atomic_thread_fence(memory_order_seq_cst);
+    for (;;) {
+        uint8_t v = atomic_load_explicit(&th->mc_steal, memory_order_acquire);
+        if (mc_state(v) == MC_NONE)
+            return;
+        if (mc_state(v) == MC_DONE) {    /* seen: the caller looks again */
+            if (atomic_compare_exchange_weak(&th->mc_steal, &v, v & MC_FENCE))
+                return;
+            continue;
+        }
+        if (mc_state(v) == MC_STEALER) {
+            sched_yield();
+            continue;
+        }
+        if (atomic_compare_exchange_weak(&th->mc_steal, &v, (v & MC_FENCE) | MC_OWNER)) {
+            mcache_flush_in(th);
+            atomic_fetch_and_explicit(&th->mc_steal, MC_FENCE, memory_order_release);
+            return;
+        }
+    }
+}
+
+/* Owner: mark itself busy; true when its steal word is 0 (the fast
+ * paths' case), else the caller calls mown_claim before it goes on. */
+static ALWAYS_INLINE bool mown_mark(struct theap *th)
+{
+    RELAXED_STORE(th->mc_busy, 1);
+    atomic_signal_fence(memory_order_seq_cst);   /* the barrier: membarrier's */
+    return likely(atomic_load_explicit(&th->mc_steal, memory_order_acquire) == 0);
+}
+
+/* Owner: enter its medium state (see above). */
+static ALWAYS_INLINE void mown_enter(struct theap *th)
+{
+    if (unlikely(!mown_mark(th)))
+        mown_claim(th);
+}
+
+/* Owner: leave it (everything written before is seen by a stealer that
+ * sees busy == 0). */
+static ALWAYS_INLINE void mown_leave(struct theap *th)
+{
+    atomic_store_explicit(&th->mc_busy, 0, memory_order_release);
+}
+
+/* Owner: every block of th's cache goes back to its span. */
+void mcache_flush(struct theap *th)
+{
+    mown_enter(th);
+    mcache_flush_in(th);
+    mown_leave(th);
 }
 
 /* Blocks parked in th's cache, all classes. */
@@ -381,46 +485,106 @@ static unsigned mcache_count(struct theap *th)
     return n;
 }
 
-/* Ask every thread with parked blocks to flush them (the callers' own,
- * shed_trim and shed_freeze flush themselves). */
+/* A theap whose cache another thread may ask for and flush (g.theap_lock
+ * held): a live thread's own. */
+static bool mcache_of_thread(struct theap *th)
+{
+    return th->live && !th->shared && !theap_inherited(th);
+}
+
+/* Ask every thread with parked blocks to flush them at its next call
+ * (shed_freeze: no parked block of a sealed span is handed out again; the
+ * caller's own cache is flushed already). */
 void mcache_ask_all(void)
 {
     pthread_mutex_lock(&g.theap_lock);
-    for (struct theap *th = g.theaps; th; th = th->all_next)
-        if (th->live && !th->shared && !theap_inherited(th) &&
-            !RELAXED_LOAD(th->mc_req) && mcache_count(th))
-            RELAXED_STORE(th->mc_req, 1);
+    for (struct theap *th = g.theaps; th; th = th->all_next) {
+        uint8_t v = atomic_load(&th->mc_steal);
+        if (mcache_of_thread(th) && mcache_count(th))
+            while (mc_state(v) == MC_NONE &&
+                   !atomic_compare_exchange_weak(&th->mc_steal, &v, v | MC_ASKED))
+                ;
+    }
     pthread_mutex_unlock(&g.theap_lock);
 }
 
+/* One round of the flushes by another thread (see "the owner's bracket"):
+ * every theap asked a round ago (MC_ASKED, or an intent left) whose owner
+ * has not flushed since, or with trim every theap with parked blocks, gets
+ * an intent; after the barrier, the cache of each whose owner is not busy
+ * is flushed here.  Without trim, theaps with parked blocks and no request
+ * are asked (for the next round), after the barrier, which also orders the
+ * release thread's clear of med.mc_watch against a park (mcache_park).
+ * Returns true when a request is left (a theap asked, or busy). */
+static bool mcache_round(bool trim)
+{
+    bool left = false, ordered = true, asym = RELAXED_LOAD(med.asym);
+    pthread_mutex_lock(&g.theap_lock);
+    for (struct theap *th = g.theaps; th; th = th->all_next) {
+        if (!mcache_of_thread(th))
+            continue;
+        uint8_t v = atomic_load(&th->mc_steal);
+        if (!asym && !(v & MC_FENCE)) {
+            /* no membarrier (any more): the owner fences from its next
+             * entry, and no steal this round (it may be inside one that
+             * did not) */
+            v = atomic_fetch_or(&th->mc_steal, MC_FENCE) | MC_FENCE;
+            ordered = false;
+        }
+        if (mc_state(v) == MC_ASKED || (trim && mc_state(v) == MC_NONE && mcache_count(th)))
+            atomic_compare_exchange_strong(&th->mc_steal, &v, (v & MC_FENCE) | MC_INTENT);
+    }
+    if (!trim)
+        atomic_store(&med.mc_watch, false);
+    ordered &= span_owners_barrier();
+    for (struct theap *th = g.theaps; th; th = th->all_next) {
+        if (!mcache_of_thread(th))
+            continue;
+        uint8_t v = atomic_load(&th->mc_steal);
+        if (mc_state(v) == MC_INTENT && ordered &&
+            !atomic_load_explicit(&th->mc_busy, memory_order_acquire) &&
+            atomic_compare_exchange_strong(&th->mc_steal, &v, (v & MC_FENCE) | MC_STEALER)) {
+            mcache_flush_in(th);         /* the owner waits meanwhile */
+            atomic_store_explicit(&th->mc_steal, (v & MC_FENCE) | MC_DONE, memory_order_release);
+        } else if (mc_state(v) == MC_NONE && !trim && mcache_count(th)) {
+            left |= atomic_compare_exchange_strong(&th->mc_steal, &v, v | MC_ASKED) ||
+                    mc_state(v) != MC_NONE;
+        } else if (mc_state(v) != MC_NONE && mc_state(v) != MC_DONE) {
+            left = true;                 /* busy, or its owner flushes now */
+        }
+    }
+    pthread_mutex_unlock(&g.theap_lock);
+    return left || !ordered;             /* owners may have raced: again */
+}
+
+/* shed_trim: every other thread's parked blocks go back to their spans,
+ * here for the threads not in a medium call now, at their next call for
+ * the others. */
+void mcache_trim_all(void)
+{
+    if (med.base)
+        mcache_round(true);
+}
+
 /* The release thread, at each wake-up: once a block was parked into an
- * empty class stack (med.mc_watch), ask every theap with parked blocks to
- * flush, delay_ms after the last time it asked at the latest.  Returns the
- * milliseconds until it should ask (UINT32_MAX: nothing parked since it
- * last asked; a park wakes it).  An owner that was asked flushes at its
- * next medium malloc or free (or small allocation slow path): its pages
- * then go idle and are released as any others. */
+ * empty class stack (med.mc_watch), or while a request is left, a round
+ * (mcache_round) delay_ms after the last at the earliest.  So a theap with
+ * parked blocks is asked at most delay_ms after its first park, and its
+ * cache is flushed by its owner at its next medium call (or small
+ * allocation slow path), or by the release thread a round later if the
+ * owner made none; its pages then go idle and are released as any others.
+ * Returns the milliseconds until the next round (UINT32_MAX: nothing parked
+ * since the last one, and no request left; a park wakes the thread). */
 uint32_t medium_cache_ask(void)
 {
-    if (!med.base || !atomic_load(&med.mc_watch))
+    if (!med.base || (!atomic_load(&med.mc_watch) && !med.mc_left))
         return UINT32_MAX;
     uint32_t delay = RELAXED_LOAD(g.opt.delay_ms), since = now_ms() - med.mc_asked_ms;
     if (since < delay)
         return delay - since;
     med.mc_asked_ms = now_ms();
-    atomic_store(&med.mc_watch, false);
-    /* The clear, then a look at the stacks; an owner parks, then looks at
-     * the watch (mcache_park): one sees the other. */
-    bool asym = RELAXED_LOAD(med.asym), barrier = asym && os_barrier_all();
-    if (!barrier)
-        atomic_thread_fence(memory_order_seq_cst);
-    if (asym && !barrier) {
-        RELAXED_STORE(med.asym, false);   /* owners fence from now on */
-        atomic_store(&med.mc_watch, true);
-        return delay;
-    }
-    mcache_ask_all();
-    return UINT32_MAX;
+    med.mc_left = mcache_round(false);
+    return med.mc_left ? (delay ? delay : 1) : UINT32_MAX;
 }
 
 /* A block was parked into th's empty stack of a class: the release thread
@@ -432,10 +596,10 @@ static COLD void mcache_watch(void)
 }
 
 /* May the owner th park a block of s (see "Medium cache")? */
-static ALWAYS_INLINE bool mcache_may_park(struct theap *th, struct span *s)
+static ALWAYS_INLINE bool mcache_may_park(struct span *s)
 {
     return likely(!g.checker) && likely(!RELAXED_LOAD(s->sealed)) &&
-           likely(RELAXED_LOAD(g.opt.release) != REL_INLINE) && likely(!RELAXED_LOAD(th->mc_req));
+           likely(RELAXED_LOAD(g.opt.release) != REL_INLINE);
 }
 
 /* Owner: park b (block i of s, not parked, allocated) in th's cache of
@@ -443,9 +607,7 @@ static ALWAYS_INLINE bool mcache_may_park(struct theap *th, struct span *s)
  * one too many: medium_free parks the others itself. */
 static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
 {
-    if (unlikely(RELAXED_LOAD(th->mc_req)))
-        mcache_flush(th);
-    if (!mcache_may_park(th, s))
+    if (!mcache_may_park(s))
         return false;
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     if (unlikely(n >= mcache_cap[c])) {
@@ -467,6 +629,8 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
 }
 
 /* ---- allocation ---- */
+
+static void mdrain(struct theap *th);
 
 /* Owner: a block of s, which has a free one: the lowest, so that live
  * blocks stay packed at the span's start and its last pages go idle. */
@@ -508,7 +672,7 @@ static struct span *span_adopt(struct theap *th, unsigned c)
         pthread_mutex_trylock(&g.orphan_lock) != 0)
         return NULL;
     struct theap *o = g.orphanage;
-    medium_drain(o);
+    mdrain(o);
     struct span *s;
     while ((s = span_at(o->mavail[c])) && !span_transfer(o, s, th)) {
         mlist_remove(o, s);              /* remote frees raced in: later */
@@ -523,10 +687,12 @@ static struct span *span_adopt(struct theap *th, unsigned c)
 static COLD void *medium_alloc_slow(struct theap *th, unsigned c)
 {
     if (atomic_load_explicit(&th->mpending, memory_order_relaxed))
-        medium_drain(th);
+        mdrain(th);
     mtheap_check(th, false);
-    if (unlikely(RELAXED_LOAD(g.thread_due) != 0))
+    if (unlikely(RELAXED_LOAD(g.thread_due) != 0)) {
         releaser_ensure();               /* idle pages waited: see release.c */
+        mown_enter(th);                  /* again (see "the owner's bracket") */
+    }
     unsigned thaw = RELAXED_LOAD(g.thaw_epoch);
     if (th->mthaw_seen != thaw) {
         th->mthaw_seen = thaw;
@@ -548,6 +714,7 @@ static COLD void *medium_alloc_slow(struct theap *th, unsigned c)
             mlist_remove(th, s);
         } else if (!(s = span_adopt(th, c))) {
             releaser_ensure();           /* where a thread may start */
+            mown_enter(th);
             if (!(s = span_acquire()))
                 return NULL;
             span_init(s, th, c);
@@ -576,20 +743,27 @@ static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
     return b;
 }
 
-/* medium_alloc with no parked block to pop (or a flush asked for): out of
- * line, so that the pop above saves no registers. */
+/* medium_alloc with no parked block to pop, or a steal word to look at
+ * (th marked busy): out of line, so that the pop above saves no registers. */
 static __attribute__((noinline)) void *medium_alloc_span(struct theap *th, unsigned c)
 {
-    if (unlikely(RELAXED_LOAD(th->mc_req))) {
-        mcache_flush(th);
+    void *b;
+    if (unlikely(RELAXED_LOAD(th->mc_steal) != 0)) {
+        mown_claim(th);
         unsigned n = RELAXED_LOAD(th->mc_n[c]);
-        if (n)
-            return mcache_pop(th, c, n);
+        if (n) {
+            b = mcache_pop(th, c, n);
+            mown_leave(th);
+            return b;
+        }
     }
     struct span *s = th->mcur[c];
     if (likely(s != NULL) && likely(s->nfree != 0) && likely(!RELAXED_LOAD(s->sealed)))
-        return span_take(s);
-    return medium_alloc_slow(th, c);
+        b = span_take(s);
+    else
+        b = medium_alloc_slow(th, c);
+    mown_leave(th);
+    return b;
 }
 
 /* A medium block of size bytes aligned to align from th (the caller's own
@@ -600,9 +774,12 @@ void *medium_alloc(struct theap *th, size_t size, size_t align)
     int c = mclass_for(size, align);
     if (c < 0)
         return NULL;
-    unsigned n = RELAXED_LOAD(th->mc_n[c]);
-    if (likely(n != 0) && likely(!RELAXED_LOAD(th->mc_req)))
-        return mcache_pop(th, (unsigned)c, n);
+    unsigned n;
+    if (likely(mown_mark(th)) && likely((n = RELAXED_LOAD(th->mc_n[c])) != 0)) {
+        void *b = mcache_pop(th, (unsigned)c, n);
+        mown_leave(th);
+        return b;
+    }
     return medium_alloc_span(th, (unsigned)c);
 }
 
@@ -626,9 +803,12 @@ void *medium_malloc(struct theap *th, size_t size, size_t align)
     int c = mclass_for(size, align);
     if (unlikely(c < 0))
         return alloc_system(size, align);
-    unsigned n = RELAXED_LOAD(th->mc_n[c]);
-    if (likely(n != 0) && likely(!RELAXED_LOAD(th->mc_req)))
-        return mcache_pop(th, (unsigned)c, n);    /* none under a checker */
+    unsigned n;
+    if (likely(mown_mark(th)) && likely((n = RELAXED_LOAD(th->mc_n[c])) != 0)) {
+        void *b = mcache_pop(th, (unsigned)c, n);   /* none under a checker */
+        mown_leave(th);
+        return b;
+    }
     return medium_malloc_span(th, (unsigned)c, size, align);
 }
 
@@ -701,6 +881,44 @@ static __attribute__((noinline)) void medium_free_owner(struct theap *th, struct
 {
     if (!mcache_park(th, s, s->cls, ptr))
         span_free_block(th, s, i, RELAXED_LOAD(s->size));
+    mown_leave(th);
+}
+
+/* The owner's free of block i of s (th marked busy, the claim done): a
+ * double free reported, else parked, else given back to s. */
+static ALWAYS_INLINE void medium_free_mine(struct theap *th, struct span *s, unsigned i,
+                                           void *ptr, const char *call)
+{
+    unsigned c = s->cls;
+    _Atomic uint16_t *hint = mcache_hint(th, ptr);
+    if (unlikely(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1) ||
+        (unlikely(RELAXED_LOAD(*hint) != 0) && mcache_look(th, c, ptr))) {
+        mown_leave(th);
+        return shed_error(E_DOUBLE, ptr, call);
+    }
+    unsigned n = RELAXED_LOAD(th->mc_n[c]);
+    if (likely(n - 1 < mcache_cap[c] - 1u) && likely(mcache_may_park(s))) {
+        RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)ptr);  /* not the first, */
+        RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));     /* nor one too many */
+        RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
+        mown_leave(th);
+        return;
+    }
+    medium_free_owner(th, s, i, ptr);
+}
+
+/* The owner's free with a steal word to look at: claim, then look whether
+ * s is still th's (a stealer may have emptied and retired it: the block
+ * was parked, so this is a double free, which the remote free reports). */
+static COLD void medium_free_claim(struct theap *th, struct span *s, unsigned i, size_t size,
+                                   void *ptr, const char *call)
+{
+    mown_claim(th);
+    if (RELAXED_LOAD(s->owner) != th) {
+        mown_leave(th);
+        return span_free_remote(s, i, size, ptr, call);
+    }
+    medium_free_mine(th, s, i, ptr, call);
 }
 
 /* Free a pointer into the medium region: check it, then the owner's free or
@@ -725,19 +943,10 @@ static ALWAYS_INLINE void medium_free_block(void *ptr, const char *call, bool ch
     struct theap *th = tls_heap;
     if (RELAXED_LOAD(s->owner) != th)
         return span_free_remote(s, i, size, ptr, call);
-    unsigned c = s->cls;
-    _Atomic uint16_t *hint = mcache_hint(th, ptr);
-    if (unlikely(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1) ||
-        (unlikely(RELAXED_LOAD(*hint) != 0) && mcache_look(th, c, ptr)))
-        return shed_error(E_DOUBLE, ptr, call);
-    unsigned n = RELAXED_LOAD(th->mc_n[c]);
-    if (likely(n - 1 < mcache_cap[c] - 1u) && likely(mcache_may_park(th, s))) {
-        RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)ptr);  /* not the first, */
-        RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));     /* nor one too many */
-        RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
-        return;
-    }
-    medium_free_owner(th, s, i, ptr);
+    /* after the mark, s is still th's unless a steal ran (the claim looks) */
+    if (unlikely(!mown_mark(th)))
+        return medium_free_claim(th, s, i, size, ptr, call);
+    medium_free_mine(th, s, i, ptr, call);
 }
 
 void medium_free(void *ptr, const char *call)
@@ -772,9 +981,9 @@ size_t medium_usable(const void *ptr, const char *call)
     return RELAXED_LOAD(s->size);
 }
 
-/* Owner (or the holder of a shared theap's lock): merge the remote frees of
- * th's pending spans; pages they leave unused go idle. */
-void medium_drain(struct theap *th)
+/* Owner, entered (or the holder of a shared theap's lock): merge the remote
+ * frees of th's pending spans; pages they leave unused go idle. */
+static void mdrain(struct theap *th)
 {
     struct span *s = atomic_exchange_explicit(&th->mpending, NULL, memory_order_acquire);
     while (s) {
@@ -820,6 +1029,14 @@ void medium_drain(struct theap *th)
     }
 }
 
+/* mdrain for the owner (theap_drain) or a shared theap's lock holder. */
+void medium_drain(struct theap *th)
+{
+    mown_enter(th);
+    mdrain(th);
+    mown_leave(th);
+}
+
 /* ---- a theap's spans as a whole ---- */
 
 void medium_theap_clear(struct theap *th)
@@ -829,8 +1046,10 @@ void medium_theap_clear(struct theap *th)
     for (unsigned c = 0; c < MED_NCLS; c++)
         if (RELAXED_LOAD(th->mc_n[c]))
             RELAXED_STORE(th->mc_n[c], 0);
-    if (RELAXED_LOAD(th->mc_req))
-        RELAXED_STORE(th->mc_req, 0);
+    if (RELAXED_LOAD(th->mc_steal))     /* left by a request, or by a fork */
+        RELAXED_STORE(th->mc_steal, MC_NONE);
+    if (RELAXED_LOAD(th->mc_busy))
+        RELAXED_STORE(th->mc_busy, 0);
     for (unsigned h = 0; h < MCACHE_HINTS; h++)
         if (RELAXED_LOAD(th->mc_hint[h]))
             RELAXED_STORE(th->mc_hint[h], 0);
@@ -868,15 +1087,17 @@ static void abandon_span(struct theap *th, struct span *s, void *arg)
 void medium_abandon(struct theap *th)
 {
     struct mabandon a = { true };
-    mcache_flush(th);
+    mown_enter(th);
+    mcache_flush_in(th);
     while (a.left) {
         a.left = false;
-        medium_drain(th);
+        mdrain(th);
         theap_spans_each(th, abandon_span, &a);
         if (a.left)
             sched_yield();
     }
     medium_theap_clear(th);
+    mown_leave(th);
     mtheap_check(g.orphanage, false);
 }
 
@@ -903,7 +1124,7 @@ static void destroy_span(struct theap *th, struct span *s, void *arg)
  * back, live blocks or not. */
 void medium_destroy(struct theap *th)
 {
-    medium_drain(th);
+    mdrain(th);
     theap_spans_each(th, destroy_span, NULL);
     mtheap_check(th, true);
     medium_theap_clear(th);

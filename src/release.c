@@ -548,8 +548,8 @@ EXPORT size_t shed_trim(void)
         mcache_flush(th);          /* the caller's parked medium blocks */
         theap_flush_empty(th);
     }
-    if (med.base)
-        mcache_ask_all();          /* the other threads': at their next call */
+    mcache_trim_all();             /* the other threads': now, or at their
+                                      next call for those inside one */
     collect_unowned(true);
     return release_pass(true, NULL);
 }

@@ -464,6 +464,8 @@ struct medium {
                                     stack since the release thread last asked
                                     the theaps to flush (medium_cache_ask) */
     uint32_t mc_asked_ms;        /* when it last asked */
+    bool mc_left;                /* a request was left at the last round
+                                    (medium_cache_ask: the thread's own) */
     pthread_mutex_t lock;        /* carving, MB_FREE, counts */
 };
 extern struct medium med HIDDEN;
@@ -501,6 +503,25 @@ struct cur_word {
     void *unused;                /* 32 bytes: fast[size / 16] is at 2 * size */
 };
 _Static_assert(sizeof(struct cur_word) == 2 * SHED_CLASS_STEP, "alloc_fast indexes by 2 * size");
+
+/* A theap's mc_steal: a flush of its medium cache asked for, and by whom
+ * it is done (see "Medium cache"). */
+enum mc_steal {
+    MC_NONE,                     /* none asked for */
+    MC_ASKED,                    /* asked (release thread, shed_freeze): the
+                                    owner flushes at its next medium call */
+    MC_OWNER,                    /* the owner flushes now */
+    MC_STEALER,                  /* a stealer (the release thread, shed_trim)
+                                    flushes now; the owner waits */
+    MC_INTENT,                   /* a stealer will flush unless the owner is
+                                    busy (then the owner does, at its next
+                                    call) */
+    MC_DONE,                     /* a stealer flushed: the owner's next entry
+                                    clears it, and its free looks again at
+                                    the span it had found (mown_claim) */
+    MC_FENCE = 0x80              /* a bit beside the state: no membarrier,
+                                    the owner fences at each entry */
+};
 
 /* A thread heap: the pools one thread (or one shared heap) owns.  It holds
  * no block address while a checker runs ("No block addresses" above), nor
@@ -542,8 +563,10 @@ struct theap {
     /* The medium cache (see "Medium cache" below): per medium class, the
      * blocks its thread freed and has not given back to their spans yet,
      * the latest on top (mc_blk[c][mc_n[c] - 1]). */
-    _Atomic uint8_t mc_req;      /* a flush is asked for (release thread,
-                                    shed_trim, shed_freeze) */
+    _Atomic uint8_t mc_busy;     /* owner: 1 while it works on its medium
+                                    state (mown_enter; plain stores) */
+    _Atomic uint8_t mc_steal;    /* enum mc_steal: a flush asked for, and
+                                    who does it (see "Medium cache") */
     _Atomic uint8_t mc_n[MED_NCLS];
     _Atomic uintptr_t mc_blk[MED_NCLS][MCACHE_SLOTS];
     _Atomic uint16_t mc_hint[MCACHE_HINTS];  /* parked blocks by a hash of
@@ -583,18 +606,34 @@ struct theap {
  *     in a sealed span (shed_freeze: a parked block would be reused in the
  *     frozen span), and not while release=inline (which gives pages back at
  *     the free);
- *   - mc_n[c], mc_blk and mc_hint are written by the owner only (relaxed
- *     stores),
- *     read by other threads (the double-free look, shed_stats, the release
- *     thread) with relaxed loads;
- *   - the cache is emptied into the spans (mcache_flush) by its owner: at
- *     shed_trim and shed_freeze (the caller's own; the others are asked),
- *     thread exit (medium_abandon), and when mc_req is set, at the owner's next medium
- *     malloc or free or small allocation slow path.  The release thread
- *     sets mc_req on every theap with parked blocks (medium_cache_ask) at
+ *   - mc_n[c], mc_blk and mc_hint, and everything the owner writes of its
+ *     spans and lists, are written by the owner only while it is marked
+ *     busy (mc_busy = 1, from its entry into a medium path to its leave:
+ *     medium malloc and free, medium_drain, its flushes, medium_abandon),
+ *     or by a stealer that claimed the theap (mc_steal MC_STEALER, which
+ *     it sets only after it saw mc_busy == 0 past the barrier, and which
+ *     the owner waits out at its entry); relaxed stores, read by other
+ *     threads (the double-free look, shed_stats, the release thread) with
+ *     relaxed loads.  [checked: test_medium's steal race (shed_trim in a
+ *     loop against two churning threads) under TSan.  bent: a call that
+ *     comes back into shed from inside the bracket (releaser_ensure's
+ *     thread start) leaves it: the slow path enters again after it;]
+ *   - the cache is emptied into the spans by its owner (mcache_flush): at
+ *     shed_trim and shed_freeze (the caller's own), thread exit
+ *     (medium_abandon), and when mc_steal is set, at its next entry (a
+ *     medium malloc or free, the small allocation slow path); or by a
+ *     stealer (mcache_round): shed_trim flushes every other thread's cache
+ *     whose owner is not busy at that moment, and the release thread, at
  *     most delay_ms after a block was parked into an empty class stack
  *     (which wakes it: med.mc_watch, a store-then-load pair with the
- *     thread's clear-then-look, ordered as span_own_pages' is);
+ *     thread's clear-then-look, ordered by the same barrier), asks every
+ *     theap with parked blocks (MC_ASKED), then, a round (delay_ms) later,
+ *     flushes the cache of each that is still asked and not busy.  So a
+ *     parked block keeps its pages at most about two delays beyond its
+ *     free, then they are idle and go back on the normal schedule, whether
+ *     its thread ever calls shed again or not; the owner's paths take no
+ *     lock and, with membarrier(2), no fence (see "the owner's bracket" in
+ *     medium.c; without it MC_FENCE makes every entry fence);
  *   - shed_stats counts parked blocks as free (each theap's mc_n, read
  *     without a lock: exact for the calling thread, a snapshot for others);
  *   - in a fork()ed child the inherited theaps' parked blocks stay
@@ -1202,6 +1241,7 @@ struct span *span_acquire(void) HIDDEN;
 void     span_return(struct span *s) HIDDEN;
 void     span_own_pages(struct span *s, uint64_t pages) HIDDEN;
 void     span_idle_pages(struct span *s, uint64_t pages) HIDDEN;
+bool     span_owners_barrier(void) HIDDEN;
 size_t   span_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms) HIDDEN;
 void     span_settle(struct iovec *iov, size_t n, const bool *ok) HIDDEN;
 void     span_seal_all(bool seal) HIDDEN;
@@ -1230,6 +1270,7 @@ size_t   medium_inherited_pages(void) HIDDEN;
 void     medium_stats(struct shed_stats *st) HIDDEN;
 void     mcache_flush(struct theap *th) HIDDEN;
 void     mcache_ask_all(void) HIDDEN;
+void     mcache_trim_all(void) HIDDEN;
 uint32_t medium_cache_ask(void) HIDDEN;
 static inline bool in_medium(const void *ptr)
 {

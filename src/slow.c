@@ -50,8 +50,8 @@ static COLD void theap_catch_up(struct theap *th)
 {
     if (atomic_load_explicit(&th->pending, memory_order_relaxed))
         theap_drain(th);
-    if (RELAXED_LOAD(th->mc_req))
-        mcache_flush(th);                /* the release thread asked */
+    if (RELAXED_LOAD(th->mc_steal))
+        mcache_flush(th);                /* asked for: medium.c */
     unsigned epoch = atomic_load_explicit(&g.epoch, memory_order_acquire);
     if (th->epoch != epoch) {
         releaser_ensure();
@@ -90,7 +90,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
 {
     if (unlikely(atomic_load_explicit(&th->pending, memory_order_relaxed) != NULL) ||
         unlikely(th->epoch != atomic_load_explicit(&g.epoch, memory_order_acquire)) ||
-        unlikely(RELAXED_LOAD(g.thread_due) != 0) || unlikely(RELAXED_LOAD(th->mc_req)))
+        unlikely(RELAXED_LOAD(g.thread_due) != 0) || unlikely(RELAXED_LOAD(th->mc_steal)))
         theap_catch_up(th);
     struct pool *p = th->cur[cls];
     if (p != NO_POOL) {

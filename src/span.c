@@ -279,24 +279,36 @@ static bool barrier_ready(void)
     return ok;
 }
 
-/* After claiming: one barrier for all (see span_own_pages), then the pages
- * an owner took meanwhile are given up, and the others go into iov as
- * ranges (adjacent pages merged), as long as there is room; what does not
- * fit is given up too.  Returns false when iov filled up. */
-static bool claims_confirm(struct claim *c, size_t nc, struct iovec *iov, size_t *n, size_t cap)
+/* The releasers' side of a store-then-load pair against every owner's
+ * (span_own_pages; the medium cache's busy and steal words): a full
+ * barrier on every running thread (membarrier(2)), whose owners then need
+ * no fence of their own (med.asym), else a fence here.  false when the
+ * barrier failed where owners did not fence: they may have raced this
+ * time (they fence from now on). */
+bool span_owners_barrier(void)
 {
     bool asym = RELAXED_LOAD(med.asym), barrier = asym && barrier_ready() && os_barrier_all();
     if (!barrier)
         atomic_thread_fence(memory_order_seq_cst);
     if (asym && !barrier)
         RELAXED_STORE(med.asym, false);   /* owners fence from now on */
+    return barrier || !asym;
+}
+
+/* After claiming: one barrier for all (see span_own_pages), then the pages
+ * an owner took meanwhile are given up, and the others go into iov as
+ * ranges (adjacent pages merged), as long as there is room; what does not
+ * fit is given up too.  Returns false when iov filled up. */
+static bool claims_confirm(struct claim *c, size_t nc, struct iovec *iov, size_t *n, size_t cap)
+{
+    bool raced = !span_owners_barrier();
     bool room = true;
     for (size_t k = 0; k < nc; k++) {
         struct span *s = c[k].s;
         uint64_t got = c[k].pages, back = 0;
         /* The barrier failed where owners did not fence: they may have
          * raced, so every page of an owned span is given up this pass. */
-        if (asym && !barrier && RELAXED_LOAD(s->owner))
+        if (raced && RELAXED_LOAD(s->owner))
             back = got;
         back |= got & RELAXED_LOAD(s->owned);
         got &= ~back;

@@ -56,6 +56,20 @@ static void *park_and_wait(void *arg)
     return NULL;
 }
 
+/* As park_and_wait, then free the parked block again. */
+static void *park_wait_free_again(void *arg)
+{
+    struct parker *pk = arg;
+    void *keep = shed_malloc(3000);
+    pk->p = shed_malloc(3000);
+    shed_free(pk->p);
+    pthread_barrier_wait(&pk->b);
+    pthread_barrier_wait(&pk->b);
+    shed_free(pk->p);
+    shed_free(keep);
+    return NULL;
+}
+
 static void *alloc_medium_in_thread(void *arg)
 {
     *(void **)arg = shed_malloc(3000);
@@ -123,6 +137,21 @@ static int child_case(const char *name)
         say(p);
         shed_free(p);
         shed_free(keep);
+    } else if (!strcmp(name, "m-stolen-double-free")) {
+        /* parked in the cache of a thread that waits (no call of its own),
+         * flushed by shed_trim from here, then freed again by its owner */
+        struct parker pk;
+        pthread_t t;
+        if (shed_config("release=manual") != 0)
+            return 10;
+        pthread_barrier_init(&pk.b, NULL, 2);
+        if (pthread_create(&t, NULL, park_wait_free_again, &pk))
+            return 10;
+        pthread_barrier_wait(&pk.b);      /* p is parked, its owner waits */
+        say(pk.p);
+        shed_trim();                      /* the flush, by this thread */
+        pthread_barrier_wait(&pk.b);      /* its owner frees p again */
+        pthread_join(t, NULL);
     } else if (!strcmp(name, "m-parked-remote-double-free")) {
         /* freed here (parked), then again by another thread */
         void *keep = shed_malloc(3000), *p = shed_malloc(3000);
@@ -337,6 +366,7 @@ static void test_medium_errors(void **state)
     (void)state;
     expect_abort("m-double-free", "double free of");
     expect_abort("m-parked-double-free", "double free of");
+    expect_abort("m-stolen-double-free", "double free of");
     expect_abort("m-parked-remote-double-free", "double free of");
     expect_abort("m-parked-fork-double-free", "double free of");
     expect_abort("m-remote-double-free", "double free of");

@@ -367,6 +367,43 @@ static void test_release_races_owner(void **state)
     assert_int_equal(shed_config("delay_ms=100"), 0);
 }
 
+static _Atomic int churners_left;
+
+static void *churn_and_count(void *arg)
+{
+    void *bad = churn_checked(arg);
+    atomic_fetch_sub(&churners_left, 1);
+    return bad;
+}
+
+/* Two threads churn (parking and popping blocks of every class) while this
+ * one calls shed_trim over and over, which flushes the caches of the
+ * threads not inside a call at that moment (and the release thread, with
+ * no delay, asks and flushes too): no block is handed out twice nor given
+ * back while live (every block is checked before its free). */
+static void test_cache_steal_races_owner(void **state)
+{
+    (void)state;
+    assert_int_equal(shed_config("release=batched,delay_ms=0,quarantine_kb=0"), 0);
+    pthread_t t[2];
+    void *bad[2];
+    atomic_store(&churners_left, 2);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churn_and_count, (void *)(uintptr_t)(i + 5)),
+                         0);
+    long trims = 0;
+    while (atomic_load(&churners_left) > 0) {
+        shed_trim();
+        trims++;
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], &bad[i]);
+    assert_null(bad[0]);
+    assert_null(bad[1]);
+    assert_true(trims > 0);
+    assert_int_equal(shed_config("delay_ms=100,quarantine_kb=20000"), 0);
+}
+
 /* ---- the cache of freed blocks (shed.7: a thread's freed medium blocks
  * are parked for its next mallocs of their class) ---- */
 
@@ -497,6 +534,117 @@ static void test_cache_thread_exit(void **state)
     shed_trim();
     for (int i = 0; i < 8; i++)
         assert_int_equal(resident(pk->blk[i]), 0);
+    munmap(pk, sizeof *pk);
+    assert_int_equal(shed_config("release=batched,quarantine_kb=20000"), 0);
+}
+
+/* A thread that parks page-sized blocks (each its page's only block), then
+ * waits on a pipe: it makes no call into shed until told. */
+struct idle_parker {
+    int fd[2];
+    char *blk[8];
+    char *keep;                           /* live through it all */
+    _Atomic int parked;
+    int lost;                             /* keep's contents changed */
+};
+
+static void *park_and_block(void *arg)
+{
+    struct idle_parker *pk = arg;
+    size_t pg = page_size();
+    pk->keep = shed_malloc(pg);
+    fill(pk->keep, writable(pk->keep, pg), 9);
+    for (int i = 0; i < 8; i++) {
+        pk->blk[i] = shed_malloc(pg);
+        fill(pk->blk[i], writable(pk->blk[i], pg), (unsigned)i);
+    }
+    for (int i = 0; i < 8; i++)
+        shed_free(pk->blk[i]);            /* parked (the first: its class's) */
+    atomic_store(&pk->parked, 1);
+    char c;
+    while (read(pk->fd[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    pk->lost = check_fill(pk->keep, writable(pk->keep, pg), 9) != -1;
+    shed_free(pk->keep);
+    return NULL;
+}
+
+/* Any of the parked blocks' pages still in memory? */
+static bool any_resident(struct idle_parker *pk)
+{
+    for (int i = 0; i < 8; i++)
+        if (resident(pk->blk[i]))
+            return true;
+    return false;
+}
+
+/* Start a parker and wait (up to 10 s) until its blocks are parked. */
+static void start_parker(struct idle_parker *pk, pthread_t *t)
+{
+    assert_int_equal(pipe(pk->fd), 0);
+    assert_int_equal(pthread_create(t, NULL, park_and_block, pk), 0);
+    for (int i = 0; i < 1000 && !atomic_load(&pk->parked); i++)
+        usleep(10000);
+    assert_true(atomic_load(&pk->parked));
+}
+
+/* Wake the parker: its live block kept its contents. */
+static void stop_parker(struct idle_parker *pk, pthread_t t)
+{
+    assert_int_equal(write(pk->fd[1], "x", 1), 1);
+    pthread_join(t, NULL);
+    assert_int_equal(pk->lost, 0);
+    close(pk->fd[0]);
+    close(pk->fd[1]);
+}
+
+/* Batched mode: the blocks parked by a thread that then waits, making no
+ * call, leave memory all the same: the release thread asks it to flush,
+ * then, one delay later, flushes its cache itself.  Polled up to 10 s; this
+ * thread makes no call that could flush the other's cache (it allocates
+ * blocks of another class, which starts the release thread). */
+static void test_cache_idle_thread(void **state)
+{
+    (void)state;
+    size_t pg = page_size();
+    if (pg > SHED_MEDIUM_MAX || CHECKED)
+        skip();                           /* memcheck and ASan: no cache */
+    assert_int_equal(
+        shed_config("release=batched,delay_ms=20,thread_after_kb=0,quarantine_kb=0"), 0);
+    struct idle_parker *pk = scratch(sizeof *pk);
+    pthread_t t;
+    start_parker(pk, &t);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(resident(pk->blk[i]), 1);
+    for (int i = 0; i < 1000 && any_resident(pk); i++) {
+        usleep(10000);
+        shed_free(shed_malloc(20000));
+    }
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(resident(pk->blk[i]), 0);
+    assert_int_equal(resident(pk->keep), 1);
+    stop_parker(pk, t);
+    munmap(pk, sizeof *pk);
+    assert_int_equal(shed_config("delay_ms=100,quarantine_kb=20000"), 0);
+}
+
+/* Manual mode: shed_trim flushes the cache of a thread that waits, and
+ * gives the pages back at once. */
+static void test_cache_idle_trim(void **state)
+{
+    (void)state;
+    size_t pg = page_size();
+    if (pg > SHED_MEDIUM_MAX || CHECKED)
+        skip();
+    assert_int_equal(shed_config("release=manual,quarantine_kb=0"), 0);
+    struct idle_parker *pk = scratch(sizeof *pk);
+    pthread_t t;
+    start_parker(pk, &t);
+    shed_trim();
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(resident(pk->blk[i]), 0);
+    assert_int_equal(resident(pk->keep), 1);
+    stop_parker(pk, t);
     munmap(pk, sizeof *pk);
     assert_int_equal(shed_config("release=batched,quarantine_kb=20000"), 0);
 }
@@ -803,6 +951,9 @@ int main(void)
         cmocka_unit_test(test_cache_trim_releases),
         cmocka_unit_test(test_cache_release_thread),
         cmocka_unit_test(test_cache_thread_exit),
+        cmocka_unit_test(test_cache_idle_thread),
+        cmocka_unit_test(test_cache_idle_trim),
+        cmocka_unit_test(test_cache_steal_races_owner),
         cmocka_unit_test(test_cache_stats),
         cmocka_unit_test(test_cache_fork),
         cmocka_unit_test(test_cross_thread),
