@@ -39,10 +39,11 @@ static void *free_in_thread(void *arg)
 }
 
 /* Park a medium block in this thread's cache, and stay alive (with it
- * parked) until told. */
+ * parked) until told; then, with again, free it again. */
 struct parker {
     pthread_barrier_t b;
     void *p;
+    bool again;
 };
 static void *park_and_wait(void *arg)
 {
@@ -52,20 +53,8 @@ static void *park_and_wait(void *arg)
     shed_free(pk->p);
     pthread_barrier_wait(&pk->b);
     pthread_barrier_wait(&pk->b);
-    shed_free(keep);
-    return NULL;
-}
-
-/* As park_and_wait, then free the parked block again. */
-static void *park_wait_free_again(void *arg)
-{
-    struct parker *pk = arg;
-    void *keep = shed_malloc(3000);
-    pk->p = shed_malloc(3000);
-    shed_free(pk->p);
-    pthread_barrier_wait(&pk->b);
-    pthread_barrier_wait(&pk->b);
-    shed_free(pk->p);
+    if (pk->again)
+        shed_free(pk->p);
     shed_free(keep);
     return NULL;
 }
@@ -140,12 +129,12 @@ static int child_case(const char *name)
     } else if (!strcmp(name, "m-stolen-double-free")) {
         /* parked in the cache of a thread that waits (no call of its own),
          * flushed by shed_trim from here, then freed again by its owner */
-        struct parker pk;
+        struct parker pk = { .again = true };
         pthread_t t;
         if (shed_config("release=manual") != 0)
             return 10;
         pthread_barrier_init(&pk.b, NULL, 2);
-        if (pthread_create(&t, NULL, park_wait_free_again, &pk))
+        if (pthread_create(&t, NULL, park_and_wait, &pk))
             return 10;
         pthread_barrier_wait(&pk.b);      /* p is parked, its owner waits */
         say(pk.p);
@@ -164,7 +153,7 @@ static int child_case(const char *name)
     } else if (!strcmp(name, "m-parked-fork-double-free")) {
         /* parked in the cache of a thread of the parent that is alive at
          * the fork, freed again in the child */
-        struct parker pk;
+        struct parker pk = { .again = false };
         pthread_t t;
         pthread_barrier_init(&pk.b, NULL, 2);
         if (pthread_create(&t, NULL, park_and_wait, &pk))
