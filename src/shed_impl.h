@@ -126,7 +126,8 @@
  *      leaves the quarantine for its pool (which takes 5 to 7)
  *   2. rel.pass (release.c): one release pass at a time
  *   3. g.orphan_lock (orphan.c)
- *   4. g.theap_lock (theap.c)
+ *   4. g.theap_lock (theap.c); held across a round of medium cache
+ *      flushes by another thread (mcache_round), which takes 5, 6b, 7
  *   5. a stripe lock, g.stripes[pool index % NSTRIPES]: a pool's owner and
  *      remote bitmap; one at a time (fork_prepare takes all in index order)
  *   6. g.lock (arena.c): arenas, pool states, buckets; in a fork()ed
