@@ -622,7 +622,8 @@ struct theap {
  *   - the cache is emptied into the spans by its owner (mcache_flush): at
  *     shed_trim and shed_freeze (the caller's own), thread exit
  *     (medium_abandon), and when mc_steal is set, at its next entry (a
- *     medium malloc or free, the small allocation slow path); or by a
+ *     medium malloc or free, theap_alloc_slow: not alloc_slow's inline
+ *     pool switch, which looks at no more than it must); or by a
  *     stealer (mcache_round): shed_trim flushes every other thread's cache
  *     whose owner is not busy at that moment, and the release thread, at
  *     most delay_ms after a block was parked into an empty class stack
