@@ -602,6 +602,16 @@ static ALWAYS_INLINE bool mcache_may_park(struct span *s)
            likely(RELAXED_LOAD(g.opt.release) != REL_INLINE);
 }
 
+/* Owner: b on top of th's stack of class c, which holds n (fewer than its
+ * cap); hint is b's (mcache_hint). */
+static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
+                                      _Atomic uint16_t *hint)
+{
+    RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
+    RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
+    RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
+}
+
 /* Owner: park b (block i of s, not parked, allocated) in th's cache of
  * class c; false when it may not be parked.  The first of its class, or
  * one too many: medium_free parks the others itself. */
@@ -614,14 +624,9 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
         mcache_flush_class(th, c, n / 2);
         n -= n / 2;
     }
-    RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
-    RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
-    mcache_hint_add(th, b, 1);
+    mcache_push(th, c, n, b, mcache_hint(th, b));
     if (n == 0) {
-        if (RELAXED_LOAD(med.asym))
-            atomic_signal_fence(memory_order_seq_cst);
-        else
-            atomic_thread_fence(memory_order_seq_cst);
+        owner_fence();
         if (unlikely(!RELAXED_LOAD(med.mc_watch)))
             mcache_watch();
     }
@@ -743,6 +748,20 @@ static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
     return b;
 }
 
+/* Owner: mark th busy and pop its latest parked block of class c; NULL,
+ * th left marked, when it has none or a steal word to look at (the
+ * caller then goes on with medium_alloc_span). */
+static ALWAYS_INLINE void *mcache_try_pop(struct theap *th, unsigned c)
+{
+    unsigned n;
+    if (likely(mown_mark(th)) && likely((n = RELAXED_LOAD(th->mc_n[c])) != 0)) {
+        void *b = mcache_pop(th, c, n);
+        mown_leave(th);
+        return b;
+    }
+    return NULL;
+}
+
 /* medium_alloc with no parked block to pop, or a steal word to look at
  * (th marked busy): out of line, so that the pop above saves no registers. */
 static __attribute__((noinline)) void *medium_alloc_span(struct theap *th, unsigned c)
@@ -774,12 +793,9 @@ void *medium_alloc(struct theap *th, size_t size, size_t align)
     int c = mclass_for(size, align);
     if (c < 0)
         return NULL;
-    unsigned n;
-    if (likely(mown_mark(th)) && likely((n = RELAXED_LOAD(th->mc_n[c])) != 0)) {
-        void *b = mcache_pop(th, (unsigned)c, n);
-        mown_leave(th);
+    void *b = mcache_try_pop(th, (unsigned)c);
+    if (likely(b != NULL))
         return b;
-    }
     return medium_alloc_span(th, (unsigned)c);
 }
 
@@ -803,12 +819,9 @@ void *medium_malloc(struct theap *th, size_t size, size_t align)
     int c = mclass_for(size, align);
     if (unlikely(c < 0))
         return alloc_system(size, align);
-    unsigned n;
-    if (likely(mown_mark(th)) && likely((n = RELAXED_LOAD(th->mc_n[c])) != 0)) {
-        void *b = mcache_pop(th, (unsigned)c, n);   /* none under a checker */
-        mown_leave(th);
+    void *b = mcache_try_pop(th, (unsigned)c);     /* none under a checker */
+    if (likely(b != NULL))
         return b;
-    }
     return medium_malloc_span(th, (unsigned)c, size, align);
 }
 
@@ -898,9 +911,7 @@ static ALWAYS_INLINE void medium_free_mine(struct theap *th, struct span *s, uns
     }
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     if (likely(n - 1 < mcache_cap[c] - 1u) && likely(mcache_may_park(s))) {
-        RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)ptr);  /* not the first, */
-        RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));     /* nor one too many */
-        RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
+        mcache_push(th, c, n, ptr, hint);                 /* not the first, nor one too many */
         mown_leave(th);
         return;
     }

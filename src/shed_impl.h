@@ -471,6 +471,18 @@ struct medium {
 };
 extern struct medium med HIDDEN;
 
+/* The owner's half of a store-then-load pair against a releaser's
+ * (span_owners_barrier): between the owner's store and its load, only a
+ * compiler barrier where the releaser's membarrier(2) fences every thread
+ * (med.asym), else a fence. */
+static inline void owner_fence(void)
+{
+    if (RELAXED_LOAD(med.asym))
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
 /* The bitmaps of med.bits, a bit a span (MB_DESC_DIRTY: a bit a page of
  * descriptors). */
 enum med_bitmap {
@@ -984,17 +996,22 @@ static inline void cur_word_clear(struct cur_word *c)
 
 /* Make p (or NO_POOL) the current pool of class cls, and point malloc's
  * fast path at p's first word with a free block. */
+/* Point malloc's fast path c at word w of p's bitmap. */
+static inline void cur_word_set(struct cur_word *c, struct pool *p, unsigned w)
+{
+    c->word = &free_map(p)[w];
+    c->base = likely(!g.checker) ? cur_word_base(p, c->word) : NULL;
+    c->pool = p;
+}
+
 static inline void theap_set_cur(struct theap *th, unsigned cls, struct pool *p)
 {
     struct cur_word *c = &th->fast[cls + 1];
     th->cur[cls] = p;
-    if (p == NO_POOL) {
+    if (p == NO_POOL)
         cur_word_clear(c);
-    } else {
-        c->word = &free_map(p)[pool_first_word(p)];
-        c->base = likely(!g.checker) ? cur_word_base(p, c->word) : NULL;
-        c->pool = p;
-    }
+    else
+        cur_word_set(c, p, pool_first_word(p));
 }
 
 /* Owner: put p in place where (enum pool_list) and set the free count at

@@ -96,9 +96,7 @@ void *theap_alloc_slow(struct theap *th, unsigned cls)
     if (p != NO_POOL) {
         if (pool_can_take(p)) {         /* its free blocks are in another word */
             struct cur_word *c = &th->fast[cls + 1];
-            c->word = &free_map(p)[pool_next_word(p, (unsigned)(c->word - free_map(p)))];
-            if (likely(!g.checker))
-                c->base = cur_word_base(p, c->word);
+            cur_word_set(c, p, pool_next_word(p, (unsigned)(c->word - free_map(p))));
             pool_check(p);
             return cur_take(th, cls, p);
         }
@@ -173,9 +171,7 @@ void *alloc_slow(size_t req, size_t rounded, size_t align)
     th->avail[cls] = pool_at(n->next);   /* the head: its settle_at stays */
     n->where = IN_CUR;
     th->cur[cls] = n;
-    c->word = &free_map(n)[pool_first_word(n)];
-    c->base = cur_word_base(n, c->word);
-    c->pool = n;
+    cur_word_set(c, n, pool_first_word(n));
     pool_check(p);
     pool_check(n);
     return cur_word_take(c, RELAXED_LOAD(*c->word), RELAXED_LOAD(n->size));

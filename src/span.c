@@ -204,10 +204,7 @@ void span_return(struct span *s)
 void span_own_pages(struct span *s, uint64_t pages)
 {
     RELAXED_STORE(s->owned, RELAXED_LOAD(s->owned) | pages);
-    if (RELAXED_LOAD(med.asym))
-        atomic_signal_fence(memory_order_seq_cst);
-    else
-        atomic_thread_fence(memory_order_seq_cst);
+    owner_fence();
     while (unlikely(RELAXED_LOAD(s->claimed) & pages))
         sched_yield();
     atomic_thread_fence(memory_order_acquire);  /* after the release's advice */

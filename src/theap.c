@@ -212,9 +212,7 @@ void theap_settle(struct theap *th, struct pool *p)
      * to_settle went negative at settle_at == avail_min). */
     if (likely(p->where == IN_FULL) && likely(nfree < p->nblocks) &&
         likely(nfree >= g.avail_min[p->cls]) && likely(!RELAXED_LOAD(p->sealed))) {
-        p->where = IN_AVAIL;           /* pool_place(p, IN_AVAIL), nfree known */
-        p->settle_at = p->nblocks;
-        pool_set_nfree(p, nfree);
+        pool_place(p, IN_AVAIL);       /* list_push, its check made above */
         list_link(th, p);
         return pool_check(p);
     }
@@ -224,10 +222,7 @@ void theap_settle(struct theap *th, struct pool *p)
         list_remove(th, p);
         pool_retire(p);                /* which checks p first */
     } else if (p->where == IN_FULL) {
-        if (pool_nfree(p) >= g.avail_min[p->cls] && !RELAXED_LOAD(p->sealed))
-            list_push(th, p);
-        else
-            pool_place(p, IN_FULL);    /* sealed meanwhile: settle when empty */
+        pool_place(p, IN_FULL);        /* sealed meanwhile: settle when empty */
         pool_check(p);
     } else {
         pool_check(p);
