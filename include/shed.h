@@ -3,7 +3,7 @@
  *
  * Blocks of 1..512 bytes come from one-page pools; a pool whose blocks are
  * all free is returned to the kernel with madvise(2).  Blocks of 513 bytes
- * to 32 KiB come from spans of adjacent pages, each page of which goes back
+ * to 128 KiB come from spans of adjacent pages, each page of which goes back
  * once no live block touches it.  Larger requests go to the system
  * allocator.  See shed(7).
  */
@@ -20,9 +20,9 @@ extern "C" {
 
 /* The version of this header and its library, as in the file VERSION
  * (make check-version keeps them equal). */
-#define SHED_VERSION       "0.2.0"
+#define SHED_VERSION       "0.3.0"
 #define SHED_VERSION_MAJOR 0
-#define SHED_VERSION_MINOR 2
+#define SHED_VERSION_MINOR 3
 #define SHED_VERSION_PATCH 0
 
 /* Blocks up to SHED_MAX_BLOCK bytes are served from pools, in
@@ -32,9 +32,10 @@ extern "C" {
 #define SHED_NUM_CLASSES (SHED_MAX_BLOCK / SHED_CLASS_STEP)
 /* Blocks of SHED_MAX_BLOCK + 1 up to SHED_MEDIUM_MAX bytes are served from
  * spans of adjacent pages, in SHED_MEDIUM_CLASSES classes (four per doubling:
- * 640, 768, 896, 1024, 1280, ... 32768 bytes). */
-#define SHED_MEDIUM_MAX     32768
-#define SHED_MEDIUM_CLASSES 24
+ * 640, 768, 896, 1024, 1280, ... 131072 bytes; shed 0.2 stopped at 32768,
+ * its 24th). */
+#define SHED_MEDIUM_MAX     131072
+#define SHED_MEDIUM_CLASSES 32
 
 /* Allocation: the same contracts as malloc(3) and friends.  Failures return
  * NULL with errno set to ENOMEM (EINVAL for a bad alignment). */
@@ -112,7 +113,9 @@ struct shed_stats {
     size_t pools_by_fill[SHED_FILL_BINS];  /* pools in use by fill, all classes */
     struct shed_class_fill fill[SHED_NUM_CLASSES];  /* the same per class */
     /* Medium blocks (SHED_MAX_BLOCK + 1 to SHED_MEDIUM_MAX bytes): per class,
-     * pools_in_use counts the spans that hold the class. */
+     * pools_in_use counts the spans that hold the class.  (shed 0.2 had 24
+     * classes here; a program built against its shed.h passes the size of
+     * that struct and gets that layout, with the classes up to 32 KiB.) */
     struct shed_class_stats medium[SHED_MEDIUM_CLASSES];
     size_t spans_in_use;        /* spans assigned to a medium class */
     size_t span_size;           /* bytes of address space per span */

@@ -12,7 +12,7 @@ os.chdir(here)                  # sources are named relative to this file
 
 setup(
     name="shed",
-    version="0.2.0",         # VERSION says the same (make check-version)
+    version="0.3.0",         # VERSION says the same (make check-version)
     description="shed's calls (stats, trim, freeze, config) for Python "
                 "programs run with shed-run",
     ext_modules=[Extension(

@@ -9,9 +9,13 @@
  * pending stack; a fork()ed child notes its frees into the parent's spans in
  * med.imap; exited threads' spans go to the orphanage.
  *
- * Classes: four per doubling from 640 to 32768 bytes (640, 768, 896, 1024,
+ * Classes: four per doubling from 640 to 131072 bytes (640, 768, 896, 1024,
  * 1280, ...), every one a multiple of 128 bytes, so a block is 128-byte
- * aligned, and page-aligned when its size is a multiple of the page.
+ * aligned, and page-aligned when its size is a multiple of the page.  The
+ * classes over 32 KiB hold 2 to 6 blocks a span: they are there for the
+ * buffers programs make and drop over and over (zlib's 64 KiB windows and
+ * tables, 128 KiB I/O buffers), which the system allocator would give back
+ * and fault in again each time.
  */
 #include <sched.h>
 #include <string.h>
@@ -48,8 +52,10 @@ static uint8_t mcache_cap[MED_NCLS];
 void medium_classes_init(void)
 {
     for (unsigned c = 0; c < MED_NCLS; c++) {
-        size_t n = MCACHE_CLASS_BYTES / mclass_size(c);
-        mcache_cap[c] = (uint8_t)(n > MCACHE_SLOTS ? MCACHE_SLOTS : n < 4 ? 4 : n);
+        size_t size = mclass_size(c), n = MCACHE_CLASS_BYTES / size;
+        size_t least = MCACHE_LEAST_BYTES / size;
+        least = least > 4 ? 4 : least < 1 ? 1 : least;
+        mcache_cap[c] = (uint8_t)(n > MCACHE_SLOTS ? MCACHE_SLOTS : n < least ? least : n);
     }
     for (unsigned k = SHED_MAX_BLOCK / 128; k < SHED_MEDIUM_MAX / 128; k++)
         class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);

@@ -75,7 +75,7 @@
  * not yet set up (between arena_acquire_pools and pool_init) has no owner;
  * shed_stats' counters of system calls are read without any lock.]
  *
- * Spans (medium blocks, 513 B to 32 KiB).  A second reservation, the medium
+ * Spans (medium blocks, 513 B to 128 KiB).  A second reservation, the medium
  * region, is carved from the bottom into spans of SPAN_BYTES (256 KiB): a
  * span holds blocks of one medium class, packed from its start, so a block
  * may straddle pages; the tail past the last block is never touched.
@@ -160,7 +160,9 @@
 #define SPAN_CHUNK      16           /* spans committed at once (4 MiB) */
 #define MCACHE_SLOTS    16           /* medium cache: blocks per class */
 #define MCACHE_CLASS_BYTES ((size_t)64 << 10)  /* and at most this (but
-                                        4 blocks) per class and thread */
+                                        MCACHE_LEAST_BYTES) per class and thread */
+#define MCACHE_LEAST_BYTES ((size_t)128 << 10) /* and at least this, in 1 to 4
+                                        blocks (4 up to 32 KiB, 1 of 128 KiB) */
 #define MCACHE_HINTS    1024         /* counts of parked blocks by address */
 #define POOLS_PER_ARENA 64
 #define NSTRIPES        64           /* locks for cross-thread frees: one
@@ -592,7 +594,8 @@ struct theap {
  * the block in its theap's cache for the block's class (mc_blk, a LIFO
  * stack of at most mcache_cap[class] blocks: MCACHE_SLOTS, fewer for
  * classes over MCACHE_CLASS_BYTES / MCACHE_SLOTS bytes, never fewer than
- * 4; 1267 KiB a thread with every class full), and its medium
+ * MCACHE_LEAST_BYTES allows (4 up to 32 KiB, 1 of 128 KiB); 2139 KiB a
+ * thread with every class full, 1267 KiB of it up to 32 KiB), and its medium
  * malloc of that class pops the latest parked block first: neither touches
  * the span's bitmap, counts or pages.  The block itself is never written
  * (the cache is in the theap, shed's memory).  When a class's stack is

@@ -114,6 +114,25 @@ static void stats_fill(struct shed_stats *st)
 
 /* The caller's struct may be older (smaller) than ours, or newer: copy what
  * both know, zero the rest of theirs, never write past size. */
+/* shed 0.2's struct shed_stats: the same up to medium[], which had 24
+ * classes (to 32 KiB), then the four span fields, then its end. */
+#define MED_NCLS_0_2 24
+#define SHED_STATS_SIZE_0_2                                                                    \
+    (offsetof(struct shed_stats, medium) + MED_NCLS_0_2 * sizeof(struct shed_class_stats) +   \
+     sizeof(struct shed_stats) - offsetof(struct shed_stats, spans_in_use))
+_Static_assert(sizeof(struct shed_stats) - offsetof(struct shed_stats, spans_in_use) ==
+                   4 * sizeof(size_t),
+               "shed 0.2's struct ended with the four span fields: a new field goes after "
+               "them, and SHED_STATS_SIZE_0_2 counts only those four");
+
+/* Rewrite st in place into shed 0.2's layout: the span fields move down
+ * over the classes that 0.2 did not have. */
+static void stats_as_0_2(struct shed_stats *st)
+{
+    char *tail = (char *)&st->medium[MED_NCLS_0_2];
+    memmove(tail, &st->spans_in_use, 4 * sizeof(size_t));
+}
+
 EXPORT int shed_stats_get(struct shed_stats *st, size_t size)
 {
     if (!st || size < SHED_STATS_SIZE_0_1) {
@@ -122,6 +141,8 @@ EXPORT int shed_stats_get(struct shed_stats *st, size_t size)
     }
     struct shed_stats mine;
     stats_fill(&mine);
+    if (size == SHED_STATS_SIZE_0_2)
+        stats_as_0_2(&mine);
     size_t n = size < sizeof mine ? size : sizeof mine;
     mine.size = n;
     memcpy(st, &mine, n);

@@ -122,6 +122,7 @@ static inline size_t usable_of(size_t n)
 static const size_t medium_sizes[SHED_MEDIUM_CLASSES] = {
     640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,
     5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+    40960, 49152, 57344, 65536, 81920, 98304, 114688, 131072,
 };
 
 /* The block size of the medium class that serves n bytes aligned to align

@@ -62,7 +62,8 @@ static void test_aligned(void **state)
 {
     (void)state;
     for (size_t a = 32; a <= SHED_MEDIUM_MAX; a *= 2) {
-        const size_t sizes[] = { 513, 700, 1024, 4000, 4096, 9000, 20000, SHED_MEDIUM_MAX };
+        const size_t sizes[] = { 513,   700,   1024,  4000,  4096,  9000,
+                                 20000, 32768, 40000, 65536, 70000, SHED_MEDIUM_MAX };
         for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
             size_t n = sizes[i], m = medium_block(n, a);
             struct shed_stats s0, s1;
@@ -101,7 +102,9 @@ static long differs(const unsigned char *b, size_t n)
 static void test_realloc_ranges(void **state)
 {
     (void)state;
-    const size_t chain[] = { 100, 600, 5000, 40000, 3000, 200, 33000, 700, 512, 513, 32768, 16 };
+    const size_t chain[] = { 100,  600,   5000,   40000, 3000, 200,    33000, 700,
+                             512,  513,   32768,  70000, 200000, 131072, 131073, 131072,
+                             1000, 99000, 150000, 16 };
     unsigned char *p = shed_malloc(chain[0]);
     assert_non_null(p);
     put(p, chain[0]);
@@ -119,6 +122,13 @@ static void test_realloc_ranges(void **state)
         assert_ptr_equal(shed_realloc(q, 1280), q);
         assert_ptr_equal(shed_realloc(q, 1025), q);
         char *r = shed_realloc(q, 1281);
+        assert_ptr_not_equal(r, q);
+        shed_free(r);
+        q = shed_malloc(100000);         /* class 114688, 2 a span */
+        assert_non_null(q);
+        assert_ptr_equal(shed_realloc(q, 114688), q);
+        assert_ptr_equal(shed_realloc(q, 98305), q);
+        r = shed_realloc(q, 114689);
         assert_ptr_not_equal(r, q);
         shed_free(r);
     }

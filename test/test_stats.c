@@ -132,7 +132,7 @@ static void test_large_counted(void **state)
     struct shed_stats s0, s1;
     shed_stats(&s0);
     void *a = shed_malloc(SHED_MEDIUM_MAX + 1), *b = shed_calloc(10, SHED_MEDIUM_MAX / 8),
-         *c = shed_aligned_alloc(65536, 64);
+         *c = shed_aligned_alloc(2 * SHED_MEDIUM_MAX, 64);
     shed_stats(&s1);
     bool all = a && b && c;
     shed_free(a);
@@ -329,7 +329,8 @@ static void test_fill_histogram(void **state)
 }
 
 /* A program built against shed 0.1.0 calls shed_stats with the struct of
- * then: nothing is written past it.  A newer, bigger struct gets zeros
+ * then: nothing is written past it.  One built against 0.2 (24 medium
+ * classes) gets that struct's layout.  A newer, bigger struct gets zeros
  * past ours; a size below the first struct's is refused. */
 static void test_stats_sizes(void **state)
 {
@@ -359,6 +360,22 @@ static void test_stats_sizes(void **state)
     assert_int_equal(((struct shed_stats *)buf)->size, sizeof now);
     for (size_t i = sizeof now; i < sizeof now + CANARY; i++)
         assert_int_equal(buf[i], 0);
+
+    /* shed 0.2's struct: 24 medium classes, then the four span fields. */
+    struct stats_0_2 {
+        unsigned char head[offsetof(struct shed_stats, medium)];
+        struct shed_class_stats medium[24];
+        size_t spans_in_use, span_size, medium_bytes_mapped, medium_bytes_resident;
+    } *v2 = (struct stats_0_2 *)buf;
+    memset(buf, 0xa5, sizeof *v2 + CANARY);
+    assert_int_equal(shed_stats_get((struct shed_stats *)buf, sizeof *v2), 0);
+    assert_int_equal(((struct shed_stats *)buf)->size, sizeof *v2);
+    assert_int_equal(v2->medium[23].block_size, 32768);
+    assert_int_equal(v2->span_size, now.span_size);
+    assert_true(v2->span_size > 0);
+    assert_int_equal(v2->medium_bytes_mapped, now.medium_bytes_mapped);
+    for (size_t i = sizeof *v2; i < sizeof *v2 + CANARY; i++)
+        assert_int_equal(buf[i], 0xa5);
 
     errno = 0;
     assert_int_equal(shed_stats_get((struct shed_stats *)buf, old - 1), -1);

@@ -77,6 +77,7 @@ static bool is_small(size_t size, size_t align)
 static const size_t medium_sizes[SHED_MEDIUM_CLASSES] = {
     640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,
     5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+    40960, 49152, 57344, 65536, 81920, 98304, 114688, 131072,
 };
 
 static int medium_class(size_t size, size_t align)

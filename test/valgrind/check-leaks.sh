@@ -99,7 +99,7 @@ bulk bulk "$bulk" "$((70 * sum_one))" "$((70 * 32))"
 
 # Medium classes: four per doubling from 640 bytes (leaks.c's medium_class).
 msum_one=0 msum_keep=0
-for c in $(seq 0 23); do
+for c in $(seq 0 31); do
     base=$((512 << (c / 4)))
     class=$((base + (c % 4 + 1) * (base / 4)))
     size=$((class - 3)) ksize=$((class - 7))
@@ -108,8 +108,8 @@ for c in $(seq 0 23); do
 done
 [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): each medium class leaked alone: definitely lost at $name:$mone; the referenced blocks are not"
 
-bulk mbulk "$mbulk" "$((20 * msum_one))" "$((20 * 24))"
-[ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): 20 blocks of every medium class leaked at once: all 480 definitely lost at $name:$mbulk"
+bulk mbulk "$mbulk" "$((20 * msum_one))" "$((20 * 32))"
+[ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): 20 blocks of every medium class leaked at once: all 640 definitely lost at $name:$mbulk"
 
 if [ -z "$so" ]; then
     hp=$(line_of LEAK-HEAP) hm=$(line_of LEAK-HEAP-MEDIUM) hl=$(line_of LEAK-HEAP-LARGE)
@@ -117,8 +117,8 @@ if [ -z "$so" ]; then
         bad "heap: the 100-byte block of a live heap is not reported definitely lost at $name:$hp"
     [ "$(record heap "definitely lost" "$hm")" = "5000 1" ] ||
         bad "heap: the 5000-byte (medium) block of a live heap is not reported definitely lost at $name:$hm"
-    [ "$(record heap "definitely lost" "$hl")" = "40000 1" ] ||
-        bad "heap: the 40000-byte (system) block of a live heap is not reported definitely lost at $name:$hl"
+    [ "$(record heap "definitely lost" "$hl")" = "200000 1" ] ||
+        bad "heap: the 200000-byte (system) block of a live heap is not reported definitely lost at $name:$hl"
     [ "$fail" = 0 ] && echo "check-memcheck-leaks ($what): a live heap's small, medium and large blocks: definitely lost at $name:$hp, $name:$hm and $name:$hl"
 fi
 
@@ -142,10 +142,10 @@ fi
     bad "at exit the 32 referenced blocks allocated at $name:$keep are not all still reachable"
 [ "$(record end "definitely lost" "$one")" = "$sum_one 32" ] ||
     bad "at exit the 32 blocks leaked at $name:$one are not all definitely lost"
-[ "$(record end "still reachable" "$mkeep")" = "$msum_keep 24" ] ||
-    bad "at exit the 24 referenced medium blocks allocated at $name:$mkeep are not all still reachable"
-[ "$(record end "definitely lost" "$mone")" = "$msum_one 24" ] ||
-    bad "at exit the 24 medium blocks leaked at $name:$mone are not all definitely lost"
+[ "$(record end "still reachable" "$mkeep")" = "$msum_keep 32" ] ||
+    bad "at exit the 32 referenced medium blocks allocated at $name:$mkeep are not all still reachable"
+[ "$(record end "definitely lost" "$mone")" = "$msum_one 32" ] ||
+    bad "at exit the 32 medium blocks leaked at $name:$mone are not all definitely lost"
 for l in "$one" "$keep" "$bulk" "$mone" "$mkeep" "$mbulk"; do
     [ -z "$(record end "possibly lost" "$l")" ] || bad "a block allocated at $name:$l is reported possibly lost"
 done

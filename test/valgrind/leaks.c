@@ -11,11 +11,11 @@
  *           the line marked LEAK-ONE, and not the kept one;
  *   bulk    70 blocks of every class leaked at once (several bitmap words
  *           and pools per class): all definitely lost, at LEAK-BULK;
- *   mone C  (C = 0..23) the same for medium class C (640 B to 32 KiB, in
+ *   mone C  (C = 0..31) the same for medium class C (640 B to 128 KiB, in
  *           spans): the first block of its class, which starts its span,
  *           definitely lost at MLEAK-ONE, the referenced one (MKEEP) not;
  *   mbulk   20 blocks of every medium class leaked at once (three spans
- *           of the 32 KiB class): all definitely lost, at MLEAK-BULK;
+ *           of the 32 KiB class, ten of the 128 KiB one): all definitely lost, at MLEAK-BULK;
  *   heap    (linked only) a block of a heap, a medium one and a large one
  *           (from the system allocator, which the heap keeps a set of): the
  *           heap is not destroyed, and memcheck must still report all three
@@ -46,7 +46,7 @@
 
 #define NCLASSES 32
 #define BULK 70
-#define MED_NCLASSES 24
+#define MED_NCLASSES 32
 #define MED_BULK 20
 
 static void *volatile kept[NCLASSES];
@@ -135,8 +135,8 @@ int main(void)
     memset(hp, 6, 100);
     hp = shed_heap_malloc(h, 5000);                        /* LEAK-HEAP-MEDIUM */
     memset(hp, 7, 5000);
-    hp = shed_heap_malloc(h, 40000);                       /* LEAK-HEAP-LARGE */
-    memset(hp, 8, 40000);
+    hp = shed_heap_malloc(h, 200000);                      /* LEAK-HEAP-LARGE */
+    memset(hp, 8, 200000);
     hp = NULL;
     scrub();
     VALGRIND_DO_ADDED_LEAK_CHECK;
