@@ -114,8 +114,8 @@ struct shed_stats {
     struct shed_class_fill fill[SHED_NUM_CLASSES];  /* the same per class */
     /* Medium blocks (SHED_MAX_BLOCK + 1 to SHED_MEDIUM_MAX bytes): per class,
      * pools_in_use counts the spans that hold the class.  (shed 0.2 had 24
-     * classes here; a program built against its shed.h passes the size of
-     * that struct and gets that layout, with the classes up to 32 KiB.) */
+     * classes, to 32 KiB: a program built against its shed.h passes the
+     * size of that struct and gets that layout.) */
     struct shed_class_stats medium[SHED_MEDIUM_CLASSES];
     size_t spans_in_use;        /* spans assigned to a medium class */
     size_t span_size;           /* bytes of address space per span */
