@@ -47,6 +47,8 @@ void *alloc_large(size_t size, size_t align)
 void *alloc_system(size_t size, size_t align)
 {
     count_large();
+    if (unlikely(!sys_heap_primed()))
+        sys_heap_prime();
     return align > SHED_CLASS_STEP ? sys_memalign(align, size) : sys_malloc(size);
 }
 

@@ -23,6 +23,7 @@ static __attribute__((noinline)) void free_foreign(void *ptr)
     if (ptr) {
         heap_take_large(ptr);       /* a heap's large block leaves its set */
         sys_free(ptr);
+        sys_heap_freed();
     }
 }
 

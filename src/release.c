@@ -189,6 +189,7 @@ static void *releaser_main(void *arg)
             collect_unowned(false);
             release_pass(false, &wait);
             wait = min_ms(wait, medium_cache_ask());
+            wait = min_ms(wait, sys_heap_pass(false));
         }
         report_interval_tick();       /* a JSON line, if one is due */
         pthread_mutex_lock(&rel.mx);
@@ -297,7 +298,7 @@ static bool start_wanted(void)
         return false;
     return atomic_exchange(&rel.collect, false) ||
            arena_dirty_pools() > RELAXED_LOAD(g.opt.max_dirty) || span_any_dirty() ||
-           atomic_load(&med.mc_watch);
+           atomic_load(&med.mc_watch) || sys_heap_dirty();
 }
 
 /* Start the thread in batched mode if none runs and there is work for one
@@ -387,6 +388,14 @@ void releaser_kick_span(struct span *s)
     int mode = RELAXED_LOAD(g.opt.release);
     if (mode == REL_INLINE || (mode == REL_BATCHED && !releaser_wake()))
         span_release_now(s);
+}
+
+/* A large block was freed into glibc's heap (sysheap.c): the thread trims
+ * it within delay_ms. */
+void releaser_kick_sys(void)
+{
+    if (!g.in_fork_child && RELAXED_LOAD(g.opt.release) == REL_BATCHED)
+        releaser_wake();
 }
 
 /* A medium block was parked in a thread's empty cache stack of its class:
@@ -551,5 +560,6 @@ EXPORT size_t shed_trim(void)
     mcache_trim_all();             /* the other threads': now, or at their
                                       next call for those inside one */
     collect_unowned(true);
+    sys_heap_pass(true);           /* glibc's free pages too (not counted) */
     return release_pass(true, NULL);
 }

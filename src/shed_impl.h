@@ -1319,6 +1319,7 @@ void     releaser_ensure(void) HIDDEN;
 void     releaser_kick(struct pool *p) HIDDEN;
 void     releaser_kick_span(struct span *s) HIDDEN;
 void     releaser_kick_cache(void) HIDDEN;
+void     releaser_kick_sys(void) HIDDEN;
 void     span_release_now(struct span *s) HIDDEN;
 void     release_retired(size_t n) HIDDEN;
 void     releaser_collect_soon(void) HIDDEN;
@@ -1412,5 +1413,21 @@ extern void  __libc_free(void *);
 #endif
 size_t   sys_usable_size(void *ptr) HIDDEN;
 void     preload_first_use(void) HIDDEN;   /* preload.c (libshed.so only) */
+
+/* sysheap.c: glibc's heap, which holds only shed's large blocks when
+ * preloaded (libshed.so only; the linked library leaves it alone). */
+#ifdef SHED_PRELOAD
+void     sys_heap_prime(void) HIDDEN;      /* at the first large request */
+bool     sys_heap_primed(void) HIDDEN;
+void     sys_heap_freed(void) HIDDEN;      /* a large block was freed */
+bool     sys_heap_dirty(void) HIDDEN;      /* freed since the last trim */
+uint32_t sys_heap_pass(bool all) HIDDEN;   /* trim if due (all: now); ms to wait */
+#else
+static inline void sys_heap_prime(void) {}
+static inline bool sys_heap_primed(void) { return false; }
+static inline void sys_heap_freed(void) {}
+static inline bool sys_heap_dirty(void) { return false; }
+static inline uint32_t sys_heap_pass(bool all) { (void)all; return UINT32_MAX; }
+#endif
 
 #endif /* SHED_IMPL_H */
