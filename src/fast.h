@@ -44,6 +44,7 @@ extern uint8_t mcache_cap[MED_NCLS] HIDDEN;          /* blocks the cache holds p
 void *medium_malloc_span(struct theap *th, unsigned c, size_t size, size_t align) HIDDEN;
 void  medium_free_mine(struct theap *th, struct span *s, unsigned i, void *ptr,
                        const char *call) HIDDEN;
+void  mcache_first_parked(struct theap *th) HIDDEN;
 
 /* Owner: mark itself busy; true when its steal word is 0 (the fast
  * paths' case), else the caller claims (mown_claim) before it goes on. */
@@ -141,8 +142,9 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
  * free_slow, which looks again, and reports or hands the block on. */
 /* The owner's free of a medium block, in line: ptr starts block i of a span
  * the calling thread owns, no checker runs, and it is not parked already
- * (its hint is 0); the block is parked, or handed to medium_free_owner (the
- * first of its class, one too many: the span).  Anything else (another
+ * (its hint is 0); the block is parked (the first of its class: then
+ * mcache_first_parked wakes the release thread if it must), or handed to
+ * medium_free_mine (one too many: the older half goes to the spans).  Anything else (another
  * thread's span, a bad pointer, a double free, a steal word to look at, a
  * hint to look behind) goes on to medium_free_mine or free_slow, which look
  * again, and report or hand the block on.  Every call is a tail call, so
@@ -169,9 +171,11 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     if (likely(RELAXED_LOAD(*hint) == 0) &&
         likely(!(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)) &&
-        likely(n - 1 < mcache_cap[c] - 1u) && likely(!RELAXED_LOAD(s->sealed)) &&
+        likely(n < mcache_cap[c]) && likely(!RELAXED_LOAD(s->sealed)) &&
         likely(RELAXED_LOAD(g.opt.release) != REL_INLINE)) {
-        mcache_push(th, c, n, ptr, hint);         /* not the first, nor one too many */
+        mcache_push(th, c, n, ptr, hint);         /* not one too many */
+        if (unlikely(n == 0))
+            return mcache_first_parked(th);       /* it leaves */
         mown_leave(th);
         return;
     }

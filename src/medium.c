@@ -581,6 +581,16 @@ static COLD void mcache_watch(void)
         releaser_kick_cache();
 }
 
+/* Owner: a block was parked into th's empty stack of a class: the release
+ * thread must know (med.mc_watch: see mcache_round). */
+static ALWAYS_INLINE void mcache_watch_park(struct theap *th)
+{
+    (void)th;
+    owner_fence();
+    if (unlikely(!RELAXED_LOAD(med.mc_watch)))
+        mcache_watch();
+}
+
 /* May the owner th park a block of s (see "Medium cache")? */
 static ALWAYS_INLINE bool mcache_may_park(struct span *s)
 {
@@ -601,12 +611,17 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
         n -= n / 2;
     }
     mcache_push(th, c, n, b, mcache_hint(th, b));
-    if (n == 0) {
-        owner_fence();
-        if (unlikely(!RELAXED_LOAD(med.mc_watch)))
-            mcache_watch();
-    }
+    if (n == 0)
+        mcache_watch_park(th);
     return true;
+}
+
+/* Owner, marked: a block was parked into an empty stack; then it leaves
+ * (free_fast's tail call). */
+__attribute__((noinline)) void mcache_first_parked(struct theap *th)
+{
+    mcache_watch_park(th);
+    mown_leave(th);
 }
 
 /* ---- allocation ---- */
