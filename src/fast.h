@@ -2,8 +2,9 @@
  * The fast paths of malloc and free, inlined into each entry point that has
  * one (shed_malloc and shed_free here, malloc and free in preload.c), so that
  * the common case is one function, no call, and no argument set up for the
- * slow path it does not take.  Everything else is in alloc.c, slow.c (malloc's
- * slow path) and free.c.
+ * slow path it does not take: for pool blocks, and for medium blocks the
+ * owner's medium cache (its pop and its park).  Everything else is in
+ * alloc.c, slow.c (malloc's slow path), free.c and medium.c.
  */
 #ifndef SHED_FAST_H
 #define SHED_FAST_H
@@ -136,19 +137,15 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
     return true;
 }
 
-/* The fast path: the calling thread owns the pool, ptr starts one of its
- * blocks, and the block is allocated.  Anything else (NULL, a pointer outside
- * the region, any pointer under a checker: g.fast_size is 0 then) takes
- * free_slow, which looks again, and reports or hands the block on. */
 /* The owner's free of a medium block, in line: ptr starts block i of a span
  * the calling thread owns, no checker runs, and it is not parked already
  * (its hint is 0); the block is parked (the first of its class: then
  * mcache_first_parked wakes the release thread if it must), or handed to
- * medium_free_mine (one too many: the older half goes to the spans).  Anything else (another
- * thread's span, a bad pointer, a double free, a steal word to look at, a
- * hint to look behind) goes on to medium_free_mine or free_slow, which look
- * again, and report or hand the block on.  Every call is a tail call, so
- * that free() saves no registers. */
+ * medium_free_mine (one too many: the older half goes to the spans).
+ * Anything else (another thread's span, a bad pointer, a double free, a
+ * steal word to look at, a hint to look behind) goes on to medium_free_mine
+ * or free_slow, which look again, and report or hand the block on.  Every
+ * call is a tail call, so that free() saves no registers. */
 static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
 {
     size_t off = (size_t)((char *)ptr - med.base);
@@ -182,6 +179,11 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
     medium_free_mine(th, s, i, ptr, call);        /* th marked: it leaves */
 }
 
+/* The fast path: the calling thread owns the pool, ptr starts one of its
+ * blocks, and the block is allocated (or, outside the region, the medium
+ * fast path above).  Anything else (NULL, a pointer outside both regions,
+ * any pointer under a checker: g.fast_size is 0 then) takes free_slow,
+ * which looks again, and reports or hands the block on. */
 static ALWAYS_INLINE void free_fast(void *ptr, const char *call)
 {
     size_t off = (size_t)((char *)ptr - g.region), i;

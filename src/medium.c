@@ -400,7 +400,8 @@ static void mcache_flush_in(struct theap *th)
  * claim fails.  Holding g.theap_lock, the stealer also keeps the theap
  * from being recycled (theap_new clears steal) under it.
  * The owner's side is every path that touches its medium state: medium
- * malloc and free of its own spans (pop and park included), the merge of
+ * malloc and free of its own spans (pop and park included; their common
+ * case is malloc_fast's and free_fast's, in fast.h), the merge of
  * remote frees (medium_drain), its own flushes (the small slow path,
  * shed_trim, shed_freeze) and thread exit (medium_abandon).  fork()'s
  * handlers touch none of it, and take g.theap_lock, so no steal runs
@@ -784,7 +785,8 @@ void *medium_alloc(struct theap *th, size_t size, size_t align)
 /* malloc's medium block for the calling thread's theap th (alloc_large):
  * as medium_alloc, announced to a checker, and from the system allocator
  * when no class fits or the medium region is used up.  Every path ends in
- * a tail call, so that the pop saves no registers. */
+ * a tail call, so that the pop saves no registers.  medium_malloc_span is
+ * also malloc_fast's (fast.h) when it has no parked block to pop. */
 __attribute__((noinline)) void *medium_malloc_span(struct theap *th, unsigned c, size_t size,
                                                    size_t align)
 {
