@@ -78,6 +78,7 @@ static ALWAYS_INLINE _Atomic uint16_t *mcache_hint(struct theap *th, const void 
 static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
                                       _Atomic uint16_t *hint)
 {
+    CHECK(n < mcache_cap[c], b);
     RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
     RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));

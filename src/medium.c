@@ -608,8 +608,9 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
         return false;
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     if (unlikely(n >= mcache_cap[c])) {
-        mcache_flush_class(th, c, n / 2);
-        n -= n / 2;
+        unsigned out = n > 1 ? n / 2 : n;   /* the older half; a cap of 1: it */
+        mcache_flush_class(th, c, out);
+        n -= out;
     }
     mcache_push(th, c, n, b, mcache_hint(th, b));
     if (n == 0)
