@@ -2,8 +2,9 @@
  * The fast paths of malloc and free, inlined into each entry point that has
  * one (shed_malloc and shed_free here, malloc and free in preload.c), so that
  * the common case is one function, no call, and no argument set up for the
- * slow path it does not take.  Everything else is in alloc.c, slow.c (malloc's
- * slow path) and free.c.
+ * slow path it does not take: for pool blocks, and for medium blocks the
+ * owner's medium cache (its pop and its park).  Everything else is in
+ * alloc.c, slow.c (malloc's slow path), free.c and medium.c.
  */
 #ifndef SHED_FAST_H
 #define SHED_FAST_H
@@ -35,11 +36,88 @@ static ALWAYS_INLINE void *alloc_fast(size_t req, size_t rounded, size_t align)
     return alloc_slow(req, rounded, align);
 }
 
+/* ---- medium blocks: the owner's cache (medium.c has the rest, and the
+ * "owner's bracket" that mown_mark and mown_leave are the two halves of) ---- */
+
+extern uint8_t med_class_of_128[SHED_MEDIUM_MAX / 128] HIDDEN;  /* by (size - 1) / 128 */
+extern uint64_t med_class_magic[MED_NCLS] HIDDEN;    /* block index = off * magic >> 40 */
+extern uint8_t mcache_cap[MED_NCLS] HIDDEN;          /* blocks the cache holds per class */
+void *medium_malloc_span(struct theap *th, unsigned c, size_t size, size_t align) HIDDEN;
+void  medium_free_mine(struct theap *th, struct span *s, unsigned i, void *ptr,
+                       const char *call) HIDDEN;
+void  mcache_first_parked(struct theap *th) HIDDEN;
+
+/* Owner: mark itself busy; true when its steal word is 0 (the fast
+ * paths' case), else the caller claims (mown_claim) before it goes on. */
+static ALWAYS_INLINE bool mown_mark(struct theap *th)
+{
+    RELAXED_STORE(th->mc_busy, 1);
+    atomic_signal_fence(memory_order_seq_cst);   /* the barrier: membarrier's */
+    return likely(atomic_load_explicit(&th->mc_steal, memory_order_acquire) == 0);
+}
+
+/* Owner: leave its medium state (everything written before is seen by a
+ * stealer that sees busy == 0). */
+static ALWAYS_INLINE void mown_leave(struct theap *th)
+{
+    atomic_store_explicit(&th->mc_busy, 0, memory_order_release);
+}
+
+/* The count of parked blocks that b may be among (mc_hint): a
+ * multiplicative hash of its address, as blocks of the large classes sit at
+ * few offsets of their spans. */
+static ALWAYS_INLINE _Atomic uint16_t *mcache_hint(struct theap *th, const void *b)
+{
+    _Static_assert((MCACHE_HINTS & (MCACHE_HINTS - 1)) == 0, "a power of two");
+    uint64_t h = ((uintptr_t)b >> 7) * 0x9E3779B97F4A7C15ull;
+    return &th->mc_hint[h >> (64 - __builtin_ctz(MCACHE_HINTS))];
+}
+
+/* Owner: b on top of th's stack of class c, which holds n (fewer than its
+ * cap); hint is b's (mcache_hint). */
+static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
+                                      _Atomic uint16_t *hint)
+{
+    CHECK(n < mcache_cap[c], b);
+    RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
+    RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
+    RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
+}
+
+/* Owner: the latest parked block of class c, of which th has n. */
+static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
+{
+    void *b = (void *)RELAXED_LOAD(th->mc_blk[c][n - 1]);
+    _Atomic uint16_t *h = mcache_hint(th, b);
+    RELAXED_STORE(th->mc_n[c], (uint8_t)(n - 1));
+    RELAXED_STORE(*h, (uint16_t)(RELAXED_LOAD(*h) - 1));
+    return b;
+}
+
+/* malloc's medium block (size over SHED_MAX_BLOCK): the latest parked block
+ * of its class, popped here with no call; the rest (no parked block, a
+ * steal word to look at, no theap yet, no medium region, over
+ * SHED_MEDIUM_MAX) is medium.c's and alloc.c's.  Under a checker nothing is
+ * parked. */
+static ALWAYS_INLINE void *medium_malloc_fast(size_t size)
+{
+    struct theap *th = tls_heap;
+    if (unlikely(size > SHED_MEDIUM_MAX) || unlikely(th == NO_THEAP))
+        return alloc_large(size, 0);
+    unsigned c = med_class_of_128[(size - 1) >> 7], n;
+    if (likely(mown_mark(th)) && likely((n = RELAXED_LOAD(th->mc_n[c])) != 0)) {
+        void *b = mcache_pop(th, c, n);
+        mown_leave(th);
+        return b;
+    }
+    return medium_malloc_span(th, c, size, 0);    /* th marked: it leaves */
+}
+
 static ALWAYS_INLINE void *malloc_fast(size_t size)
 {
     if (likely(size <= SHED_MAX_BLOCK))
         return alloc_fast(size, (size + SHED_CLASS_STEP - 1) & ~(size_t)(SHED_CLASS_STEP - 1), 0);
-    return alloc_large(size, 0);
+    return medium_malloc_fast(size);
 }
 
 /* The owner frees block i of p: false, with nothing changed, when the block
@@ -60,10 +138,53 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
     return true;
 }
 
+/* The owner's free of a medium block, in line: ptr starts block i of a span
+ * the calling thread owns, no checker runs, and it is not parked already
+ * (its hint is 0); the block is parked (the first of its class: then
+ * mcache_first_parked wakes the release thread if it must), or handed to
+ * medium_free_mine (one too many: the older half goes to the spans).
+ * Anything else (another thread's span, a bad pointer, a double free, a
+ * steal word to look at, a hint to look behind) goes on to medium_free_mine
+ * or free_slow, which look again, and report or hand the block on.  Every
+ * call is a tail call, so that free() saves no registers. */
+static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
+{
+    size_t off = (size_t)((char *)ptr - med.base);
+    if (!(off < med.size) || unlikely(g.checker))
+        return free_slow(ptr, call);
+    struct span *s = &med.spans[off >> SPAN_SHIFT];
+    struct theap *th = tls_heap;                /* never a span's owner if NO_THEAP */
+    if (RELAXED_LOAD(s->owner) != th)
+        return free_slow(ptr, call);
+    size_t boff = off & (SPAN_BYTES - 1);
+    unsigned c = s->cls, i = (unsigned)((boff * med_class_magic[c]) >> 40);
+    if (unlikely((size_t)i * RELAXED_LOAD(s->size) != boff) || unlikely(i >= s->nblocks))
+        return free_slow(ptr, call);
+    /* after the mark, s is still th's unless a steal ran (its word is set) */
+    if (unlikely(!mown_mark(th))) {
+        mown_leave(th);
+        return free_slow(ptr, call);
+    }
+    _Atomic uint16_t *hint = mcache_hint(th, ptr);
+    unsigned n = RELAXED_LOAD(th->mc_n[c]);
+    if (likely(RELAXED_LOAD(*hint) == 0) &&
+        likely(!(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)) &&
+        likely(n < mcache_cap[c]) && likely(!RELAXED_LOAD(s->sealed)) &&
+        likely(RELAXED_LOAD(g.opt.release) != REL_INLINE)) {
+        mcache_push(th, c, n, ptr, hint);         /* not one too many */
+        if (unlikely(n == 0))
+            return mcache_first_parked(th);       /* it leaves */
+        mown_leave(th);
+        return;
+    }
+    medium_free_mine(th, s, i, ptr, call);        /* th marked: it leaves */
+}
+
 /* The fast path: the calling thread owns the pool, ptr starts one of its
- * blocks, and the block is allocated.  Anything else (NULL, a pointer outside
- * the region, any pointer under a checker: g.fast_size is 0 then) takes
- * free_slow, which looks again, and reports or hands the block on. */
+ * blocks, and the block is allocated (or, outside the region, the medium
+ * fast path above).  Anything else (NULL, a pointer outside both regions,
+ * any pointer under a checker: g.fast_size is 0 then) takes free_slow,
+ * which looks again, and reports or hands the block on. */
 static ALWAYS_INLINE void free_fast(void *ptr, const char *call)
 {
     size_t off = (size_t)((char *)ptr - g.region), i;
@@ -75,8 +196,9 @@ static ALWAYS_INLINE void free_fast(void *ptr, const char *call)
             likely((uint16_t)i < p->nblocks) &&   /* i < 2^13: see block_index */
             likely(owner_free(th, p, i)))
             return;
+        return free_slow(ptr, call);
     }
-    free_slow(ptr, call);
+    medium_free_fast(ptr, call);
 }
 
 #endif

@@ -42,12 +42,12 @@ static inline size_t mclass_size(unsigned c)
 }
 
 /* Class by (size - 1) / 128: every class is a multiple of 128 bytes. */
-static uint8_t class_of_128[SHED_MEDIUM_MAX / 128];
+uint8_t med_class_of_128[SHED_MEDIUM_MAX / 128];
 /* Block index = offset * magic >> 40, magic = ceil(2^40 / size), per class. */
-static uint64_t class_magic[MED_NCLS];
+uint64_t med_class_magic[MED_NCLS];
 
 /* Blocks a theap's medium cache holds per class (see "Medium cache"). */
-static uint8_t mcache_cap[MED_NCLS];
+uint8_t mcache_cap[MED_NCLS];
 
 void medium_classes_init(void)
 {
@@ -58,9 +58,9 @@ void medium_classes_init(void)
         mcache_cap[c] = (uint8_t)(n > MCACHE_SLOTS ? MCACHE_SLOTS : n < least ? least : n);
     }
     for (unsigned k = SHED_MAX_BLOCK / 128; k < SHED_MEDIUM_MAX / 128; k++)
-        class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
+        med_class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
     for (unsigned c = 0; c < MED_NCLS; c++)
-        class_magic[c] = (((uint64_t)1 << 40) + mclass_size(c) - 1) / mclass_size(c);
+        med_class_magic[c] = (((uint64_t)1 << 40) + mclass_size(c) - 1) / mclass_size(c);
 }
 
 /* The class for size bytes aligned to align (a power of two, or 0 for
@@ -69,7 +69,7 @@ static ALWAYS_INLINE int mclass_for(size_t size, size_t align)
 {
     if (size > SHED_MEDIUM_MAX || align > SHED_MEDIUM_MAX || !med.base)
         return -1;
-    unsigned c = class_of_128[(size > SHED_MAX_BLOCK ? size - 1 : SHED_MAX_BLOCK) >> 7];
+    unsigned c = med_class_of_128[(size > SHED_MAX_BLOCK ? size - 1 : SHED_MAX_BLOCK) >> 7];
     while (unlikely(align > 128) && c < MED_NCLS && (mclass_size(c) & (align - 1)))
         c++;
     return c < MED_NCLS ? (int)c : -1;
@@ -106,7 +106,7 @@ static inline struct slock *span_stripe(const struct span *s)
  * ceil(2^40 / size), whose error is below 2^-22 of a block). */
 static inline unsigned block_of(const struct span *s, size_t off)
 {
-    return (unsigned)((off * class_magic[s->cls]) >> 40);
+    return (unsigned)((off * med_class_magic[s->cls]) >> 40);
 }
 
 /* The pages strictly inside the block at off, of size bytes: no other
@@ -303,15 +303,7 @@ static void theap_spans_each(struct theap *th, void (*fn)(struct theap *, struct
 
 /* ---- the medium cache (see "Medium cache" in shed_impl.h) ---- */
 
-/* The count of parked blocks that b may be among (mc_hint): a
- * multiplicative hash of its address, as blocks of the large classes sit at
- * few offsets of their spans. */
-static inline _Atomic uint16_t *mcache_hint(struct theap *th, const void *b)
-{
-    _Static_assert((MCACHE_HINTS & (MCACHE_HINTS - 1)) == 0, "a power of two");
-    uint64_t h = ((uintptr_t)b >> 7) * 0x9E3779B97F4A7C15ull;
-    return &th->mc_hint[h >> (64 - __builtin_ctz(MCACHE_HINTS))];
-}
+/* mcache_hint, mcache_push and mcache_pop are in fast.h. */
 
 /* Owner: one more (d = 1) or one fewer (d = -1) parked block at b's hint. */
 static inline void mcache_hint_add(struct theap *th, const void *b, int d)
@@ -408,7 +400,8 @@ static void mcache_flush_in(struct theap *th)
  * claim fails.  Holding g.theap_lock, the stealer also keeps the theap
  * from being recycled (theap_new clears steal) under it.
  * The owner's side is every path that touches its medium state: medium
- * malloc and free of its own spans (pop and park included), the merge of
+ * malloc and free of its own spans (pop and park included; their common
+ * case is malloc_fast's and free_fast's, in fast.h), the merge of
  * remote frees (medium_drain), its own flushes (the small slow path,
  * shed_trim, shed_freeze) and thread exit (medium_abandon).  fork()'s
  * handlers touch none of it, and take g.theap_lock, so no steal runs
@@ -451,14 +444,7 @@ static COLD void mown_claim(struct theap *th)
     }
 }
 
-/* Owner: mark itself busy; true when its steal word is 0 (the fast
- * paths' case), else the caller calls mown_claim before it goes on. */
-static ALWAYS_INLINE bool mown_mark(struct theap *th)
-{
-    RELAXED_STORE(th->mc_busy, 1);
-    atomic_signal_fence(memory_order_seq_cst);   /* the barrier: membarrier's */
-    return likely(atomic_load_explicit(&th->mc_steal, memory_order_acquire) == 0);
-}
+/* mown_mark (the owner marks itself busy) is in fast.h. */
 
 /* Owner: enter its medium state (see above). */
 static ALWAYS_INLINE void mown_enter(struct theap *th)
@@ -467,12 +453,7 @@ static ALWAYS_INLINE void mown_enter(struct theap *th)
         mown_claim(th);
 }
 
-/* Owner: leave it (everything written before is seen by a stealer that
- * sees busy == 0). */
-static ALWAYS_INLINE void mown_leave(struct theap *th)
-{
-    atomic_store_explicit(&th->mc_busy, 0, memory_order_release);
-}
+/* mown_leave (the owner leaves it) is in fast.h. */
 
 /* Owner: every block of th's cache goes back to its span. */
 void mcache_flush(struct theap *th)
@@ -601,21 +582,21 @@ static COLD void mcache_watch(void)
         releaser_kick_cache();
 }
 
+/* Owner: a block was parked into th's empty stack of a class: the release
+ * thread must know (med.mc_watch: see mcache_round). */
+static ALWAYS_INLINE void mcache_watch_park(struct theap *th)
+{
+    (void)th;
+    owner_fence();
+    if (unlikely(!RELAXED_LOAD(med.mc_watch)))
+        mcache_watch();
+}
+
 /* May the owner th park a block of s (see "Medium cache")? */
 static ALWAYS_INLINE bool mcache_may_park(struct span *s)
 {
     return likely(!g.checker) && likely(!RELAXED_LOAD(s->sealed)) &&
            likely(RELAXED_LOAD(g.opt.release) != REL_INLINE);
-}
-
-/* Owner: b on top of th's stack of class c, which holds n (fewer than its
- * cap); hint is b's (mcache_hint). */
-static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
-                                      _Atomic uint16_t *hint)
-{
-    RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
-    RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
-    RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
 }
 
 /* Owner: park b (block i of s, not parked, allocated) in th's cache of
@@ -627,16 +608,22 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
         return false;
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     if (unlikely(n >= mcache_cap[c])) {
-        mcache_flush_class(th, c, n / 2);
-        n -= n / 2;
+        unsigned out = n > 1 ? n / 2 : n;   /* the older half; a cap of 1: it */
+        mcache_flush_class(th, c, out);
+        n -= out;
     }
     mcache_push(th, c, n, b, mcache_hint(th, b));
-    if (n == 0) {
-        owner_fence();
-        if (unlikely(!RELAXED_LOAD(med.mc_watch)))
-            mcache_watch();
-    }
+    if (n == 0)
+        mcache_watch_park(th);
     return true;
+}
+
+/* Owner, marked: a block was parked into an empty stack; then it leaves
+ * (free_fast's tail call). */
+__attribute__((noinline)) void mcache_first_parked(struct theap *th)
+{
+    mcache_watch_park(th);
+    mown_leave(th);
 }
 
 /* ---- allocation ---- */
@@ -745,15 +732,6 @@ static COLD void *medium_alloc_slow(struct theap *th, unsigned c)
     }
 }
 
-/* Owner: the latest parked block of class c, of which th has n. */
-static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
-{
-    void *b = (void *)RELAXED_LOAD(th->mc_blk[c][n - 1]);
-    RELAXED_STORE(th->mc_n[c], (uint8_t)(n - 1));
-    mcache_hint_add(th, b, -1);
-    return b;
-}
-
 /* Owner: mark th busy and pop its latest parked block of class c; NULL,
  * th left marked, when it has none or a steal word to look at (the
  * caller then goes on with medium_alloc_span). */
@@ -808,10 +786,15 @@ void *medium_alloc(struct theap *th, size_t size, size_t align)
 /* malloc's medium block for the calling thread's theap th (alloc_large):
  * as medium_alloc, announced to a checker, and from the system allocator
  * when no class fits or the medium region is used up.  Every path ends in
- * a tail call, so that the pop saves no registers. */
-static __attribute__((noinline)) void *medium_malloc_span(struct theap *th, unsigned c,
-                                                          size_t size, size_t align)
+ * a tail call, so that the pop saves no registers.  medium_malloc_span is
+ * also malloc_fast's (fast.h) when it has no parked block to pop. */
+__attribute__((noinline)) void *medium_malloc_span(struct theap *th, unsigned c, size_t size,
+                                                   size_t align)
 {
+    if (unlikely(!med.base)) {           /* from malloc_fast: no medium region */
+        mown_leave(th);
+        return alloc_system(size, align);
+    }
     void *b = medium_alloc_span(th, c);
     if (unlikely(!b))
         return alloc_system(size, align);
@@ -904,9 +887,10 @@ static __attribute__((noinline)) void medium_free_owner(struct theap *th, struct
 }
 
 /* The owner's free of block i of s (th marked busy, the claim done): a
- * double free reported, else parked, else given back to s. */
-static ALWAYS_INLINE void medium_free_mine(struct theap *th, struct span *s, unsigned i,
-                                           void *ptr, const char *call)
+ * double free reported, else parked, else given back to s.  Out of line for
+ * free_fast (fast.h), whose common case it does itself. */
+__attribute__((noinline)) void medium_free_mine(struct theap *th, struct span *s, unsigned i,
+                                                void *ptr, const char *call)
 {
     unsigned c = s->cls;
     _Atomic uint16_t *hint = mcache_hint(th, ptr);
