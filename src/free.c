@@ -71,8 +71,22 @@ static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
  * every bad pointer. */
 void free_slow(void *ptr, const char *call)
 {
-    if (!in_region(ptr))
+    size_t off = (size_t)((char *)ptr - g.region), i;
+    if (off >= g.region_size)            /* !in_region(ptr) */
         return in_medium(ptr) ? medium_free(ptr, call) : free_foreign(ptr);
+    /* A block of a pool another thread owns, the common case here: found
+     * as the fast path found it, not again through block_locate (no
+     * checker: g.fast_size is 0 under one).  free_remote re-checks the
+     * owner and size under the stripe lock; anything odd goes the whole
+     * way below. */
+    if (likely(off < g.fast_size)) {
+        struct pool *p = desc_at(off);
+        struct theap *o = atomic_load_explicit(&p->owner, memory_order_acquire);
+        if (likely(o != NULL) && likely(o != tls_heap) &&
+            likely(block_index(off & g.page_mask, p->magic, &i)) &&
+            likely((uint16_t)i < p->nblocks))   /* i < 2^13: see block_index */
+            return free_remote(p, i, RELAXED_LOAD(p->size), ptr, call);
+    }
     if (g.checker)
         return free_checked(ptr, call);
     free_in_region(ptr, call, false);
