@@ -169,29 +169,31 @@ static void free_remote_fast(struct pool *p, size_t idx, unsigned life, void *pt
 }
 
 /* What the fast path (fast.h) did not take: NULL, a pointer outside the
- * region, any pointer under a checker, a block another thread owns, and
- * every bad pointer. */
+ * region, any pointer under a checker, and every bad pointer (a block
+ * another thread owns goes to free_other). */
 void free_slow(void *ptr, const char *call)
 {
-    size_t off = (size_t)((char *)ptr - g.region), i;
-    if (off >= g.region_size)            /* !in_region(ptr) */
+    if (!in_region(ptr))
         return in_medium(ptr) ? medium_free(ptr, call) : free_foreign(ptr);
-    /* A block of a pool another thread owns, the common case here: found
-     * as the fast path found it, not again through block_locate (no
-     * checker: g.fast_size is 0 under one); anything odd goes the whole
-     * way below. */
-    if (likely(off < g.fast_size)) {
-        struct pool *p = desc_at(off);
-        unsigned life = atomic_load(&p->life);   /* before owner: see free_remote_fast */
-        struct theap *o = atomic_load_explicit(&p->owner, memory_order_acquire);
-        if (likely(o != NULL) && likely(o != tls_heap) &&
-            likely(block_index(off & g.page_mask, p->magic, &i)) &&
-            likely((uint16_t)i < p->nblocks))   /* i < 2^13: see block_index */
-            return free_remote_fast(p, i, life, ptr, call);
-    }
     if (g.checker)
         return free_checked(ptr, call);
     free_in_region(ptr, call, false);
+}
+
+/* The fast path found ptr's pool p (ptr at offset off in the region, no
+ * checker) owned by another theap, or by none: a remote free, found as the
+ * fast path found it, not again through block_locate; anything odd goes
+ * the whole way (free_slow). */
+void free_other(void *ptr, const char *call, struct pool *p, size_t off)
+{
+    size_t i;
+    unsigned life = atomic_load(&p->life);   /* before owner: see free_remote_fast */
+    struct theap *o = atomic_load_explicit(&p->owner, memory_order_acquire);
+    if (likely(o != NULL) && likely(o != tls_heap) &&
+        likely(block_index(off & g.page_mask, p->magic, &i)) &&
+        likely((uint16_t)i < p->nblocks))    /* i < 2^13: see block_index */
+        return free_remote_fast(p, i, life, ptr, call);
+    free_slow(ptr, call);
 }
 
 void shed_free_impl(void *ptr, const char *call)
