@@ -266,16 +266,17 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  * arena_return_pool, pool_init); only a heap's destruction retires a pool
  * with live blocks (pool_retire_as).  The remote table is not read by the
  * checks where the code does not read it, so that its pages stay unmapped.]
- * owner, life and pending change only under the pool's stripe lock; to_settle,
- * settle_at, the list links and free[] stores belong to the owner (free[]
- * words are read by other threads under the stripe lock, hence atomics).
+ * owner, life and pending change only under the pool's stripe lock; remote[]
+ * bits are set by atomic OR without it and cleared by the merge under it;
+ * to_settle, settle_at, the list links and free[] stores belong to the owner
+ * (free[] words are read by other threads, hence atomics).
  * [bent: pool_init stores owner without the stripe lock (the pool is in no
- * one's hands; a stale remote free reads owner with acquire); shed_stats
- * and the double-free checks read other owners' free[] without it (each
- * word read once, atomically).  In a fork()ed child, the descriptors of
- * inherited pools are as the parent's threads left them, maybe mid-change:
- * the child never writes them (inherit.c) and the checks skip them until
- * reclaim_pool rebuilds them.]
+ * one's hands; a stale remote free reads owner with acquire); shed_stats,
+ * the remote free and the double-free checks read other owners' free[]
+ * without it (each word read once, atomically).  In a fork()ed child, the
+ * descriptors of inherited pools are as the parent's threads left them,
+ * maybe mid-change: the child never writes them (inherit.c) and the checks
+ * skip them until reclaim_pool rebuilds them.]
  */
 struct pool {
     struct theap *_Atomic owner; /* NULL while the pool is not in use */
