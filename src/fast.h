@@ -62,9 +62,11 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
 }
 
 /* The fast path: the calling thread owns the pool, ptr starts one of its
- * blocks, and the block is allocated.  Anything else (NULL, a pointer outside
- * the region, any pointer under a checker: g.fast_size is 0 then) takes
- * free_slow, which looks again, and reports or hands the block on. */
+ * blocks, and the block is allocated.  A pool it does not own goes to
+ * free_other (free.c: the remote free, with what was found here); anything
+ * else (NULL, a pointer outside the region, any pointer under a checker:
+ * g.fast_size is 0 then) takes free_slow, which looks again, and reports or
+ * hands the block on. */
 static ALWAYS_INLINE void free_fast(void *ptr, const char *call)
 {
     size_t off = (size_t)((char *)ptr - g.region), i;

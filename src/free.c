@@ -99,7 +99,7 @@ static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
  * by another hand between its checks and its OR, and the pool retired too:
  * the OR may land in a retired pool.  pool_retire_as bumps the pool's life
  * under the stripe lock (sequentially consistent), and the free read life
- * before the owner (free_slow) and reads it again after its OR: when it
+ * before the owner (free_other) and reads it again after its OR: when it
  * moved, the free takes the lock (remote_publish) whatever pending says.
  * There, an owner of NULL means the pool is retired: the bit still set is
  * the bad free's (nothing merges a retired pool), cleared and reported; a
@@ -129,8 +129,9 @@ __attribute__((noinline)) void remote_publish(struct pool *p, unsigned w, uint64
             slock_unlock(m);
             return;
         }
-        /* retired with the bit set: nobody merges it, and it was set after
-         * the retirement (which found every block free): a double free */
+        /* retired with the bit set: nobody merges a retired pool, and its
+         * retirement found every block free, so whoever set the bit freed
+         * a free block */
         atomic_fetch_and_explicit(r, ~bit, memory_order_relaxed);
         slock_unlock(m);
         return shed_error(E_DOUBLE, ptr, call);
@@ -150,7 +151,7 @@ __attribute__((noinline)) void remote_publish(struct pool *p, unsigned w, uint64
         releaser_collect_soon();
 }
 
-/* Block idx of p, which another theap owned when free_slow read p's life
+/* Block idx of p, which another theap owned when free_other read p's life
  * (then the owner, with acquire): see "Remote frees" above. */
 static void free_remote_fast(struct pool *p, size_t idx, unsigned life, void *ptr,
                              const char *call)
@@ -187,7 +188,7 @@ void free_slow(void *ptr, const char *call)
 void free_other(void *ptr, const char *call, struct pool *p, size_t off)
 {
     size_t i;
-    unsigned life = atomic_load(&p->life);   /* before owner: see free_remote_fast */
+    unsigned life = atomic_load(&p->life);   /* before owner: "Remote frees" above */
     struct theap *o = atomic_load_explicit(&p->owner, memory_order_acquire);
     if (likely(o != NULL) && likely(o != tls_heap) &&
         likely(block_index(off & g.page_mask, p->magic, &i)) &&
