@@ -3,7 +3,9 @@
  * "Remote frees"), driven into the states a race leaves, one at a time, in
  * a child each: a bad free's bit that lands in a pool retired meanwhile is
  * cleared and reported with the exact line, and a valid free whose bit was
- * merged before its pool was retired is not reported.
+ * merged before its pool was retired is not reported.  Skipped under a
+ * checker (ASan, memcheck), whose quarantine keeps the freed block, so
+ * that its pool is not retired.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -26,10 +28,14 @@ struct lone {
     uint64_t bit;
 };
 
+enum { SKIP = 77 };   /* under a checker: the quarantine holds the block */
+
 static int lone_block(struct lone *l)
 {
     if (shed_config("release=inline") != 0 || !(l->b = shed_malloc(496)))
         return 10;
+    if (g.checker)
+        return SKIP;
     size_t off = (size_t)(l->b - g.region), i;
     l->p = desc_at(off);
     if (!block_index(off & g.page_mask, l->p->magic, &i))
@@ -96,6 +102,8 @@ static void test_bad_free_into_retired(void **state)
     int st = child_run(bad_free_into_retired, NULL, NULL, NULL, NULL, NULL, out, err, sizeof err);
     void *b = NULL;
     char want[128], line[256];
+    if (WIFEXITED(st) && WEXITSTATUS(st) == SKIP)
+        skip();
     if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT))
         fail_msg("status %#x; stderr: %s", st, err);
     assert_int_equal(sscanf(out, "%p", &b), 1);
@@ -109,6 +117,8 @@ static void test_merged_then_retired(void **state)
 {
     (void)state;
     int st = child_run(merged_then_retired, NULL, NULL, NULL, NULL, NULL, out, err, sizeof err);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == SKIP)
+        skip();
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fail_msg("status %#x; stderr: %s", st, err);
     assert_int_equal(count_lines(err, "shed:"), 0);
