@@ -16,6 +16,7 @@
 void *alloc_slow(size_t req, size_t rounded, size_t align) HIDDEN;
 void *alloc_large(size_t size, size_t align) HIDDEN;
 void  free_slow(void *ptr, const char *call) HIDDEN;
+void  free_other(void *ptr, const char *call, struct pool *p, size_t off) HIDDEN;
 
 /* A block of rounded bytes (a multiple of SHED_CLASS_STEP, up to
  * SHED_MAX_BLOCK; 0 for malloc(0)); req is the size the caller asked for
@@ -182,17 +183,19 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
 
 /* The fast path: the calling thread owns the pool, ptr starts one of its
  * blocks, and the block is allocated (or, outside the region, the medium
- * fast path above).  Anything else (NULL, a pointer outside both regions,
- * any pointer under a checker: g.fast_size is 0 then) takes free_slow,
- * which looks again, and reports or hands the block on. */
+ * fast path above).  A pool it does not own goes to free_other (free.c: the
+ * remote free, with what was found here); anything else (NULL, a pointer
+ * outside both regions, any pointer under a checker: g.fast_size is 0 then)
+ * takes free_slow, which looks again, and reports or hands the block on. */
 static ALWAYS_INLINE void free_fast(void *ptr, const char *call)
 {
     size_t off = (size_t)((char *)ptr - g.region), i;
     if (likely(off < g.fast_size)) {
         struct pool *p = desc_at(off);
         struct theap *th = tls_heap;            /* never a pool's owner if NO_THEAP */
-        if (likely(RELAXED_LOAD(p->owner) == th) &&
-            likely(block_index(off & g.page_mask, p->magic, &i)) &&
+        if (unlikely(RELAXED_LOAD(p->owner) != th))
+            return free_other(ptr, call, p, off); /* another thread's, or none's */
+        if (likely(block_index(off & g.page_mask, p->magic, &i)) &&
             likely((uint16_t)i < p->nblocks) &&   /* i < 2^13: see block_index */
             likely(owner_free(th, p, i)))
             return;

@@ -66,9 +66,112 @@ static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
     free_in_region(ptr, call, true);
 }
 
+/*
+ * Remote frees.  A thread frees block idx of a pool that another theap owns
+ * by setting the block's bit in the pool's remote bitmap with an atomic OR,
+ * with no lock; only the push of the pool onto its owner's pending stack,
+ * once until the owner merges, takes the pool's stripe lock (remote_publish).
+ * The owner's merge (pool_merge_remote, under the stripe lock) clears
+ * pending first, then takes the bits it read out of the remote words with
+ * an atomic AND.  All four accesses that pair up are sequentially
+ * consistent: a free's OR then its load of pending, the merge's store of
+ * pending then its read of the words.  So a free that sees pending 1 set
+ * its bit before the merge cleared pending, and that merge (or an earlier
+ * one) takes the bit; a free that sees pending 0 takes the lock and pushes
+ * the pool unless its bit is gone (merged) or pending is 1 again (another
+ * free pushed it).  No valid free is lost, and a pool is on at most one
+ * stack (pending is set under the lock, only when it was 0).
+ *
+ * Double frees.  The OR's old value tells a block freed twice remotely
+ * (nothing changed: it only reports).  A block the owner holds free (its
+ * free[] bit), or one an inherited pool holds (a fork()ed child: g.gen is 0
+ * in a process that never forked, g.imap set only in a child), goes to the
+ * locked free_remote, which checks again under the lock and reports.  A
+ * block freed remotely and then by its owner is caught at the merge (r & f),
+ * as before.
+ *
+ * Retirement.  A valid free's block is live until its bit is merged, so its
+ * pool cannot be retired (all blocks free in free[]) before that, and its
+ * owner changes only by pool_transfer, which waits for pending to be 0: the
+ * pool is pushed to the theap that owns it then, read under the lock.  Once
+ * merged, the pool may be retired at once, even before the free's next
+ * instruction.  A bad free races with retirement when the block was freed
+ * by another hand between its checks and its OR, and the pool retired too:
+ * the OR may land in a retired pool.  pool_retire_as bumps the pool's life
+ * under the stripe lock (sequentially consistent), and the free read life
+ * before the owner (free_other) and reads it again after its OR: when it
+ * moved, the free takes the lock (remote_publish) whatever pending says.
+ * There, an owner of NULL means the pool is retired: the bit still set is
+ * the bad free's (nothing merges a retired pool), cleared and reported; a
+ * bit already gone was merged before the retirement (a valid free).  An
+ * owner again means a new life: the bit, if set, is pushed to it, and its
+ * merge reports it if the block is free there (r & f).  Left open: a bad
+ * free whose bit lands in the pool's next life after its new owner has
+ * handed that block out (the retirement, the arena and the new owner all
+ * between the bad free's checks and its OR, a few instructions) marks a
+ * live block free unreported; the locked free before this path had its own
+ * window for such races (a pool retired while on a pending stack).  A bad
+ * free whose OR came before the retirement leaves a bit that the owner's
+ * merge reports (r & f) if the pool is pending, as with the locked free.
+ * test_errors' remote cases and test/internal/test_remote cover the paths.
+ */
+__attribute__((noinline)) void remote_publish(struct pool *p, unsigned w, uint64_t bit, void *ptr,
+                                              const char *call)
+{
+    struct slock *m = stripe_of(p);
+    _Atomic uint64_t *r = &remote_map(p)[w];
+    struct pool_remote *pr = remote_of(p);
+    slock_lock(m);
+    struct theap *o = RELAXED_LOAD(p->owner);
+    bool set = (atomic_load_explicit(r, memory_order_relaxed) & bit) != 0;
+    if (unlikely(o == NULL)) {
+        if (!set) {                  /* merged, then the pool was retired */
+            slock_unlock(m);
+            return;
+        }
+        /* retired with the bit set: nobody merges a retired pool, and its
+         * retirement found every block free, so whoever set the bit freed
+         * a free block */
+        atomic_fetch_and_explicit(r, ~bit, memory_order_relaxed);
+        slock_unlock(m);
+        return shed_error(E_DOUBLE, ptr, call);
+    }
+    bool wake = false;
+    if (set && !atomic_load_explicit(&pr->pending, memory_order_relaxed)) {
+        wake = o->shared;
+        atomic_store_explicit(&pr->pending, 1, memory_order_relaxed);
+        pr->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&o->pending, &pr->pnext, p,
+                                                      memory_order_release,
+                                                      memory_order_relaxed))
+            ;
+    }
+    slock_unlock(m);
+    if (wake)
+        releaser_collect_soon();
+}
+
+/* Block idx of p, which another theap owned when free_other read p's life
+ * (then the owner, with acquire): see "Remote frees" above. */
+static void free_remote_fast(struct pool *p, size_t idx, unsigned life, void *ptr,
+                             const char *call)
+{
+    unsigned w = (unsigned)(idx / 64);
+    uint64_t bit = 1ull << (idx % 64);
+    if (unlikely(RELAXED_LOAD(free_map(p)[w]) & bit) || unlikely(RELAXED_LOAD(g.gen) != 0) ||
+        unlikely(g.imap != NULL))
+        return free_remote(p, idx, RELAXED_LOAD(p->size), ptr, call);
+    _Atomic uint64_t *r = &remote_map(p)[w];
+    if (unlikely(atomic_fetch_or(r, bit) & bit))
+        return shed_error(E_DOUBLE, ptr, call);  /* freed remotely, not merged yet */
+    if (likely(atomic_load(&p->life) == life) && likely(atomic_load(&remote_of(p)->pending)))
+        return;
+    remote_publish(p, w, bit, ptr, call);
+}
+
 /* What the fast path (fast.h) did not take: NULL, a pointer outside the
- * region, any pointer under a checker, a block another thread owns, and
- * every bad pointer. */
+ * region, any pointer under a checker, and every bad pointer (a block
+ * another thread owns goes to free_other). */
 void free_slow(void *ptr, const char *call)
 {
     if (!in_region(ptr))
@@ -76,6 +179,22 @@ void free_slow(void *ptr, const char *call)
     if (g.checker)
         return free_checked(ptr, call);
     free_in_region(ptr, call, false);
+}
+
+/* The fast path found ptr's pool p (ptr at offset off in the region, no
+ * checker) owned by another theap, or by none: a remote free, found as the
+ * fast path found it, not again through block_locate; anything odd goes
+ * the whole way (free_slow). */
+void free_other(void *ptr, const char *call, struct pool *p, size_t off)
+{
+    size_t i;
+    unsigned life = atomic_load(&p->life);   /* before owner: "Remote frees" above */
+    struct theap *o = atomic_load_explicit(&p->owner, memory_order_acquire);
+    if (likely(o != NULL) && likely(o != tls_heap) &&
+        likely(block_index(off & g.page_mask, p->magic, &i)) &&
+        likely((uint16_t)i < p->nblocks))    /* i < 2^13: see block_index */
+        return free_remote_fast(p, i, life, ptr, call);
+    free_slow(ptr, call);
 }
 
 void shed_free_impl(void *ptr, const char *call)
@@ -127,9 +246,10 @@ EXPORT void shed_free(void *ptr)
     free_fast(ptr, "shed_free");
 }
 
-/* A block of a pool another theap owns: under the pool's stripe lock, set
- * its bit in the remote bitmap and push the pool (once) on the owner's
- * pending stack, which the owner drains when it next needs blocks
+/* A block of a pool another theap owns, the locked way (free_remote_fast
+ * takes the common case without the lock): under the pool's stripe lock,
+ * check it, set its bit in the remote bitmap and push the pool (once) on the
+ * owner's pending stack, which the owner drains when it next needs blocks
  * (theap_drain).  The owner's bitmap is not written: it is the owner's. */
 void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const char *call)
 {
@@ -149,13 +269,13 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
         slock_unlock(m);
         return;
     }
-    _Atomic uint64_t *r = &remote_map(p)[idx / 64];
-    RELAXED_STORE(*r, RELAXED_LOAD(*r) | bit);
+    /* an OR: lock-free frees (free_remote_fast) set other bits meanwhile */
+    atomic_fetch_or(&remote_map(p)[idx / 64], bit);
     bool wake = false;
-    if (!remote_of(p)->pending) {
+    if (!atomic_load_explicit(&remote_of(p)->pending, memory_order_relaxed)) {
         struct theap *o = RELAXED_LOAD(p->owner);
         wake = o->shared;
-        remote_of(p)->pending = 1;
+        atomic_store_explicit(&remote_of(p)->pending, 1, memory_order_relaxed);
         remote_of(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
         while (!atomic_compare_exchange_weak_explicit(&o->pending, &remote_of(p)->pnext, p,
                                                       memory_order_release,

@@ -30,31 +30,35 @@ void pool_init(struct pool *p, struct theap *owner, unsigned cls)
 }
 
 /* Owner: merge the blocks other threads freed.  Caller holds the stripe lock.
- * A block freed remotely and then again by the owner shows up here. */
+ * A block freed remotely and then again by the owner shows up here.  Other
+ * threads set remote bits meanwhile without the lock (free_remote_fast):
+ * pending is cleared first and each word read, then cleared of what was read
+ * with an atomic AND, so a bit set after the read stays, and its free, which
+ * then sees pending 0, pushes the pool again (free.c, "Remote frees"). */
 void pool_merge_remote(struct pool *p)
 {
+    struct pool_remote *pr = remote_of(p);
+    if (atomic_load_explicit(&pr->pending, memory_order_relaxed))  /* a read leaves an */
+        atomic_store(&pr->pending, 0);                             /* untouched page unmapped */
     for (unsigned w = 0, n = pool_words(p); w < n; w++) {   /* none set beyond */
-        uint64_t r = RELAXED_LOAD(remote_map(p)[w]), f = RELAXED_LOAD(free_map(p)[w]);
+        uint64_t r = atomic_load(&remote_map(p)[w]), f = RELAXED_LOAD(free_map(p)[w]);
         if (!r)
             continue;
         CHECK((r & ~block_bits(p->nblocks, w)) == 0, pool_addr(p));  /* none >= nblocks */
         if (unlikely(r & f)) {
             size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(r & f);
             shed_error(E_DOUBLE, pool_addr(p) + idx * RELAXED_LOAD(p->size), "free");
-            r &= ~f;
         }
         /* free first: a reader without the stripe lock (pool_free_word)
          * then sees each block in one of the two at least */
         RELAXED_STORE(free_map(p)[w], f | r);
-        atomic_store_explicit(&remote_map(p)[w], 0, memory_order_release);
-        pool_set_nfree(p, pool_nfree(p) + (unsigned)__builtin_popcountll(r));
+        atomic_fetch_and_explicit(&remote_map(p)[w], ~r, memory_order_release);
+        pool_set_nfree(p, pool_nfree(p) + (unsigned)__builtin_popcountll(r & ~f));
     }
 #ifdef SHED_DEBUG
     for (unsigned w = pool_words(p); w < g.nwords; w++)
         CHECK(RELAXED_LOAD(remote_map(p)[w]) == 0, pool_addr(p));
 #endif
-    if (remote_of(p)->pending)      /* a read leaves an untouched page unmapped */
-        remote_of(p)->pending = 0;
 }
 
 /* Per-class constants for the running page size.  The block index is

@@ -32,9 +32,10 @@
  * thread has its own, and the orphanage is a shared one, under a mutex, that
  * takes the pools of exited threads.  The owner allocates and frees blocks of
  * its pools with no atomic read-modify-write and no lock.  Any other thread
- * frees a block by setting its bit in the pool's remote bitmap under the
- * pool's stripe lock, and pushes the pool once onto the owner's pending stack;
- * the owner merges remote bits into its free bitmap when it next needs blocks.
+ * frees a block by setting its bit in the pool's remote bitmap with an atomic
+ * OR, and pushes the pool once (under the pool's stripe lock) onto the
+ * owner's pending stack; the owner merges remote bits into its free bitmap
+ * when it next needs blocks ("Remote frees" at free_remote_fast, free.c).
  *
  * fork().  In the child, the theaps that were live (every thread's, and the
  * orphanage, which a fresh one replaces) become "inherited" (theap_inherited:
@@ -128,8 +129,9 @@
  *   3. g.orphan_lock (orphan.c)
  *   4. g.theap_lock (theap.c); held across a round of medium cache
  *      flushes by another thread (mcache_round), which takes 5, 6b, 7
- *   5. a stripe lock, g.stripes[pool index % NSTRIPES]: a pool's owner and
- *      remote bitmap; one at a time (fork_prepare takes all in index order)
+ *   5. a stripe lock, g.stripes[pool index % NSTRIPES]: a pool's owner,
+ *      life and pending flag, and the merge of its remote bitmap (a remote
+ *      free sets its bit without it: free.c); one at a time (fork_prepare takes all in index order)
  *   6. g.lock (arena.c): arenas, pool states, buckets; in a fork()ed
  *      child also the inherit map's layout (imap_lay_out, under a stripe)
  *   6b. med.lock (span.c): spans carved and free (taken under g.lock only
@@ -250,7 +252,11 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  *     [checked: pool_check, and to_settle at each owner's free.  bent: as
  *     the previous one.]
  *   - pending (in struct pool_remote) == 1 iff the pool is on its owner's pending
- *     stack.
+ *     stack; a remote bit is set with pending 0 only while the thread that
+ *     set it has not yet pushed the pool (free_remote_fast, free.c).
+ *   - life counts the pool's retirements (pool_retire_as, under the stripe
+ *     lock): a lock-free remote free that sees it move knows the pool was
+ *     retired under it, so its free was a double free (free.c).
  * While it is not in use, remote[] is all zero and pending 0 (so that
  * pool_init need not touch struct pool_remote, whose pages stay unmapped in a
  * program that frees where it allocates), size is the block size it
@@ -260,16 +266,17 @@ enum pool_list { IN_NONE, IN_CUR, IN_AVAIL, IN_FULL };
  * arena_return_pool, pool_init); only a heap's destruction retires a pool
  * with live blocks (pool_retire_as).  The remote table is not read by the
  * checks where the code does not read it, so that its pages stay unmapped.]
- * owner and pending change only under the pool's stripe lock; to_settle,
- * settle_at, the list links and free[] stores belong to the owner (free[]
- * words are read by other threads under the stripe lock, hence atomics).
+ * owner, life and pending change only under the pool's stripe lock; remote[]
+ * bits are set by atomic OR without it and cleared by the merge under it;
+ * to_settle, settle_at, the list links and free[] stores belong to the owner
+ * (free[] words are read by other threads, hence atomics).
  * [bent: pool_init stores owner without the stripe lock (the pool is in no
- * one's hands; a stale remote free reads owner with acquire); shed_stats
- * and the double-free checks read other owners' free[] without it (each
- * word read once, atomically).  In a fork()ed child, the descriptors of
- * inherited pools are as the parent's threads left them, maybe mid-change:
- * the child never writes them (inherit.c) and the checks skip them until
- * reclaim_pool rebuilds them.]
+ * one's hands; a stale remote free reads owner with acquire); shed_stats,
+ * the remote free and the double-free checks read other owners' free[]
+ * without it (each word read once, atomically).  In a fork()ed child, the
+ * descriptors of inherited pools are as the parent's threads left them,
+ * maybe mid-change: the child never writes them (inherit.c) and the checks
+ * skip them until reclaim_pool rebuilds them.]
  */
 struct pool {
     struct theap *_Atomic owner; /* NULL while the pool is not in use */
@@ -281,6 +288,7 @@ struct pool {
     uint8_t cls;
     uint8_t where;               /* enum pool_list */
     _Atomic uint8_t sealed;      /* frozen: no new blocks come from it */
+    _Atomic uint8_t life;        /* bumped at each retirement (free.c) */
     union {
         struct { uint32_t next, prev; };  /* avail list: index + 1; the head's prev
                                              is stale (see list_remove) */
@@ -289,10 +297,12 @@ struct pool {
     _Atomic uint64_t free[];     /* nwords */
 };
 
+_Static_assert(offsetof(struct pool, free) == 32, "life fills a hole: descriptors stay 64 bytes");
+
 /* The part of a descriptor only cross-thread frees touch. */
 struct pool_remote {
     struct pool *pnext;          /* pending stack */
-    uint8_t pending;             /* on the owner's pending stack */
+    _Atomic uint8_t pending;     /* on the owner's pending stack */
     _Atomic uint64_t remote[];   /* nwords */
 };
 
@@ -1334,6 +1344,8 @@ void    *alloc_system(size_t size, size_t align) HIDDEN;
 void     shed_free_impl(void *ptr, const char *call) HIDDEN;
 void     free_remote(struct pool *p, size_t idx, unsigned size, void *ptr,
                      const char *call) HIDDEN;
+void     remote_publish(struct pool *p, unsigned w, uint64_t bit, void *ptr,
+                        const char *call) HIDDEN;
 void     free_now(void *ptr, const char *call) HIDDEN;
 void    *shed_realloc_impl(void *ptr, size_t size, const char *call,
                            struct shed_heap *heap) HIDDEN;

@@ -170,6 +170,9 @@ void pool_retire_as(struct pool *p, bool bulk)
     RELAXED_LOAD(p->owner)->npools--;
     slock_lock(m);
     RELAXED_STORE(p->owner, NULL);
+    /* seq_cst: a lock-free remote free that ORed its bit after this sees
+     * life move (free.c, "Remote frees") */
+    atomic_fetch_add(&p->life, 1);
     slock_unlock(m);
     arena_return_pool(p);
     if (g.in_fork_child || bulk)  /* no thread starts in an atfork handler */
@@ -274,7 +277,7 @@ bool pool_transfer(struct theap *th, struct pool *p, struct theap *to)
 {
     struct slock *m = stripe_of(p);
     slock_lock(m);
-    bool ok = !remote_of(p)->pending;
+    bool ok = !atomic_load_explicit(&remote_of(p)->pending, memory_order_relaxed);
     if (ok)
         RELAXED_STORE(p->owner, to);
     slock_unlock(m);
@@ -373,8 +376,8 @@ static void destroy_pool(struct theap *th, struct pool *p, void *arg)
     for (unsigned w = 0; w < g.nwords; w++)
         if (RELAXED_LOAD(remote_map(p)[w]))
             RELAXED_STORE(remote_map(p)[w], 0);
-    if (remote_of(p)->pending)
-        remote_of(p)->pending = 0;
+    if (atomic_load_explicit(&remote_of(p)->pending, memory_order_relaxed))
+        atomic_store_explicit(&remote_of(p)->pending, 0, memory_order_relaxed);
     chk_noaccess(pool_addr(p), g.page_size);
     list_remove(th, p);
     pool_retire_as(p, true);

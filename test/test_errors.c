@@ -90,6 +90,28 @@ static int child_case(const char *name)
         say(p);
         shed_free(p);
         shed_free(p);
+    } else if (!strcmp(name, "owner-then-remote-double-free")) {
+        /* freed by its owner, then by another thread (the lock-free remote
+         * free sees the block free in its owner's bitmap) */
+        void *keep = shed_malloc(64), *p = shed_malloc(64);
+        pthread_t t;
+        shed_free(p);
+        say(p);
+        if (pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL))
+            return 10;
+        shed_free(keep);
+    } else if (!strcmp(name, "merged-remote-double-free")) {
+        /* freed by another thread, merged by its owner (shed_trim drains),
+         * then freed by another thread again */
+        void *keep = shed_malloc(64), *p = shed_malloc(64);
+        pthread_t t;
+        if (pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL))
+            return 10;
+        shed_trim();
+        say(p);
+        if (pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL))
+            return 10;
+        shed_free(keep);
     } else if (!strcmp(name, "double-free-released")) {
         /* the pool's only block: with inline release its pool is retired at
          * once, and the second free is seen in a free pool's metadata */
@@ -254,6 +276,13 @@ static void test_remote_double_free(void **state)
 {
     (void)state;
     expect_abort("remote-double-free", "double free of");
+}
+
+static void test_owner_then_remote_double_free(void **state)
+{
+    (void)state;
+    expect_abort("owner-then-remote-double-free", "double free of");
+    expect_abort("merged-remote-double-free", "double free of");
 }
 
 static void test_double_free_released(void **state)
@@ -511,6 +540,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_double_free),
         cmocka_unit_test(test_remote_double_free),
+        cmocka_unit_test(test_owner_then_remote_double_free),
         cmocka_unit_test(test_double_free_released),
         cmocka_unit_test(test_interior),
         cmocka_unit_test(test_invalid),

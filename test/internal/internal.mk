@@ -2,11 +2,13 @@
 #   make check-internal   test_block_index against libshed.a: block_index at
 #                         every offset of every class, for pages of 4 KiB to
 #                         MAX_PAGE; test_slock: the stripe lock, contended;
+#                         test_remote: the remote free's locked tail;
 #                         test_forkpages: the pages shed writes in a child
 # Every variant runs test_block_index too, and the checking build
 # (make check-debug) test_check: its checks fail on corrupted state.
 
 INTERNAL_SRC := test/internal/test_block_index.c test/internal/test_slock.c \
+                test/internal/test_remote.c \
                 test/internal/test_forkpages.c
 INTERNAL_BIN := $(INTERNAL_SRC:test/internal/%.c=$(BUILD)/internal/%)
 
