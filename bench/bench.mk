@@ -10,7 +10,7 @@
 #                        io_uring)
 #   make bench-delay     the choice of delay_ms
 #   make bench-fork      bench/fork.sh: forking-server memory, peers
-#   make bench-rounding  the medium size classes (513 B to 32 KiB) of shed,
+#   make bench-rounding  the medium size classes (513 B to 128 KiB) of shed,
 #                        jemalloc and mimalloc, by malloc_usable_size
 #   make demo            shed's story, in C and in Python: build a large
 #                        structure of small blocks, drop most of it, and show

@@ -1,7 +1,7 @@
 /*
  * rounding: the size classes an allocator uses for medium requests (513 B to
- * 32 KiB), as malloc_usable_size shows them: the distinct usable sizes of
- * malloc(n) for every n from 513 to 32768, in one line.  Run preloaded with
+ * 128 KiB), as malloc_usable_size shows them: the distinct usable sizes of
+ * malloc(n) for every n from 513 to 131072, in one line.  Run preloaded with
  * each allocator (make bench-rounding), so that shed's classes can be set
  * beside jemalloc's and mimalloc's.  An allocator with more than MAX
  * distinct sizes there (glibc: a size every 16 bytes) prints the count only.
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #define LO  513
-#define HI  32768
+#define HI  131072
 #define MAX 64
 
 int main(void)
