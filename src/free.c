@@ -115,6 +115,20 @@ static __attribute__((noinline)) void free_checked(void *ptr, const char *call)
  * merge reports (r & f) if the pool is pending, as with the locked free.
  * test_errors' remote cases and test/internal/test_remote cover the paths.
  */
+/* Under p's stripe lock, p not pending: mark it pending and push it on
+ * owner o's pending stack.  True when o is shared (a heap's, or an exited
+ * thread's), whose pools the release thread collects. */
+static bool pending_push(struct pool *p, struct theap *o)
+{
+    struct pool_remote *pr = remote_of(p);
+    atomic_store_explicit(&pr->pending, 1, memory_order_relaxed);
+    pr->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&o->pending, &pr->pnext, p,
+                                                  memory_order_release, memory_order_relaxed))
+        ;
+    return o->shared;
+}
+
 __attribute__((noinline)) void remote_publish(struct pool *p, unsigned w, uint64_t bit, void *ptr,
                                               const char *call)
 {
@@ -136,16 +150,8 @@ __attribute__((noinline)) void remote_publish(struct pool *p, unsigned w, uint64
         slock_unlock(m);
         return shed_error(E_DOUBLE, ptr, call);
     }
-    bool wake = false;
-    if (set && !atomic_load_explicit(&pr->pending, memory_order_relaxed)) {
-        wake = o->shared;
-        atomic_store_explicit(&pr->pending, 1, memory_order_relaxed);
-        pr->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
-        while (!atomic_compare_exchange_weak_explicit(&o->pending, &pr->pnext, p,
-                                                      memory_order_release,
-                                                      memory_order_relaxed))
-            ;
-    }
+    bool wake = set && !atomic_load_explicit(&pr->pending, memory_order_relaxed) &&
+                pending_push(p, o);
     slock_unlock(m);
     if (wake)
         releaser_collect_soon();
@@ -271,17 +277,8 @@ void free_remote(struct pool *p, size_t idx, unsigned size, void *ptr, const cha
     }
     /* an OR: lock-free frees (free_remote_fast) set other bits meanwhile */
     atomic_fetch_or(&remote_map(p)[idx / 64], bit);
-    bool wake = false;
-    if (!atomic_load_explicit(&remote_of(p)->pending, memory_order_relaxed)) {
-        struct theap *o = RELAXED_LOAD(p->owner);
-        wake = o->shared;
-        atomic_store_explicit(&remote_of(p)->pending, 1, memory_order_relaxed);
-        remote_of(p)->pnext = atomic_load_explicit(&o->pending, memory_order_relaxed);
-        while (!atomic_compare_exchange_weak_explicit(&o->pending, &remote_of(p)->pnext, p,
-                                                      memory_order_release,
-                                                      memory_order_relaxed))
-            ;
-    }
+    bool wake = !atomic_load_explicit(&remote_of(p)->pending, memory_order_relaxed) &&
+                pending_push(p, RELAXED_LOAD(p->owner));
     slock_unlock(m);
     if (wake)
         releaser_collect_soon();

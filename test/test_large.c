@@ -53,6 +53,22 @@ static void test_large_reuse(void **state)
     assert_int_equal(shed_config("release=batched"), 0);
 }
 
+/* Two large blocks of 1 MiB, filled with seeds seed and seed + 1; a is
+ * freed, and the page in its middle returned, resident. */
+static char *one_freed(char **b, unsigned seed)
+{
+    size_t n = 1 << 20;
+    char *a = shed_malloc(n);
+    *b = shed_malloc(n);
+    assert_non_null(a);
+    assert_non_null(*b);
+    fill(a, n, seed);
+    fill(*b, n, seed + 1);
+    shed_free(a);
+    assert_int_equal(resident(a + n / 2), 1);
+    return a + n / 2;
+}
+
 /* Batched mode: a large block freed in the middle of glibc's heap (a live
  * one above it, so glibc cannot give it back by shrinking the heap) leaves
  * memory within delay_ms or so (the release thread's malloc_trim), and the
@@ -62,21 +78,15 @@ static void test_large_released(void **state)
     (void)state;
     if (!SHED_TEST_PRELOAD || CHECKED)
         skip();
-    assert_int_equal(shed_config("release=batched,delay_ms=20,thread_after_kb=0"), 0);
-    size_t n = 1 << 20;
-    char *a = shed_malloc(n), *b = shed_malloc(n);
-    assert_non_null(a);
-    assert_non_null(b);
-    fill(a, n, 1);
-    fill(b, n, 2);
-    char *mid = a + n / 2;
-    assert_int_equal(resident(mid), 1);
-    shed_free(a);
+    /* delay_ms=1000: the page is looked at before the thread may trim */
+    assert_int_equal(shed_config("release=batched,delay_ms=1000,thread_after_kb=0"), 0);
+    char *b, *mid = one_freed(&b, 1);
+    assert_int_equal(shed_config("delay_ms=20"), 0);
     shed_free(shed_malloc(16));   /* an allocation: the thread may start */
     for (int i = 0; i < 500 && resident(mid) == 1; i++)
         usleep(10000);
     assert_true(resident(mid) != 1);      /* advised, or the heap shrank */
-    assert_int_equal(check_fill(b, n, 2), -1);
+    assert_int_equal(check_fill(b, 1 << 20, 2), -1);
     shed_free(b);
     assert_int_equal(shed_config("delay_ms=100"), 0);
 }
@@ -88,18 +98,10 @@ static void test_large_trim(void **state)
     if (!SHED_TEST_PRELOAD || CHECKED)
         skip();
     assert_int_equal(shed_config("release=manual"), 0);
-    size_t n = 1 << 20;
-    char *a = shed_malloc(n), *b = shed_malloc(n);
-    assert_non_null(a);
-    assert_non_null(b);
-    fill(a, n, 3);
-    fill(b, n, 4);
-    char *mid = a + n / 2;
-    shed_free(a);
-    assert_int_equal(resident(mid), 1);   /* manual: nothing yet */
+    char *b, *mid = one_freed(&b, 3);     /* manual: still resident */
     shed_trim();
     assert_true(resident(mid) != 1);      /* advised, or the heap shrank */
-    assert_int_equal(check_fill(b, n, 4), -1);
+    assert_int_equal(check_fill(b, 1 << 20, 4), -1);
     shed_free(b);
     assert_int_equal(shed_config("release=batched"), 0);
 }
