@@ -23,15 +23,16 @@ static inline void count_large(void)
         RELAXED_ADD(g.c.large, 1);
 }
 
-/* What the pools do not serve: a medium block (medium.c) when a medium
- * class fits, else a block from the system allocator, aligned to align when
- * it is more than malloc's 16 bytes.  Sets errno on failure. */
+/* alloc_large for a thread without a theap yet. */
 static __attribute__((noinline)) void *alloc_large_new(size_t size, size_t align)
 {
     struct theap *th = theap_get();
     return th ? medium_malloc(th, size, align) : alloc_system(size, align);
 }
 
+/* What the pools do not serve: a medium block (medium.c) when a medium
+ * class fits, else a block from the system allocator, aligned to align when
+ * it is more than malloc's 16 bytes.  Sets errno on failure. */
 void *alloc_large(size_t size, size_t align)
 {
     if (size <= SHED_MEDIUM_MAX && align <= SHED_MEDIUM_MAX) {

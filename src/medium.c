@@ -579,7 +579,7 @@ uint32_t medium_cache_ask(void)
 static COLD void mcache_watch(void)
 {
     if (!atomic_exchange(&med.mc_watch, true))
-        releaser_kick_cache();
+        releaser_kick_later();
 }
 
 /* Owner: a block was parked into th's empty stack of a class: the release

@@ -390,17 +390,11 @@ void releaser_kick_span(struct span *s)
         span_release_now(s);
 }
 
-/* A large block was freed into glibc's heap (sysheap.c): the thread trims
- * it within delay_ms. */
-void releaser_kick_sys(void)
-{
-    if (!g.in_fork_child && RELAXED_LOAD(g.opt.release) == REL_BATCHED)
-        releaser_wake();
-}
-
-/* A medium block was parked in a thread's empty cache stack of its class:
- * the thread comes to ask for a flush within delay_ms (medium_cache_ask). */
-void releaser_kick_cache(void)
+/* Work for the thread once delay_ms has passed, in batched mode: a medium
+ * block parked in a thread's empty cache stack of its class (the thread
+ * asks for a flush: medium_cache_ask), a large block freed into glibc's
+ * heap (it trims: sysheap.c). */
+void releaser_kick_later(void)
 {
     if (!g.in_fork_child && RELAXED_LOAD(g.opt.release) == REL_BATCHED)
         releaser_wake();

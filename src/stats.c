@@ -112,8 +112,6 @@ static void stats_fill(struct shed_stats *st)
     st->errors = RELAXED_LOAD(g.c.errors);
 }
 
-/* The caller's struct may be older (smaller) than ours, or newer: copy what
- * both know, zero the rest of theirs, never write past size. */
 /* shed 0.2's struct shed_stats: the same up to medium[], which had 24
  * classes (to 32 KiB), then the four span fields, then its end. */
 #define MED_NCLS_0_2 24
@@ -133,6 +131,8 @@ static void stats_as_0_2(struct shed_stats *st)
     memmove(tail, &st->spans_in_use, 4 * sizeof(size_t));
 }
 
+/* The caller's struct may be older (smaller) than ours, or newer: copy what
+ * both know, zero the rest of theirs, never write past size. */
 EXPORT int shed_stats_get(struct shed_stats *st, size_t size)
 {
     if (!st || size < SHED_STATS_SIZE_0_1) {

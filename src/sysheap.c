@@ -52,7 +52,7 @@ void sys_heap_freed(void)
         return;
     uint32_t now = now_ms(), none = 0;
     if (atomic_compare_exchange_strong(&freed_ms, &none, now ? now : 1))
-        releaser_kick_sys();
+        releaser_kick_later();
 }
 
 bool sys_heap_dirty(void)

@@ -38,6 +38,26 @@ static void *free_in_thread(void *arg)
     return NULL;
 }
 
+/* Free p on a thread of its own; nonzero if the thread did not run. */
+static int free_elsewhere(void *p)
+{
+    pthread_t t;
+    return pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL);
+}
+
+/* A block of size bytes freed here, then again by another thread (a
+ * neighbour stays live, so that its pool or span is not given up). */
+static int free_here_then_elsewhere(size_t size)
+{
+    void *keep = shed_malloc(size), *p = shed_malloc(size);
+    shed_free(p);
+    say(p);
+    if (free_elsewhere(p))
+        return 10;
+    shed_free(keep);
+    return 0;
+}
+
 /* Park a medium block in this thread's cache, and stay alive (with it
  * parked) until told; then, with again, free it again. */
 struct parker {
@@ -93,23 +113,16 @@ static int child_case(const char *name)
     } else if (!strcmp(name, "owner-then-remote-double-free")) {
         /* freed by its owner, then by another thread (the lock-free remote
          * free sees the block free in its owner's bitmap) */
-        void *keep = shed_malloc(64), *p = shed_malloc(64);
-        pthread_t t;
-        shed_free(p);
-        say(p);
-        if (pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL))
-            return 10;
-        shed_free(keep);
+        return free_here_then_elsewhere(64);
     } else if (!strcmp(name, "merged-remote-double-free")) {
         /* freed by another thread, merged by its owner (shed_trim drains),
          * then freed by another thread again */
         void *keep = shed_malloc(64), *p = shed_malloc(64);
-        pthread_t t;
-        if (pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL))
+        if (free_elsewhere(p))
             return 10;
         shed_trim();
         say(p);
-        if (pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL))
+        if (free_elsewhere(p))
             return 10;
         shed_free(keep);
     } else if (!strcmp(name, "double-free-released")) {
@@ -165,13 +178,7 @@ static int child_case(const char *name)
         pthread_join(t, NULL);
     } else if (!strcmp(name, "m-parked-remote-double-free")) {
         /* freed here (parked), then again by another thread */
-        void *keep = shed_malloc(3000), *p = shed_malloc(3000);
-        pthread_t t;
-        shed_free(p);
-        say(p);
-        if (pthread_create(&t, NULL, free_in_thread, p) || pthread_join(t, NULL))
-            return 10;
-        shed_free(keep);
+        return free_here_then_elsewhere(3000);
     } else if (!strcmp(name, "m-parked-fork-double-free")) {
         /* parked in the cache of a thread of the parent that is alive at
          * the fork, freed again in the child */
