@@ -168,7 +168,7 @@
                                         this (but MCACHE_LEAST_BYTES) per class */
 #define MCACHE_LEAST_BYTES ((size_t)128 << 10) /* and at least this, in 1 to 3
                                         blocks (3 of 40 KiB, 1 of 128 KiB) */
-#define MCACHE_HINTS    1024         /* counts of parked blocks by address */
+#define MCACHE_HINTS    2048         /* counts of parked blocks by address */
 #define POOLS_PER_ARENA 64
 #define NSTRIPES        64           /* locks for cross-thread frees: one
                                         page, as every page of locks costs
