@@ -181,12 +181,12 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
     }
     _Atomic uint16_t *hint = mcache_hint(th, ptr);
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
-    uint32_t units = mcache_units_with(th, c);
+    uint32_t units;
     if (likely(RELAXED_LOAD(*hint) == 0) &&
         likely(!(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)) &&
-        likely(n < mcache_cap[c]) && likely(units <= MCACHE_BUDGET_UNITS) &&
-        likely(!RELAXED_LOAD(s->sealed)) &&
-        likely(RELAXED_LOAD(g.opt.release) != REL_INLINE)) {
+        likely(n < mcache_cap[c]) && likely(!RELAXED_LOAD(s->sealed)) &&
+        likely(RELAXED_LOAD(g.opt.release) != REL_INLINE) &&
+        likely((units = mcache_units_with(th, c)) <= MCACHE_BUDGET_UNITS)) {
         mcache_push(th, c, n, ptr, hint, units);  /* not one too many */
         if (unlikely(n == 0))
             return mcache_first_parked(th);       /* it leaves */
