@@ -645,9 +645,10 @@ struct theap {
  *     frozen span), and not while release=inline (which gives pages back at
  *     the free);
  *   - mc_n[c], mc_units, mc_blk and mc_hint, and everything the owner
- *     writes of its spans and lists, are written by the owner only while it is marked
- *     busy (mc_busy = 1, from its entry into a medium path to its leave:
- *     medium malloc and free, medium_drain, its flushes, medium_abandon),
+ *     writes of its spans and lists, are written by the owner only while
+ *     it is marked busy (mc_busy = 1, from its entry into a medium path to
+ *     its leave: medium malloc and free, medium_drain, its flushes,
+ *     medium_abandon),
  *     or by a stealer that claimed the theap (mc_steal MC_STEALER, which
  *     it sets only after it saw mc_busy == 0 past the barrier, and which
  *     the owner waits out at its entry); relaxed stores, read by other
