@@ -43,6 +43,8 @@ static ALWAYS_INLINE void *alloc_fast(size_t req, size_t rounded, size_t align)
 extern uint8_t med_class_of_128[SHED_MEDIUM_MAX / 128] HIDDEN;  /* by (size - 1) / 128 */
 extern uint64_t med_class_magic[MED_NCLS] HIDDEN;    /* block index = off * magic >> 40 */
 extern uint8_t mcache_cap[MED_NCLS] HIDDEN;          /* blocks the cache holds per class */
+extern uint16_t mcache_units[MED_NCLS] HIDDEN;       /* a block's share of the budget */
+#define MCACHE_BUDGET_UNITS ((uint32_t)(MCACHE_BUDGET / 128))
 void *medium_malloc_span(struct theap *th, unsigned c, size_t size, size_t align) HIDDEN;
 void  medium_free_mine(struct theap *th, struct span *s, unsigned i, void *ptr,
                        const char *call) HIDDEN;
@@ -74,14 +76,24 @@ static ALWAYS_INLINE _Atomic uint16_t *mcache_hint(struct theap *th, const void 
     return &th->mc_hint[h >> (64 - __builtin_ctz(MCACHE_HINTS))];
 }
 
-/* Owner: b on top of th's stack of class c, which holds n (fewer than its
- * cap); hint is b's (mcache_hint). */
-static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
-                                      _Atomic uint16_t *hint)
+/* The parked units of th once a block of class c is parked too: within
+ * MCACHE_BUDGET_UNITS, the block may be parked (if its class has room). */
+static ALWAYS_INLINE uint32_t mcache_units_with(struct theap *th, unsigned c)
 {
-    CHECK(n < mcache_cap[c], b);
+    return RELAXED_LOAD(th->mc_units) + mcache_units[c];
+}
+
+/* Owner: b on top of th's stack of class c, which holds n (fewer than its
+ * cap); hint is b's (mcache_hint), units th's parked units with b
+ * (mcache_units_with, within the budget). */
+static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
+                                      _Atomic uint16_t *hint, uint32_t units)
+{
+    CHECK(n < mcache_cap[c] && units <= MCACHE_BUDGET_UNITS &&
+          units == RELAXED_LOAD(th->mc_units) + mcache_units[c], b);
     RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
+    RELAXED_STORE(th->mc_units, units);
     RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
 }
 
@@ -91,6 +103,7 @@ static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
     void *b = (void *)RELAXED_LOAD(th->mc_blk[c][n - 1]);
     _Atomic uint16_t *h = mcache_hint(th, b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n - 1));
+    RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - mcache_units[c]);
     RELAXED_STORE(*h, (uint16_t)(RELAXED_LOAD(*h) - 1));
     return b;
 }
@@ -168,11 +181,13 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
     }
     _Atomic uint16_t *hint = mcache_hint(th, ptr);
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
+    uint32_t units;
     if (likely(RELAXED_LOAD(*hint) == 0) &&
         likely(!(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)) &&
         likely(n < mcache_cap[c]) && likely(!RELAXED_LOAD(s->sealed)) &&
-        likely(RELAXED_LOAD(g.opt.release) != REL_INLINE)) {
-        mcache_push(th, c, n, ptr, hint);         /* not one too many */
+        likely(RELAXED_LOAD(g.opt.release) != REL_INLINE) &&
+        likely((units = mcache_units_with(th, c)) <= MCACHE_BUDGET_UNITS)) {
+        mcache_push(th, c, n, ptr, hint, units);  /* not one too many */
         if (unlikely(n == 0))
             return mcache_first_parked(th);       /* it leaves */
         mown_leave(th);

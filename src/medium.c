@@ -46,8 +46,12 @@ uint8_t med_class_of_128[SHED_MEDIUM_MAX / 128];
 /* Block index = offset * magic >> 40, magic = ceil(2^40 / size), per class. */
 uint64_t med_class_magic[MED_NCLS];
 
-/* Blocks a theap's medium cache holds per class (see "Medium cache"). */
+/* Blocks a theap's medium cache holds per class, and each block's share of
+ * the thread's budget of parked bytes, in units of 128 bytes (0 for the
+ * classes over MCACHE_SHARED_MAX, which have only their cap): see "Medium
+ * cache". */
 uint8_t mcache_cap[MED_NCLS];
+uint16_t mcache_units[MED_NCLS];
 
 void medium_classes_init(void)
 {
@@ -55,7 +59,10 @@ void medium_classes_init(void)
         size_t size = mclass_size(c), n = MCACHE_CLASS_BYTES / size;
         size_t least = MCACHE_LEAST_BYTES / size;
         least = least > 4 ? 4 : least < 1 ? 1 : least;
-        mcache_cap[c] = (uint8_t)(n > MCACHE_SLOTS ? MCACHE_SLOTS : n < least ? least : n);
+        bool shared = size <= MCACHE_SHARED_MAX;
+        n = n < least ? least : n;
+        mcache_cap[c] = (uint8_t)(shared || n > MCACHE_SLOTS ? MCACHE_SLOTS : n);
+        mcache_units[c] = (uint16_t)(shared ? size / 128 : 0);
     }
     for (unsigned k = SHED_MAX_BLOCK / 128; k < SHED_MEDIUM_MAX / 128; k++)
         med_class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
@@ -359,6 +366,7 @@ static void mcache_flush_class(struct theap *th, unsigned c, unsigned k)
     for (unsigned j = k; j < n; j++)
         RELAXED_STORE(th->mc_blk[c][j - k], RELAXED_LOAD(th->mc_blk[c][j]));
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n - k));
+    RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - k * mcache_units[c]);
 }
 
 /* Owner (or the release thread, as above): every block of th's cache goes
@@ -599,9 +607,27 @@ static ALWAYS_INLINE bool mcache_may_park(struct span *s)
            likely(RELAXED_LOAD(g.opt.release) != REL_INLINE);
 }
 
+/* The class whose parked blocks count most in th's budget. */
+static unsigned mcache_largest(struct theap *th)
+{
+    unsigned best = 0;
+    uint32_t most = 0;
+    for (unsigned c = 0; c < MED_NCLS; c++) {
+        uint32_t u = RELAXED_LOAD(th->mc_n[c]) * (uint32_t)mcache_units[c];
+        if (u > most) {
+            most = u;
+            best = c;
+        }
+    }
+    return best;
+}
+
 /* Owner: park b (block i of s, not parked, allocated) in th's cache of
- * class c; false when it may not be parked.  The first of its class, or
- * one too many: medium_free parks the others itself. */
+ * class c; false when it may not be parked.  The first of its class, one
+ * too many, or over the budget: medium_free parks the others itself.  A
+ * full class gives its older half back to the spans; over the budget, so
+ * does the class (its older half, when it has two blocks or more), else
+ * the class that holds most of the budget. */
 static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
 {
     if (!mcache_may_park(s))
@@ -612,7 +638,12 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
         mcache_flush_class(th, c, out);
         n -= out;
     }
-    mcache_push(th, c, n, b, mcache_hint(th, b));
+    while (unlikely(mcache_units_with(th, c) > MCACHE_BUDGET_UNITS)) {
+        unsigned v = n >= 2 ? c : mcache_largest(th), m = RELAXED_LOAD(th->mc_n[v]);
+        mcache_flush_class(th, v, m > 1 ? m / 2 : m);
+        n = RELAXED_LOAD(th->mc_n[c]);
+    }
+    mcache_push(th, c, n, b, mcache_hint(th, b), mcache_units_with(th, c));
     if (n == 0)
         mcache_watch_park(th);
     return true;
@@ -900,8 +931,10 @@ __attribute__((noinline)) void medium_free_mine(struct theap *th, struct span *s
         return shed_error(E_DOUBLE, ptr, call);
     }
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
-    if (likely(n - 1 < mcache_cap[c] - 1u) && likely(mcache_may_park(s))) {
-        mcache_push(th, c, n, ptr, hint);                 /* not the first, nor one too many */
+    uint32_t units = mcache_units_with(th, c);
+    if (likely(n - 1 < mcache_cap[c] - 1u) && likely(units <= MCACHE_BUDGET_UNITS) &&
+        likely(mcache_may_park(s))) {
+        mcache_push(th, c, n, ptr, hint, units);  /* not the first, nor one too many */
         mown_leave(th);
         return;
     }
@@ -1047,6 +1080,8 @@ void medium_theap_clear(struct theap *th)
     for (unsigned c = 0; c < MED_NCLS; c++)
         if (RELAXED_LOAD(th->mc_n[c]))
             RELAXED_STORE(th->mc_n[c], 0);
+    if (RELAXED_LOAD(th->mc_units))
+        RELAXED_STORE(th->mc_units, 0);
     if (RELAXED_LOAD(th->mc_steal))     /* left by a request, or by a fork */
         RELAXED_STORE(th->mc_steal, MC_NONE);
     if (RELAXED_LOAD(th->mc_busy))

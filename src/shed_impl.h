@@ -161,11 +161,14 @@
 #define SPAN_WORDS      7            /* bitmap words: 409 blocks of 640 B */
 #define SPAN_CHUNK      16           /* spans committed at once (4 MiB) */
 #define MCACHE_SLOTS    16           /* medium cache: blocks per class */
-#define MCACHE_CLASS_BYTES ((size_t)64 << 10)  /* and at most this (but
-                                        MCACHE_LEAST_BYTES) per class and thread */
-#define MCACHE_LEAST_BYTES ((size_t)128 << 10) /* and at least this, in 1 to 4
-                                        blocks (4 up to 32 KiB, 1 of 128 KiB) */
-#define MCACHE_HINTS    1024         /* counts of parked blocks by address */
+#define MCACHE_SHARED_MAX ((size_t)32 << 10)   /* classes up to this share
+                                        one budget of a thread's parked bytes */
+#define MCACHE_BUDGET   ((size_t)1267 << 10)   /* that budget, a thread */
+#define MCACHE_CLASS_BYTES ((size_t)64 << 10)  /* the classes above: at most
+                                        this (but MCACHE_LEAST_BYTES) per class */
+#define MCACHE_LEAST_BYTES ((size_t)128 << 10) /* and at least this, in 1 to 3
+                                        blocks (3 of 40 KiB, 1 of 128 KiB) */
+#define MCACHE_HINTS    2048         /* counts of parked blocks by address */
 #define POOLS_PER_ARENA 64
 #define NSTRIPES        64           /* locks for cross-thread frees: one
                                         page, as every page of locks costs
@@ -593,6 +596,8 @@ struct theap {
     _Atomic uint8_t mc_steal;    /* enum mc_steal: a flush asked for, and
                                     who does it (see "Medium cache") */
     _Atomic uint8_t mc_n[MED_NCLS];
+    _Atomic uint32_t mc_units;   /* parked bytes of the classes up to
+                                    MCACHE_SHARED_MAX, in units of 128 */
     _Atomic uintptr_t mc_blk[MED_NCLS][MCACHE_SLOTS];
     _Atomic uint16_t mc_hint[MCACHE_HINTS];  /* parked blocks by a hash of
                                     their address (mcache_hint): 0 says a
@@ -602,20 +607,27 @@ struct theap {
 /*
  * Medium cache.  A thread's free of a medium block of a span it owns parks
  * the block in its theap's cache for the block's class (mc_blk, a LIFO
- * stack of at most mcache_cap[class] blocks: MCACHE_SLOTS, fewer for
- * classes over MCACHE_CLASS_BYTES / MCACHE_SLOTS bytes, never fewer than
- * MCACHE_LEAST_BYTES allows (4 up to 32 KiB, 1 of 128 KiB); 2139 KiB a
- * thread with every class full, 1267 KiB of it up to 32 KiB), and its medium
- * malloc of that class pops the latest parked block first: neither touches
- * the span's bitmap, counts or pages.  The block itself is never written
- * (the cache is in the theap, shed's memory).  When a class's stack is
- * full, a free gives its older half back to the spans (mcache_flush_class:
- * the owner's free, bitmap, live[] and pages), then parks.
+ * stack of at most mcache_cap[class] blocks: MCACHE_SLOTS for the classes
+ * up to MCACHE_SHARED_MAX, which share a budget of MCACHE_BUDGET parked
+ * bytes a thread (mc_units, counted in mcache_units[class] units of 128
+ * bytes); for the classes above, MCACHE_CLASS_BYTES / size blocks but
+ * never fewer than MCACHE_LEAST_BYTES allows (3 of 40 KiB, 1 of 128 KiB);
+ * 2139 KiB a thread with every cache full, as when each class up to 32 KiB
+ * had a cap of its own), and its medium malloc of that class pops the
+ * latest parked block first: neither touches the span's bitmap, counts or
+ * pages.  The block itself is never written (the cache is in the theap,
+ * shed's memory).  When a class's stack is full, a free gives its older
+ * half back to the spans (mcache_flush_class: the owner's free, bitmap,
+ * live[] and pages), then parks; over the budget, the older half of its
+ * class, or of the class with most units when its own has fewer than two
+ * blocks (mcache_park).
  * Invariants:
  *   - a parked block is allocated in its span's bitmaps (neither free[] nor
  *     remote[] has its bit), its span is owned by the theap that parks it,
  *     and it counts in live[] as a block in use; so a span with a parked
  *     block is never empty, and its pages stay owned;
+ *   - mc_units is the sum of mcache_units[c] * mc_n[c], at most
+ *     MCACHE_BUDGET / 128 (checked at each park);
  *   - mc_hint[h] counts the parked blocks whose address hashes to h
  *     (mcache_hint), all classes together; so a free whose count is 0 is of
  *     no parked block, and the owner looks no further;
@@ -632,10 +644,11 @@ struct theap {
  *     in a sealed span (shed_freeze: a parked block would be reused in the
  *     frozen span), and not while release=inline (which gives pages back at
  *     the free);
- *   - mc_n[c], mc_blk and mc_hint, and everything the owner writes of its
- *     spans and lists, are written by the owner only while it is marked
- *     busy (mc_busy = 1, from its entry into a medium path to its leave:
- *     medium malloc and free, medium_drain, its flushes, medium_abandon),
+ *   - mc_n[c], mc_units, mc_blk and mc_hint, and everything the owner
+ *     writes of its spans and lists, are written by the owner only while
+ *     it is marked busy (mc_busy = 1, from its entry into a medium path to
+ *     its leave: medium malloc and free, medium_drain, its flushes,
+ *     medium_abandon),
  *     or by a stealer that claimed the theap (mc_steal MC_STEALER, which
  *     it sets only after it saw mc_busy == 0 past the barrier, and which
  *     the owner waits out at its entry); relaxed stores, read by other

@@ -463,6 +463,73 @@ static void test_cache_reuse(void **state)
     munmap(p, N * sizeof *p);
 }
 
+/* A class's cache holds up to 16 blocks, 32 KiB ones too, within the
+ * thread's budget of parked bytes (1267 KiB for the classes up to 32 KiB,
+ * shed_impl.h's MCACHE_BUDGET): a free over it gives back the older half
+ * of its own class, or, when its class holds fewer than two, of the class
+ * that holds most (shed.7, "The medium cache").  Manual release: no
+ * release thread flushes the cache meanwhile. */
+static void test_cache_budget(void **state)
+{
+    (void)state;
+    if (CHECKED)
+        skip();                           /* memcheck and ASan: no cache */
+    enum { N = 16, K = 3 };
+    static const size_t size[K] = { 32768, 28672, 24576 };
+    char *(*b)[N] = scratch(K * sizeof *b);
+    assert_int_equal(shed_config("release=manual,quarantine_kb=0"), 0);
+
+    /* 512 + 448 KiB parked, then 12 of 24 KiB (1248 KiB); the 13th gives
+     * back the 6 oldest of its class, then all fit (1200 KiB) */
+    shed_trim();                          /* this thread's cache empty */
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < N; i++)
+            assert_non_null(b[k][i] = shed_malloc(size[k]));
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < N; i++)
+            shed_free(b[k][i]);
+    for (int i = N - 1; i >= 6; i--)
+        assert_ptr_equal(shed_malloc(size[2]), b[2][i]);
+    char *y = shed_malloc(size[2]);
+    assert_ptr_not_equal(y, b[2][5]);
+    for (int i = N - 1; i >= 0; i--)      /* all 16 of 32 KiB */
+        assert_ptr_equal(shed_malloc(size[0]), b[0][i]);
+    shed_free(y);
+    for (int i = 6; i < N; i++)
+        shed_free(b[2][i]);
+    for (int i = 0; i < N; i++)
+        shed_free(b[0][i]);
+
+    /* 512 + 448 KiB, 12 of 24 KiB (1248 KiB), then a 20 KiB block: over,
+     * with its class empty, so the 32 KiB class gives back its 8 oldest */
+    shed_trim();
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < N; i++)
+            assert_non_null(b[k][i] = shed_malloc(size[k]));
+    char *x = shed_malloc(20480);
+    assert_non_null(x);
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < (k == 2 ? 12 : N); i++)
+            shed_free(b[k][i]);
+    shed_free(x);
+    assert_ptr_equal(shed_malloc(20480), x);
+    for (int i = N - 1; i >= 8; i--)
+        assert_ptr_equal(shed_malloc(size[0]), b[0][i]);
+    y = shed_malloc(size[0]);
+    assert_ptr_not_equal(y, b[0][7]);
+    for (int i = 11; i >= 0; i--)         /* the 24 KiB ones stayed */
+        assert_ptr_equal(shed_malloc(size[2]), b[2][i]);
+    shed_free(x);
+    shed_free(y);
+    for (int i = 8; i < N; i++)           /* the 28 KiB ones are parked */
+        shed_free(b[0][i]);
+    for (int i = 0; i < N; i++)
+        shed_free(b[2][i]);
+    shed_trim();
+    munmap(b, K * sizeof *b);
+    assert_int_equal(shed_config("release=batched,quarantine_kb=20000"), 0);
+}
+
 /* A page-sized block freed into the cache: shed_trim gives its page back
  * (the cache is flushed first), the live neighbour's page stays. */
 static void test_cache_trim_releases(void **state)
@@ -963,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_release_batched),
         cmocka_unit_test(test_release_races_owner),
         cmocka_unit_test(test_cache_reuse),
+        cmocka_unit_test(test_cache_budget),
         cmocka_unit_test(test_cache_trim_releases),
         cmocka_unit_test(test_cache_release_thread),
         cmocka_unit_test(test_cache_thread_exit),
