@@ -740,6 +740,8 @@ struct global {
     size_t first_arena;          /* 1 under a checker: arena 0 is never
                                     carved ("No block addresses") */
     size_t arenas_ready;         /* bytes of arenas[] made writable */
+    size_t narenas_committed;    /* arenas whose pools and part of the
+                                    tables are writable (arena_commit) */
     uint16_t nblocks[NCLS];
     uint16_t avail_min[NCLS];    /* free blocks that make a full pool available */
     uint32_t magic[NCLS];        /* offset * magic >> 32 == offset / size */
