@@ -40,6 +40,9 @@ URING   := $(shell printf '\043include <liburing.h>\n' | $(CC) -E -x c - >/dev/n
 SHED_CFLAGS := -std=gnu11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc $(NO_SPLIT) \
                -D_GNU_SOURCE $(URING) $(EXTRA_CFLAGS)
 LDLIBS  := -lpthread
+# libshed.so's data layout (src/libshed.ld), where the linker takes the
+# script (GNU ld and lld do).
+SO_LAYOUT := $(shell $(CC) -shared -Wl,-T,src/libshed.ld -o /dev/null -x c /dev/null >/dev/null 2>&1 && echo -Wl,-T,src/libshed.ld)
 # Test programs, tools and benchmarks.
 PROG_CFLAGS := -std=gnu11 $(WARN) -D_GNU_SOURCE $(CFLAGS)
 # Evaluated when a recipe runs, after need.sh installed pkg-config.
@@ -110,8 +113,8 @@ $(LIB_A): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(LIB_SO): $(SO_OBJ)
-	$(CC) -shared -Wl,-soname,libshed.so -o $@ $^ $(LDLIBS) -ldl
+$(LIB_SO): $(SO_OBJ) src/libshed.ld
+	$(CC) -shared -Wl,-soname,libshed.so $(SO_LAYOUT) -o $@ $(SO_OBJ) $(LDLIBS) -ldl
 
 # Made at every make that needs it, and replaced only when it differs: it
 # names PREFIX, which a file's date cannot tell (make check makes it for

@@ -165,12 +165,18 @@ static bool setup(void)
     g.region_size = size / arena_bytes * arena_bytes;
     g.npools = g.region_size >> g.page_shift;
     g.narenas_max = g.npools / POOLS_PER_ARENA;
-    g.descs = os_map_table(g.npools << g.desc_shift);
-    g.remotes = os_map_table(g.npools << g.desc_shift);
-    /* Whole pages of shed's size (arena_commit_tables makes them writable
-     * a page at a time), where the kernel's may be smaller. */
-    g.arenas = os_map_table((g.narenas_max * sizeof(struct arena) + g.page_mask) &
-                            ~g.page_mask);
+    /* The three tables in one mapping (one mmap(2), where three made the
+     * same read-only area): descriptors, their remote parts, arenas[] in
+     * whole pages of shed's size (arena_commit makes them writable a page
+     * at a time), where the kernel's may be smaller. */
+    size_t table = g.npools << g.desc_shift;
+    char *tables = os_map_table(2 * table + ((g.narenas_max * sizeof(struct arena) +
+                                              g.page_mask) & ~g.page_mask));
+    if (tables) {
+        g.descs = tables;
+        g.remotes = tables + table;
+        g.arenas = (struct arena *)(tables + 2 * table);
+    }
     /* One mapping for what the first malloc writes of shed's own: the
      * orphanage's and the first thread's theaps on one page, with the first
      * words of the bitmap of arenas with dirty pools (256 MiB of pools in

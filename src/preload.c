@@ -22,10 +22,18 @@
  * (shed_init_slow), before it passes any request on: at the first malloc of
  * the process, made by the main thread (a thread's creator allocates its
  * thread-local storage first).  A program that never allocates (true(1))
- * pays for neither.  (test/preload/first_large.c) */
+ * pays for neither.  (test/preload/first_large.c)
+ *
+ * The call is mallopt(3) with a parameter glibc does not know (it changes
+ * nothing and returns 1): it sets the allocator up as malloc's first call
+ * does, but makes no heap, where a malloc(1) grew the break (two brk(2)
+ * calls) and wrote a page of it in every process, which most short ones
+ * never use again (docs/performance.md, "Process start, part two"). */
+extern int __libc_mallopt(int, int);
+
 void preload_first_use(void)
 {
-    sys_free(sys_malloc(1));
+    __libc_mallopt(0, 0);
 }
 
 EXPORT void *malloc(size_t size)

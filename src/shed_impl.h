@@ -17,11 +17,13 @@
  *     remotes[i] one struct pool_remote per pool, same index: what only frees from
  *                other threads touch (the remote bitmap)
  *     arenas[j]  one struct arena per arena: the 64-bit pool-state masks
- *   mapped read-only for the whole region and made writable an arena at a
- *   time as arenas are carved (one page of each table per arena), so that
- *   shed's commit charge follows what it uses (strict overcommit counts a
- *   writable private mapping in full); a descriptor of a pool never carved
- *   reads as zeros (not in use), as a wild pointer's must.
+ *   mapped read-only for the whole region (the three in one mapping) and
+ *   made writable with the arena's pools as arenas are carved (one page of
+ *   each table per arena; two arenas at a time, the next one ready for a
+ *   fork()ed child: arena_commit), so that shed's commit charge follows
+ *   what it uses (strict overcommit counts a writable private mapping in
+ *   full); a descriptor of a pool never carved reads as zeros (not in
+ *   use), as a wild pointer's must.
  *
  * So "is this pointer ours" is one subtraction and one comparison, a free
  * writes only the metadata table (the freed block's page stays shared with a
@@ -740,6 +742,8 @@ struct global {
     size_t first_arena;          /* 1 under a checker: arena 0 is never
                                     carved ("No block addresses") */
     size_t arenas_ready;         /* bytes of arenas[] made writable */
+    size_t narenas_committed;    /* arenas whose pools and part of the
+                                    tables are writable (arena_commit) */
     uint16_t nblocks[NCLS];
     uint16_t avail_min[NCLS];    /* free blocks that make a full pool available */
     uint32_t magic[NCLS];        /* offset * magic >> 32 == offset / size */

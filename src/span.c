@@ -62,7 +62,7 @@ static void desc_mark(size_t i)
 
 /* Make the descriptors of spans [first, first + n) writable: the table is
  * read-only until then, so that strict overcommit charges what was carved,
- * not the whole region (as arena_commit_tables does for the pools'). */
+ * not the whole region (as arena_commit does for the pools'). */
 static int span_commit_descs(size_t first, size_t n)
 {
     uintptr_t lo = (uintptr_t)&med.spans[first] & ~(uintptr_t)g.page_mask;
