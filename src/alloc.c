@@ -74,7 +74,7 @@ EXPORT void *shed_calloc(size_t nmemb, size_t size)
         count_large();
         return sys_calloc(total, 1);
     }
-    void *b = shed_malloc_impl(total);
+    void *b = malloc_fast(total);      /* in line: no call before memset's */
     if (b)
         memset(b, 0, total);
     return b;
@@ -172,6 +172,36 @@ size_t shed_data_len(void *ptr, size_t usable)
     return bad ? bad - (uintptr_t)ptr : usable;
 }
 
+/* realloc's common case in line (CPython grows its lists, strings and
+ * buffers with it, nearly always into the next class): a small block of a
+ * pool the calling thread owns and no heap, under no checker (g.fast_size
+ * is 0 then), the block in use in every bitmap as block_size wants it.  It
+ * stays when the size keeps its class, else moves through malloc's and
+ * free's fast paths, without block_size's call and look-up and
+ * shed_free_impl's.  false, with nothing done, for the general path. */
+static ALWAYS_INLINE bool realloc_owned(void *ptr, size_t size, const char *call, void **out)
+{
+    size_t off = (size_t)((char *)ptr - g.region), i;
+    if (!(off < g.fast_size))
+        return false;
+    struct pool *p = desc_at(off);
+    if (RELAXED_LOAD(p->owner) != tls_heap || !block_index(off & g.page_mask, p->magic, &i) ||
+        (uint16_t)i >= p->nblocks || block_is_free(p, i))
+        return false;
+    size_t old = RELAXED_LOAD(p->size);
+    if (size <= SHED_MAX_BLOCK && size_class(size) == size_class(old)) {
+        *out = ptr;
+        return true;
+    }
+    void *n = malloc_fast(size);
+    if (n) {
+        memcpy(n, ptr, old < size ? old : size);
+        free_fast(ptr, call);          /* looks again: malloc may have run the slow path */
+    }
+    *out = n;                          /* NULL: errno is ENOMEM */
+    return true;
+}
+
 /* realloc, the new block from heap (NULL: the calling thread's).  A heap's
  * large block reallocated by shed_realloc stays in that heap. */
 void *shed_realloc_impl(void *ptr, size_t size, const char *call, struct shed_heap *heap)
@@ -182,6 +212,9 @@ void *shed_realloc_impl(void *ptr, size_t size, const char *call, struct shed_he
         shed_free_impl(ptr, call);
         return NULL;
     }
+    void *moved;
+    if (!heap && realloc_owned(ptr, size, call, &moved))
+        return moved;
     size_t old;
     struct shed_heap *from = NULL;
     if (in_region(ptr) || in_medium(ptr)) {

@@ -441,9 +441,11 @@ size_t span_claim(bool all, struct iovec *iov, size_t cap, uint32_t *next_ms)
             }
             uint32_t age = tick - RELAXED_LOAD(s->idle_tick);
             uint32_t left = (DELAY_TICKS + 1) * period - into;   /* a delay */
-            /* Every idle page goes: on request, when sealed, or in a span
-             * no thread owns; else those idle since the last look. */
-            bool whole = all || delay == 0 || RELAXED_LOAD(s->sealed) || !RELAXED_LOAD(s->owner);
+            /* Every idle page goes on request or when sealed; else those
+             * idle since the last look, in a span no thread owns too: one
+             * emptied a moment ago is often taken again at once (an arena
+             * freed whole after each piece of work, docs/performance.md). */
+            bool whole = all || delay == 0 || RELAXED_LOAD(s->sealed);
             if (!whole && age <= DELAY_TICKS) {
                 atomic_fetch_or(med_word(MB_DIRTY, w), bit);  /* not yet */
                 left = (DELAY_TICKS + 1 - age) * period - into;
