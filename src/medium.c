@@ -56,13 +56,16 @@ uint16_t mcache_units[MED_NCLS];
 void medium_classes_init(void)
 {
     for (unsigned c = 0; c < MED_NCLS; c++) {
-        size_t size = mclass_size(c), n = MCACHE_CLASS_BYTES / size;
-        size_t least = MCACHE_LEAST_BYTES / size;
-        least = least > 4 ? 4 : least < 1 ? 1 : least;
-        bool shared = size <= MCACHE_SHARED_MAX;
-        n = n < least ? least : n;
-        mcache_cap[c] = (uint8_t)(shared || n > MCACHE_SLOTS ? MCACHE_SLOTS : n);
-        mcache_units[c] = (uint16_t)(shared ? size / 128 : 0);
+        size_t size = mclass_size(c);
+        if (size <= MCACHE_SHARED_MAX) {     /* the shared budget bounds them */
+            mcache_cap[c] = MCACHE_SLOTS;
+            mcache_units[c] = (uint16_t)(size / 128);
+        } else {                             /* 1 to 3 blocks: see MCACHE_LEAST_BYTES */
+            _Static_assert(MCACHE_LEAST_BYTES >= SHED_MEDIUM_MAX, "one block at least");
+            size_t n = MCACHE_CLASS_BYTES / size, least = MCACHE_LEAST_BYTES / size;
+            mcache_cap[c] = (uint8_t)(n > least ? n : least);
+            mcache_units[c] = 0;
+        }
     }
     for (unsigned k = SHED_MAX_BLOCK / 128; k < SHED_MEDIUM_MAX / 128; k++)
         med_class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
