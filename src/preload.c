@@ -29,11 +29,9 @@
  * does, but makes no heap, where a malloc(1) grew the break (two brk(2)
  * calls) and wrote a page of it in every process, which most short ones
  * never use again (docs/performance.md, "Process start, part two"). */
-extern int __libc_mallopt(int, int);
-
 void preload_first_use(void)
 {
-    __libc_mallopt(0, 0);
+    sys_mallopt(0, 0);
 }
 
 EXPORT void *malloc(size_t size)

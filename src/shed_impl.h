@@ -1427,17 +1427,20 @@ const char *option_choice_name(const char *key, int value) HIDDEN;
 #define sys_realloc  realloc
 #define sys_memalign memalign
 #define sys_free     free
+#define sys_mallopt  mallopt
 #else
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void  __libc_free(void *);
+extern int   __libc_mallopt(int, int);
 #define sys_malloc   __libc_malloc
 #define sys_calloc   __libc_calloc
 #define sys_realloc  __libc_realloc
 #define sys_memalign __libc_memalign
 #define sys_free     __libc_free
+#define sys_mallopt  __libc_mallopt
 #endif
 size_t   sys_usable_size(void *ptr) HIDDEN;
 void     preload_first_use(void) HIDDEN;   /* preload.c (libshed.so only) */

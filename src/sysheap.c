@@ -5,29 +5,34 @@
  * glibc gives the top of its heap back (brk, or a shrink of a thread
  * arena's heap) whenever a free leaves more than its trim threshold free
  * there, 128 KiB until the program frees a block glibc had mapped on its
- * own.  A heap of large blocks only, with no small block to hold its top,
- * then shrinks at nearly every free and faults its pages in again at the
- * next malloc (mimalloc-bench's mstress: 123 brk calls and 22,700 faults
- * preloaded, 19 and 5,400 to 12,300 under glibc alone).  So at the first
- * large request shed frees one mapped block of SYS_PRIME_BYTES, which
- * raises glibc's dynamic thresholds as the program's own free of such a
- * block would (mallopt(3), M_MMAP_THRESHOLD: to that size, and the trim
- * threshold to twice it); glibc keeps adjusting them from there.  The
+ * own; and it maps every block over its mmap threshold (128 KiB, then the
+ * size of the largest mapped block freed) afresh, faulting each page in.
+ * A heap of large blocks only, with no small block to hold its top, then
+ * shrinks at nearly every free and faults its pages in again at the next
+ * malloc (mimalloc-bench's mstress: 123 brk calls and 22,700 faults
+ * preloaded, 19 and 5,400 to 12,300 under glibc alone), and blocks of a
+ * few MiB fault in whole at every malloc (its malloc-large: 510,000
+ * faults).  So at the first large request shed sets glibc's mmap threshold
+ * to the most glibc allows (32 MiB on 64-bit: its dynamic threshold
+ * never goes higher either) and its trim threshold out of reach (which
+ * stops the dynamic adjustment, then moot), so that freed blocks up to
+ * 32 MiB stay in the heap for the next request.  The
  * free memory glibc then keeps goes back through the release thread
  * instead: once a large block was freed and delay_ms passed, the thread
  * calls malloc_trim(0), which advises every free page of glibc's heaps,
  * top and middle; shed_trim does the same at once.  In the linked library
  * (libshed.a) glibc's heap is the program's own, and none of this is done.
  */
+#include <limits.h>
 #include <malloc.h>
 
 #include "shed_impl.h"
 
 #ifdef SHED_PRELOAD
 
-/* A mapped block glibc frees at once: its size becomes glibc's mmap
- * threshold, and twice it the trim threshold. */
-#define SYS_PRIME_BYTES ((size_t)4 << 20)
+/* glibc's most for M_MMAP_THRESHOLD (DEFAULT_MMAP_THRESHOLD_MAX):
+ * 4 MiB * sizeof(long). */
+#define SYS_MMAP_MAX ((int)(((size_t)4 << 20) * sizeof(long)))
 
 static _Atomic bool primed;
 /* now_ms() (never 0) of the first large free since the last trim; 0 when
@@ -38,7 +43,8 @@ void sys_heap_prime(void)
 {
     if (RELAXED_LOAD(g.opt.release) == REL_INLINE || atomic_exchange(&primed, true))
         return;                   /* inline: glibc gives back at once, as before */
-    sys_free(sys_malloc(SYS_PRIME_BYTES));
+    sys_mallopt(M_MMAP_THRESHOLD, SYS_MMAP_MAX);
+    sys_mallopt(M_TRIM_THRESHOLD, INT_MAX);    /* shed trims: below */
 }
 
 bool sys_heap_primed(void)
