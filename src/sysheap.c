@@ -30,9 +30,9 @@
 
 #ifdef SHED_PRELOAD
 
-/* glibc's most for M_MMAP_THRESHOLD (DEFAULT_MMAP_THRESHOLD_MAX):
- * 4 MiB * sizeof(long). */
-#define SYS_MMAP_MAX ((int)(((size_t)4 << 20) * sizeof(long)))
+/* glibc's most for M_MMAP_THRESHOLD on 64-bit systems
+ * (DEFAULT_MMAP_THRESHOLD_MAX). */
+#define SYS_MMAP_MAX (32 << 20)
 
 static _Atomic bool primed;
 /* now_ms() (never 0) of the first large free since the last trim; 0 when
@@ -43,8 +43,11 @@ void sys_heap_prime(void)
 {
     if (RELAXED_LOAD(g.opt.release) == REL_INLINE || atomic_exchange(&primed, true))
         return;                   /* inline: glibc gives back at once, as before */
-    sys_mallopt(M_MMAP_THRESHOLD, SYS_MMAP_MAX);
-    sys_mallopt(M_TRIM_THRESHOLD, INT_MAX);    /* shed trims: below */
+    /* Where glibc's most is smaller (32-bit: 512 KiB) the call fails; the
+     * trim threshold is then left alone, as setting it would also freeze
+     * the mmap threshold at 128 KiB. */
+    if (sys_mallopt(M_MMAP_THRESHOLD, SYS_MMAP_MAX))
+        sys_mallopt(M_TRIM_THRESHOLD, INT_MAX);   /* shed trims: below */
 }
 
 bool sys_heap_primed(void)
