@@ -112,11 +112,11 @@ static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
  * of its class, popped here with no call; the rest (no parked block, a
  * steal word to look at, no theap yet, no medium region, over
  * SHED_MEDIUM_MAX) is medium.c's and alloc.c's.  Under a checker nothing is
- * parked. */
+ * parked.  NO_THEAP's steal word is never 0: its mark fails. */
 static ALWAYS_INLINE void *medium_malloc_fast(size_t size)
 {
     struct theap *th = tls_heap;
-    if (unlikely(size > SHED_MEDIUM_MAX) || unlikely(th == NO_THEAP))
+    if (unlikely(size > SHED_MEDIUM_MAX))
         return alloc_large(size, 0);
     unsigned c = med_class_of_128[(size - 1) >> 7], n;
     if (likely(mown_mark(th)) && likely((n = RELAXED_LOAD(th->mc_n[c])) != 0)) {
@@ -164,7 +164,7 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
 static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
 {
     size_t off = (size_t)((char *)ptr - med.base);
-    if (!(off < med.size) || unlikely(g.checker))
+    if (!(off < RELAXED_LOAD(med.park_size)))   /* 0 under a checker, or inline */
         return free_slow(ptr, call);
     struct span *s = &med.spans[off >> SPAN_SHIFT];
     struct theap *th = tls_heap;                /* never a span's owner if NO_THEAP */
@@ -185,7 +185,6 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
     if (likely(RELAXED_LOAD(*hint) == 0) &&
         likely(!(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)) &&
         likely(n < mcache_cap[c]) && likely(!RELAXED_LOAD(s->sealed)) &&
-        likely(RELAXED_LOAD(g.opt.release) != REL_INLINE) &&
         likely((units = mcache_units_with(th, c)) <= MCACHE_BUDGET_UNITS)) {
         mcache_push(th, c, n, ptr, hint, units);  /* not one too many */
         if (unlikely(n == 0))

@@ -73,6 +73,14 @@ void medium_classes_init(void)
         med_class_magic[c] = (((uint64_t)1 << 40) + mclass_size(c) - 1) / mclass_size(c);
 }
 
+/* med.park_size: the fast path parks (medium_free_fast) only where
+ * mcache_may_park would, but for the span's seal. */
+void medium_park_set(void)
+{
+    bool park = med.base && !g.checker && RELAXED_LOAD(g.opt.release) != REL_INLINE;
+    RELAXED_STORE(med.park_size, park ? med.size : 0);
+}
+
 /* The class for size bytes aligned to align (a power of two, or 0 for
  * malloc's), -1 if none. */
 static ALWAYS_INLINE int mclass_for(size_t size, size_t align)
@@ -825,6 +833,8 @@ void *medium_alloc(struct theap *th, size_t size, size_t align)
 __attribute__((noinline)) void *medium_malloc_span(struct theap *th, unsigned c, size_t size,
                                                    size_t align)
 {
+    if (unlikely(th == NO_THEAP))        /* from malloc_fast: the thread's first */
+        return alloc_large(size, align);
     if (unlikely(!med.base)) {           /* from malloc_fast: no medium region */
         mown_leave(th);
         return alloc_system(size, align);

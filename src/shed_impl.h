@@ -453,6 +453,9 @@ _Static_assert(offsetof(struct span, free) == 24 && offsetof(struct span, owned)
 struct medium {
     char *base;                  /* the medium region, NULL when none */
     size_t size, nspans, ncommitted;
+    _Atomic size_t park_size;    /* size, or 0 where no block is parked (a
+                                    checker, release=inline: medium_park_set):
+                                    medium_free_fast's one range check */
     _Atomic size_t ncarved;      /* grows under lock; span_any_dirty reads it without */
     unsigned span_pages;         /* pages per span (at most 64) */
     uint64_t all_pages;          /* mask of a span's pages */
@@ -1310,6 +1313,7 @@ void     medium_free_now(void *ptr, const char *call) HIDDEN;
 size_t   medium_usable(const void *ptr, const char *call) HIDDEN;
 int      medium_class(size_t size, size_t align) HIDDEN;
 void     medium_classes_init(void) HIDDEN;
+void     medium_park_set(void) HIDDEN;
 void     medium_drain(struct theap *th) HIDDEN;
 void     medium_abandon(struct theap *th) HIDDEN;
 void     medium_destroy(struct theap *th) HIDDEN;
