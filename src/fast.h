@@ -68,8 +68,10 @@ static ALWAYS_INLINE void mown_leave(struct theap *th)
 
 /* The count of parked blocks that b may be among (mc_hint): a
  * multiplicative hash of its address, as blocks of the large classes sit at
- * few offsets of their spans. */
-static ALWAYS_INLINE _Atomic uint16_t *mcache_hint(struct theap *th, const void *b)
+ * few offsets of their spans.  A count is a byte (twice the counts in the
+ * same 4 KiB as 16-bit ones: half the frees that find theirs taken and
+ * look through the stack); one at MCACHE_HINT_MAX parks no more. */
+static ALWAYS_INLINE _Atomic uint8_t *mcache_hint(struct theap *th, const void *b)
 {
     _Static_assert((MCACHE_HINTS & (MCACHE_HINTS - 1)) == 0, "a power of two");
     uint64_t h = ((uintptr_t)b >> 7) * 0x9E3779B97F4A7C15ull;
@@ -87,24 +89,25 @@ static ALWAYS_INLINE uint32_t mcache_units_with(struct theap *th, unsigned c)
  * cap); hint is b's (mcache_hint), units th's parked units with b
  * (mcache_units_with, within the budget). */
 static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
-                                      _Atomic uint16_t *hint, uint32_t units)
+                                      _Atomic uint8_t *hint, uint32_t units)
 {
     CHECK(n < mcache_cap[c] && units <= MCACHE_BUDGET_UNITS &&
-          units == RELAXED_LOAD(th->mc_units) + mcache_units[c], b);
+          units == RELAXED_LOAD(th->mc_units) + mcache_units[c] &&
+          RELAXED_LOAD(*hint) < MCACHE_HINT_MAX, b);
     RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
     RELAXED_STORE(th->mc_units, units);
-    RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
+    RELAXED_STORE(*hint, (uint8_t)(RELAXED_LOAD(*hint) + 1));
 }
 
 /* Owner: the latest parked block of class c, of which th has n. */
 static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
 {
     void *b = (void *)RELAXED_LOAD(th->mc_blk[c][n - 1]);
-    _Atomic uint16_t *h = mcache_hint(th, b);
+    _Atomic uint8_t *h = mcache_hint(th, b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n - 1));
     RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - mcache_units[c]);
-    RELAXED_STORE(*h, (uint16_t)(RELAXED_LOAD(*h) - 1));
+    RELAXED_STORE(*h, (uint8_t)(RELAXED_LOAD(*h) - 1));
     return b;
 }
 
@@ -179,7 +182,7 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
         mown_leave(th);
         return free_slow(ptr, call);
     }
-    _Atomic uint16_t *hint = mcache_hint(th, ptr);
+    _Atomic uint8_t *hint = mcache_hint(th, ptr);
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     uint32_t units;
     if (likely(RELAXED_LOAD(*hint) == 0) &&

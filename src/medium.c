@@ -326,8 +326,8 @@ static void theap_spans_each(struct theap *th, void (*fn)(struct theap *, struct
 /* Owner: one more (d = 1) or one fewer (d = -1) parked block at b's hint. */
 static inline void mcache_hint_add(struct theap *th, const void *b, int d)
 {
-    _Atomic uint16_t *h = mcache_hint(th, b);
-    RELAXED_STORE(*h, (uint16_t)(RELAXED_LOAD(*h) + d));
+    _Atomic uint8_t *h = mcache_hint(th, b);
+    RELAXED_STORE(*h, (uint8_t)(RELAXED_LOAD(*h) + d));
 }
 
 /* Is b parked in o's cache of class c?  Any thread may ask: relaxed loads,
@@ -641,7 +641,8 @@ static unsigned mcache_largest(struct theap *th)
  * the class that holds most of the budget. */
 static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
 {
-    if (!mcache_may_park(s))
+    _Atomic uint8_t *hint = mcache_hint(th, b);
+    if (!mcache_may_park(s) || unlikely(RELAXED_LOAD(*hint) == MCACHE_HINT_MAX))
         return false;
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     if (unlikely(n >= mcache_cap[c])) {
@@ -654,7 +655,7 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
         mcache_flush_class(th, v, m > 1 ? m / 2 : m);
         n = RELAXED_LOAD(th->mc_n[c]);
     }
-    mcache_push(th, c, n, b, mcache_hint(th, b), mcache_units_with(th, c));
+    mcache_push(th, c, n, b, hint, mcache_units_with(th, c));
     if (n == 0)
         mcache_watch_park(th);
     return true;
@@ -937,7 +938,7 @@ __attribute__((noinline)) void medium_free_mine(struct theap *th, struct span *s
                                                 void *ptr, const char *call)
 {
     unsigned c = s->cls;
-    _Atomic uint16_t *hint = mcache_hint(th, ptr);
+    _Atomic uint8_t *hint = mcache_hint(th, ptr);
     if (unlikely(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1) ||
         (unlikely(RELAXED_LOAD(*hint) != 0) && mcache_look(th, c, ptr))) {
         mown_leave(th);
@@ -946,7 +947,7 @@ __attribute__((noinline)) void medium_free_mine(struct theap *th, struct span *s
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     uint32_t units = mcache_units_with(th, c);
     if (likely(n - 1 < mcache_cap[c] - 1u) && likely(units <= MCACHE_BUDGET_UNITS) &&
-        likely(mcache_may_park(s))) {
+        likely(mcache_may_park(s)) && likely(RELAXED_LOAD(*hint) != MCACHE_HINT_MAX)) {
         mcache_push(th, c, n, ptr, hint, units);  /* not the first, nor one too many */
         mown_leave(th);
         return;

@@ -170,7 +170,8 @@
                                         this (but MCACHE_LEAST_BYTES) per class */
 #define MCACHE_LEAST_BYTES ((size_t)128 << 10) /* and at least this, in 1 to 3
                                         blocks (3 of 40 KiB, 1 of 128 KiB) */
-#define MCACHE_HINTS    2048         /* counts of parked blocks by address */
+#define MCACHE_HINTS    4096         /* counts of parked blocks by address */
+#define MCACHE_HINT_MAX 255          /* the most a count (a byte) holds */
 #define POOLS_PER_ARENA 64
 #define NSTRIPES        64           /* locks for cross-thread frees: one
                                         page, as every page of locks costs
@@ -604,7 +605,7 @@ struct theap {
     _Atomic uint32_t mc_units;   /* parked bytes of the classes up to
                                     MCACHE_SHARED_MAX, in units of 128 */
     _Atomic uintptr_t mc_blk[MED_NCLS][MCACHE_SLOTS];
-    _Atomic uint16_t mc_hint[MCACHE_HINTS];  /* parked blocks by a hash of
+    _Atomic uint8_t mc_hint[MCACHE_HINTS];  /* parked blocks by a hash of
                                     their address (mcache_hint): 0 says a
                                     block is not parked without a look */
 };
@@ -635,7 +636,8 @@ struct theap {
  *     MCACHE_BUDGET / 128 (checked at each park);
  *   - mc_hint[h] counts the parked blocks whose address hashes to h
  *     (mcache_hint), all classes together; so a free whose count is 0 is of
- *     no parked block, and the owner looks no further;
+ *     no parked block, and the owner looks no further; a count is at most
+ *     MCACHE_HINT_MAX (a block whose count is there goes to its span);
  *   - no block is parked twice, nor parked and handed out: the owner's free
  *     looks for the block in the class's stack (mcache_holds, when its
  *     hint is not 0) after the bitmap, and reports a double free; a free
