@@ -46,8 +46,7 @@ extern uint8_t mcache_cap[MED_NCLS] HIDDEN;          /* blocks the cache holds p
 extern uint16_t mcache_units[MED_NCLS] HIDDEN;       /* a block's share of the budget */
 #define MCACHE_BUDGET_UNITS ((uint32_t)(MCACHE_BUDGET / 128))
 void *medium_malloc_span(struct theap *th, unsigned c, size_t size, size_t align) HIDDEN;
-void  medium_free_mine(struct theap *th, struct span *s, unsigned i, void *ptr,
-                       const char *call) HIDDEN;
+void  medium_free_mine_at(struct theap *th, struct span *s, void *ptr, const char *call) HIDDEN;
 void  mcache_first_parked(struct theap *th) HIDDEN;
 
 /* Owner: mark itself busy; true when its steal word is 0 (the fast
@@ -86,18 +85,18 @@ static ALWAYS_INLINE uint32_t mcache_units_with(struct theap *th, unsigned c)
 }
 
 /* Owner: b on top of th's stack of class c, which holds n (fewer than its
- * cap); hint is b's (mcache_hint), units th's parked units with b
- * (mcache_units_with, within the budget). */
+ * cap); hint is b's (mcache_hint), which counts h, units th's parked units
+ * with b (mcache_units_with, within the budget). */
 static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
-                                      _Atomic uint8_t *hint, uint32_t units)
+                                      _Atomic uint8_t *hint, unsigned h, uint32_t units)
 {
     CHECK(n < mcache_cap[c] && units <= MCACHE_BUDGET_UNITS &&
           units == RELAXED_LOAD(th->mc_units) + mcache_units[c] &&
-          RELAXED_LOAD(*hint) < MCACHE_HINT_MAX, b);
+          h == RELAXED_LOAD(*hint) && h < MCACHE_HINT_MAX, b);
     RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
     RELAXED_STORE(th->mc_units, units);
-    RELAXED_STORE(*hint, (uint8_t)(RELAXED_LOAD(*hint) + 1));
+    RELAXED_STORE(*hint, (uint8_t)(h + 1));
 }
 
 /* Owner: the latest parked block of class c, of which th has n. */
@@ -189,13 +188,13 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
         likely(!(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)) &&
         likely(n < mcache_cap[c]) && likely(!RELAXED_LOAD(s->sealed)) &&
         likely((units = mcache_units_with(th, c)) <= MCACHE_BUDGET_UNITS)) {
-        mcache_push(th, c, n, ptr, hint, units);  /* not one too many */
+        mcache_push(th, c, n, ptr, hint, 0, units);  /* not one too many */
         if (unlikely(n == 0))
             return mcache_first_parked(th);       /* it leaves */
         mown_leave(th);
         return;
     }
-    medium_free_mine(th, s, i, ptr, call);        /* th marked: it leaves */
+    medium_free_mine_at(th, s, ptr, call);        /* th marked: it leaves */
 }
 
 /* The fast path: the calling thread owns the pool, ptr starts one of its

@@ -655,7 +655,7 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
         mcache_flush_class(th, v, m > 1 ? m / 2 : m);
         n = RELAXED_LOAD(th->mc_n[c]);
     }
-    mcache_push(th, c, n, b, hint, mcache_units_with(th, c));
+    mcache_push(th, c, n, b, hint, RELAXED_LOAD(*hint), mcache_units_with(th, c));
     if (n == 0)
         mcache_watch_park(th);
     return true;
@@ -932,10 +932,9 @@ static __attribute__((noinline)) void medium_free_owner(struct theap *th, struct
 }
 
 /* The owner's free of block i of s (th marked busy, the claim done): a
- * double free reported, else parked, else given back to s.  Out of line for
- * free_fast (fast.h), whose common case it does itself. */
-__attribute__((noinline)) void medium_free_mine(struct theap *th, struct span *s, unsigned i,
-                                                void *ptr, const char *call)
+ * double free reported, else parked, else given back to s. */
+static ALWAYS_INLINE void medium_free_mine(struct theap *th, struct span *s, unsigned i,
+                                           void *ptr, const char *call)
 {
     unsigned c = s->cls;
     _Atomic uint8_t *hint = mcache_hint(th, ptr);
@@ -948,11 +947,20 @@ __attribute__((noinline)) void medium_free_mine(struct theap *th, struct span *s
     uint32_t units = mcache_units_with(th, c);
     if (likely(n - 1 < mcache_cap[c] - 1u) && likely(units <= MCACHE_BUDGET_UNITS) &&
         likely(mcache_may_park(s)) && likely(RELAXED_LOAD(*hint) != MCACHE_HINT_MAX)) {
-        mcache_push(th, c, n, ptr, hint, units);  /* not the first, nor one too many */
+        mcache_push(th, c, n, ptr, hint, RELAXED_LOAD(*hint), units);  /* not the first, nor one too many */
         mown_leave(th);
         return;
     }
     medium_free_owner(th, s, i, ptr);
+}
+
+/* medium_free_mine of ptr, a block of s: out of line for free_fast (fast.h),
+ * whose common case it does itself, and which keeps the block's index in no
+ * register for it. */
+__attribute__((noinline)) void medium_free_mine_at(struct theap *th, struct span *s, void *ptr,
+                                                   const char *call)
+{
+    medium_free_mine(th, s, block_of(s, (size_t)((char *)ptr - span_base(s))), ptr, call);
 }
 
 /* The owner's free with a steal word to look at: claim, then look whether
