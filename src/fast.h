@@ -41,9 +41,15 @@ static ALWAYS_INLINE void *alloc_fast(size_t req, size_t rounded, size_t align)
  * "owner's bracket" that mown_mark and mown_leave are the two halves of) ---- */
 
 extern uint8_t med_class_of_128[SHED_MEDIUM_MAX / 128] HIDDEN;  /* by (size - 1) / 128 */
-extern uint64_t med_class_magic[MED_NCLS] HIDDEN;    /* block index = off * magic >> 40 */
-extern uint8_t mcache_cap[MED_NCLS] HIDDEN;          /* blocks the cache holds per class */
-extern uint16_t mcache_units[MED_NCLS] HIDDEN;       /* a block's share of the budget */
+/* What the fast paths read of a medium class, in one entry (one address to
+ * form for the three): see medium_classes_init. */
+struct med_class {
+    uint32_t magic;              /* block index = off * magic >> 40 */
+    uint16_t units;              /* a block's share of the cache's budget */
+    uint8_t cap;                 /* blocks the cache holds */
+    uint8_t unused;
+};
+extern struct med_class med_cls[MED_NCLS] HIDDEN;
 #define MCACHE_BUDGET_UNITS ((uint32_t)(MCACHE_BUDGET / 128))
 void *medium_malloc_span(struct theap *th, unsigned c, size_t size, size_t align) HIDDEN;
 void  medium_free_mine_at(struct theap *th, struct span *s, void *ptr, const char *call) HIDDEN;
@@ -81,7 +87,7 @@ static ALWAYS_INLINE _Atomic uint8_t *mcache_hint(struct theap *th, const void *
  * MCACHE_BUDGET_UNITS, the block may be parked (if its class has room). */
 static ALWAYS_INLINE uint32_t mcache_units_with(struct theap *th, unsigned c)
 {
-    return RELAXED_LOAD(th->mc_units) + mcache_units[c];
+    return RELAXED_LOAD(th->mc_units) + med_cls[c].units;
 }
 
 /* Owner: b on top of th's stack of class c, which holds n (fewer than its
@@ -90,8 +96,8 @@ static ALWAYS_INLINE uint32_t mcache_units_with(struct theap *th, unsigned c)
 static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
                                       _Atomic uint8_t *hint, unsigned h, uint32_t units)
 {
-    CHECK(n < mcache_cap[c] && units <= MCACHE_BUDGET_UNITS &&
-          units == RELAXED_LOAD(th->mc_units) + mcache_units[c] &&
+    CHECK(n < med_cls[c].cap && units <= MCACHE_BUDGET_UNITS &&
+          units == RELAXED_LOAD(th->mc_units) + med_cls[c].units &&
           h == RELAXED_LOAD(*hint) && h < MCACHE_HINT_MAX, b);
     RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
@@ -105,7 +111,7 @@ static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
     void *b = (void *)RELAXED_LOAD(th->mc_blk[c][n - 1]);
     _Atomic uint8_t *h = mcache_hint(th, b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n - 1));
-    RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - mcache_units[c]);
+    RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - med_cls[c].units);
     RELAXED_STORE(*h, (uint8_t)(RELAXED_LOAD(*h) - 1));
     return b;
 }
@@ -173,7 +179,7 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
     if (RELAXED_LOAD(s->owner) != th)
         return free_slow(ptr, call);
     size_t boff = off & (SPAN_BYTES - 1);
-    unsigned c = s->cls, i = (unsigned)((boff * med_class_magic[c]) >> 40);
+    unsigned c = s->cls, i = (unsigned)((boff * med_cls[c].magic) >> 40);
     if (unlikely((size_t)i * RELAXED_LOAD(s->size) != boff) || unlikely(i >= s->nblocks))
         return free_slow(ptr, call);
     /* after the mark, s is still th's unless a steal ran (its word is set) */
@@ -186,7 +192,7 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
     uint32_t units;
     if (likely(RELAXED_LOAD(*hint) == 0) &&
         likely(!(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)) &&
-        likely(n < mcache_cap[c]) && likely(!RELAXED_LOAD(s->sealed)) &&
+        likely(n < med_cls[c].cap) && likely(!RELAXED_LOAD(s->sealed)) &&
         likely((units = mcache_units_with(th, c)) <= MCACHE_BUDGET_UNITS)) {
         mcache_push(th, c, n, ptr, hint, 0, units);  /* not one too many */
         if (unlikely(n == 0))

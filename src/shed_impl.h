@@ -613,9 +613,9 @@ struct theap {
 /*
  * Medium cache.  A thread's free of a medium block of a span it owns parks
  * the block in its theap's cache for the block's class (mc_blk, a LIFO
- * stack of at most mcache_cap[class] blocks: MCACHE_SLOTS for the classes
+ * stack of at most med_cls[class].cap blocks: MCACHE_SLOTS for the classes
  * up to MCACHE_SHARED_MAX, which share a budget of MCACHE_BUDGET parked
- * bytes a thread (mc_units, counted in mcache_units[class] units of 128
+ * bytes a thread (mc_units, counted in med_cls[class].units units of 128
  * bytes); for the classes above, MCACHE_CLASS_BYTES / size blocks but
  * never fewer than MCACHE_LEAST_BYTES allows (3 of 40 KiB, 1 of 128 KiB);
  * 2139 KiB a thread with every cache full, as when each class up to 32 KiB
@@ -632,7 +632,7 @@ struct theap {
  *     remote[] has its bit), its span is owned by the theap that parks it,
  *     and it counts in live[] as a block in use; so a span with a parked
  *     block is never empty, and its pages stay owned;
- *   - mc_units is the sum of mcache_units[c] * mc_n[c], at most
+ *   - mc_units is the sum of med_cls[c].units * mc_n[c], at most
  *     MCACHE_BUDGET / 128 (checked at each park);
  *   - mc_hint[h] counts the parked blocks whose address hashes to h
  *     (mcache_hint), all classes together; so a free whose count is 0 is of
