@@ -161,14 +161,15 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
 }
 
 /* The owner's free of a medium block, in line: ptr starts block i of a span
- * the calling thread owns, no checker runs, and it is not parked already
- * (its hint is 0); the block is parked (the first of its class: then
- * mcache_first_parked wakes the release thread if it must), or handed to
- * medium_free_mine (one too many: the older half goes to the spans).
- * Anything else (another thread's span, a bad pointer, a double free, a
- * steal word to look at, a hint to look behind) goes on to medium_free_mine
- * or free_slow, which look again, and report or hand the block on.  Every
- * call is a tail call, so that free() saves no registers. */
+ * the calling thread owns, blocks may be parked (med.park_size: no checker,
+ * release not inline), and it is not parked already (its hint is 0); the
+ * block is parked (the first of its class: then mcache_first_parked wakes
+ * the release thread if it must), or handed to medium_free_mine_at (one too
+ * many: the older half goes to the spans).  Anything else (another thread's
+ * span, a bad pointer, a double free, a steal word to look at, a hint to
+ * look behind) goes on to medium_free_mine_at or free_slow, which look
+ * again, and report or hand the block on.  Every call is a tail call, so
+ * that the small path of free() saves no registers. */
 static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
 {
     size_t off = (size_t)((char *)ptr - med.base);

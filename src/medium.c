@@ -55,6 +55,7 @@ void medium_classes_init(void)
 {
     for (unsigned c = 0; c < MED_NCLS; c++) {
         size_t size = mclass_size(c);
+        med_cls[c].magic = (uint32_t)((((uint64_t)1 << 40) + size - 1) / size);
         if (size <= MCACHE_SHARED_MAX) {     /* the shared budget bounds them */
             med_cls[c].cap = MCACHE_SLOTS;
             med_cls[c].units = (uint16_t)(size / 128);
@@ -67,8 +68,6 @@ void medium_classes_init(void)
     }
     for (unsigned k = SHED_MAX_BLOCK / 128; k < SHED_MEDIUM_MAX / 128; k++)
         med_class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
-    for (unsigned c = 0; c < MED_NCLS; c++)
-        med_cls[c].magic = (uint32_t)((((uint64_t)1 << 40) + mclass_size(c) - 1) / mclass_size(c));
 }
 
 /* med.park_size: the fast path parks (medium_free_fast) only where
@@ -943,9 +942,10 @@ static ALWAYS_INLINE void medium_free_mine(struct theap *th, struct span *s, uns
     }
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     uint32_t units = mcache_units_with(th, c);
+    unsigned h = RELAXED_LOAD(*hint);
     if (likely(n - 1 < med_cls[c].cap - 1u) && likely(units <= MCACHE_BUDGET_UNITS) &&
-        likely(mcache_may_park(s)) && likely(RELAXED_LOAD(*hint) != MCACHE_HINT_MAX)) {
-        mcache_push(th, c, n, ptr, hint, RELAXED_LOAD(*hint), units);  /* not the first, nor one too many */
+        likely(mcache_may_park(s)) && likely(h != MCACHE_HINT_MAX)) {
+        mcache_push(th, c, n, ptr, hint, h, units);  /* not the first, nor one too many */
         mown_leave(th);
         return;
     }
