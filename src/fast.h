@@ -108,9 +108,10 @@ static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, 
 /* Owner: the latest parked block of class c, of which th has n. */
 static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
 {
-    void *b = (void *)RELAXED_LOAD(th->mc_blk[c][n - 1]);
+    size_t k = n - 1;
+    void *b = (void *)RELAXED_LOAD(th->mc_blk[c][k]);
     _Atomic uint8_t *h = mcache_hint(th, b);
-    RELAXED_STORE(th->mc_n[c], (uint8_t)(n - 1));
+    RELAXED_STORE(th->mc_n[c], (uint8_t)k);
     RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - med_cls[c].units);
     RELAXED_STORE(*h, (uint8_t)(RELAXED_LOAD(*h) - 1));
     return b;
