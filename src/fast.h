@@ -41,13 +41,18 @@ static ALWAYS_INLINE void *alloc_fast(size_t req, size_t rounded, size_t align)
  * "owner's bracket" that mown_mark and mown_leave are the two halves of) ---- */
 
 extern uint8_t med_class_of_128[SHED_MEDIUM_MAX / 128] HIDDEN;  /* by (size - 1) / 128 */
-extern uint64_t med_class_magic[MED_NCLS] HIDDEN;    /* block index = off * magic >> 40 */
-extern uint8_t mcache_cap[MED_NCLS] HIDDEN;          /* blocks the cache holds per class */
-extern uint16_t mcache_units[MED_NCLS] HIDDEN;       /* a block's share of the budget */
+/* What the fast paths read of a medium class, in one entry (one address to
+ * form for the three): see medium_classes_init. */
+struct med_class {
+    uint32_t magic;              /* block index = off * magic >> 40 */
+    uint16_t units;              /* a block's share of the cache's budget */
+    uint8_t cap;                 /* blocks the cache holds */
+    uint8_t unused;
+};
+extern struct med_class med_cls[MED_NCLS] HIDDEN;
 #define MCACHE_BUDGET_UNITS ((uint32_t)(MCACHE_BUDGET / 128))
 void *medium_malloc_span(struct theap *th, unsigned c, size_t size, size_t align) HIDDEN;
-void  medium_free_mine(struct theap *th, struct span *s, unsigned i, void *ptr,
-                       const char *call) HIDDEN;
+void  medium_free_mine_at(struct theap *th, struct span *s, void *ptr, const char *call) HIDDEN;
 void  mcache_first_parked(struct theap *th) HIDDEN;
 
 /* Owner: mark itself busy; true when its steal word is 0 (the fast
@@ -68,8 +73,10 @@ static ALWAYS_INLINE void mown_leave(struct theap *th)
 
 /* The count of parked blocks that b may be among (mc_hint): a
  * multiplicative hash of its address, as blocks of the large classes sit at
- * few offsets of their spans. */
-static ALWAYS_INLINE _Atomic uint16_t *mcache_hint(struct theap *th, const void *b)
+ * few offsets of their spans.  A count is a byte (twice the counts in the
+ * same 4 KiB as 16-bit ones: half the frees that find theirs taken and
+ * look through the stack); one at MCACHE_HINT_MAX parks no more. */
+static ALWAYS_INLINE _Atomic uint8_t *mcache_hint(struct theap *th, const void *b)
 {
     _Static_assert((MCACHE_HINTS & (MCACHE_HINTS - 1)) == 0, "a power of two");
     uint64_t h = ((uintptr_t)b >> 7) * 0x9E3779B97F4A7C15ull;
@@ -80,31 +87,33 @@ static ALWAYS_INLINE _Atomic uint16_t *mcache_hint(struct theap *th, const void 
  * MCACHE_BUDGET_UNITS, the block may be parked (if its class has room). */
 static ALWAYS_INLINE uint32_t mcache_units_with(struct theap *th, unsigned c)
 {
-    return RELAXED_LOAD(th->mc_units) + mcache_units[c];
+    return RELAXED_LOAD(th->mc_units) + med_cls[c].units;
 }
 
 /* Owner: b on top of th's stack of class c, which holds n (fewer than its
- * cap); hint is b's (mcache_hint), units th's parked units with b
- * (mcache_units_with, within the budget). */
+ * cap); hint is b's (mcache_hint), which counts h, units th's parked units
+ * with b (mcache_units_with, within the budget). */
 static ALWAYS_INLINE void mcache_push(struct theap *th, unsigned c, unsigned n, void *b,
-                                      _Atomic uint16_t *hint, uint32_t units)
+                                      _Atomic uint8_t *hint, unsigned h, uint32_t units)
 {
-    CHECK(n < mcache_cap[c] && units <= MCACHE_BUDGET_UNITS &&
-          units == RELAXED_LOAD(th->mc_units) + mcache_units[c], b);
+    CHECK(n < med_cls[c].cap && units <= MCACHE_BUDGET_UNITS &&
+          units == RELAXED_LOAD(th->mc_units) + med_cls[c].units &&
+          h == RELAXED_LOAD(*hint) && h < MCACHE_HINT_MAX, b);
     RELAXED_STORE(th->mc_blk[c][n], (uintptr_t)b);
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n + 1));
     RELAXED_STORE(th->mc_units, units);
-    RELAXED_STORE(*hint, (uint16_t)(RELAXED_LOAD(*hint) + 1));
+    RELAXED_STORE(*hint, (uint8_t)(h + 1));
 }
 
 /* Owner: the latest parked block of class c, of which th has n. */
 static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
 {
-    void *b = (void *)RELAXED_LOAD(th->mc_blk[c][n - 1]);
-    _Atomic uint16_t *h = mcache_hint(th, b);
-    RELAXED_STORE(th->mc_n[c], (uint8_t)(n - 1));
-    RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - mcache_units[c]);
-    RELAXED_STORE(*h, (uint16_t)(RELAXED_LOAD(*h) - 1));
+    size_t k = n - 1;
+    void *b = (void *)RELAXED_LOAD(th->mc_blk[c][k]);
+    _Atomic uint8_t *h = mcache_hint(th, b);
+    RELAXED_STORE(th->mc_n[c], (uint8_t)k);
+    RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - med_cls[c].units);
+    RELAXED_STORE(*h, (uint8_t)(RELAXED_LOAD(*h) - 1));
     return b;
 }
 
@@ -112,11 +121,11 @@ static ALWAYS_INLINE void *mcache_pop(struct theap *th, unsigned c, unsigned n)
  * of its class, popped here with no call; the rest (no parked block, a
  * steal word to look at, no theap yet, no medium region, over
  * SHED_MEDIUM_MAX) is medium.c's and alloc.c's.  Under a checker nothing is
- * parked. */
+ * parked.  NO_THEAP's steal word is never 0: its mark fails. */
 static ALWAYS_INLINE void *medium_malloc_fast(size_t size)
 {
     struct theap *th = tls_heap;
-    if (unlikely(size > SHED_MEDIUM_MAX) || unlikely(th == NO_THEAP))
+    if (unlikely(size > SHED_MEDIUM_MAX))
         return alloc_large(size, 0);
     unsigned c = med_class_of_128[(size - 1) >> 7], n;
     if (likely(mown_mark(th)) && likely((n = RELAXED_LOAD(th->mc_n[c])) != 0)) {
@@ -153,25 +162,26 @@ static inline bool owner_free(struct theap *th, struct pool *p, size_t i)
 }
 
 /* The owner's free of a medium block, in line: ptr starts block i of a span
- * the calling thread owns, no checker runs, and it is not parked already
- * (its hint is 0); the block is parked (the first of its class: then
- * mcache_first_parked wakes the release thread if it must), or handed to
- * medium_free_mine (one too many: the older half goes to the spans).
- * Anything else (another thread's span, a bad pointer, a double free, a
- * steal word to look at, a hint to look behind) goes on to medium_free_mine
- * or free_slow, which look again, and report or hand the block on.  Every
- * call is a tail call, so that free() saves no registers. */
+ * the calling thread owns, blocks may be parked (med.park_size: no checker,
+ * release not inline), and it is not parked already (its hint is 0); the
+ * block is parked (the first of its class: then mcache_first_parked wakes
+ * the release thread if it must), or handed to medium_free_mine_at (one too
+ * many: the older half goes to the spans).  Anything else (another thread's
+ * span, a bad pointer, a double free, a steal word to look at, a hint to
+ * look behind) goes on to medium_free_mine_at or free_slow, which look
+ * again, and report or hand the block on.  Every call is a tail call, so
+ * that the small path of free() saves no registers. */
 static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
 {
     size_t off = (size_t)((char *)ptr - med.base);
-    if (!(off < med.size) || unlikely(g.checker))
+    if (!(off < RELAXED_LOAD(med.park_size)))   /* 0 under a checker, or inline */
         return free_slow(ptr, call);
     struct span *s = &med.spans[off >> SPAN_SHIFT];
     struct theap *th = tls_heap;                /* never a span's owner if NO_THEAP */
     if (RELAXED_LOAD(s->owner) != th)
         return free_slow(ptr, call);
     size_t boff = off & (SPAN_BYTES - 1);
-    unsigned c = s->cls, i = (unsigned)((boff * med_class_magic[c]) >> 40);
+    unsigned c = s->cls, i = (unsigned)((boff * med_cls[c].magic) >> 40);
     if (unlikely((size_t)i * RELAXED_LOAD(s->size) != boff) || unlikely(i >= s->nblocks))
         return free_slow(ptr, call);
     /* after the mark, s is still th's unless a steal ran (its word is set) */
@@ -179,21 +189,20 @@ static ALWAYS_INLINE void medium_free_fast(void *ptr, const char *call)
         mown_leave(th);
         return free_slow(ptr, call);
     }
-    _Atomic uint16_t *hint = mcache_hint(th, ptr);
+    _Atomic uint8_t *hint = mcache_hint(th, ptr);
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     uint32_t units;
     if (likely(RELAXED_LOAD(*hint) == 0) &&
         likely(!(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1)) &&
-        likely(n < mcache_cap[c]) && likely(!RELAXED_LOAD(s->sealed)) &&
-        likely(RELAXED_LOAD(g.opt.release) != REL_INLINE) &&
+        likely(n < med_cls[c].cap) && likely(!RELAXED_LOAD(s->sealed)) &&
         likely((units = mcache_units_with(th, c)) <= MCACHE_BUDGET_UNITS)) {
-        mcache_push(th, c, n, ptr, hint, units);  /* not one too many */
+        mcache_push(th, c, n, ptr, hint, 0, units);  /* not one too many */
         if (unlikely(n == 0))
             return mcache_first_parked(th);       /* it leaves */
         mown_leave(th);
         return;
     }
-    medium_free_mine(th, s, i, ptr, call);        /* th marked: it leaves */
+    medium_free_mine_at(th, s, ptr, call);        /* th marked: it leaves */
 }
 
 /* The fast path: the calling thread owns the pool, ptr starts one of its

@@ -22,7 +22,9 @@ struct global g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .theap_lock = PTHREAD_MUTEX_INITIALIZER,
     .orphan_lock = PTHREAD_MUTEX_INITIALIZER,
-    .no_theap = { .epoch = 1, .gen = THEAP_NO_GEN },
+    /* an odd epoch and a steal word: alloc_fast and medium_malloc_fast
+     * (fast.h) take their slow paths for a thread with no theap */
+    .no_theap = { .epoch = 1, .gen = THEAP_NO_GEN, .mc_steal = MC_ASKED },
 };
 
 static __thread bool in_init;

@@ -43,34 +43,39 @@ static inline size_t mclass_size(unsigned c)
 
 /* Class by (size - 1) / 128: every class is a multiple of 128 bytes. */
 uint8_t med_class_of_128[SHED_MEDIUM_MAX / 128];
-/* Block index = offset * magic >> 40, magic = ceil(2^40 / size), per class. */
-uint64_t med_class_magic[MED_NCLS];
-
-/* Blocks a theap's medium cache holds per class, and each block's share of
- * the thread's budget of parked bytes, in units of 128 bytes (0 for the
- * classes over MCACHE_SHARED_MAX, which have only their cap): see "Medium
- * cache". */
-uint8_t mcache_cap[MED_NCLS];
-uint16_t mcache_units[MED_NCLS];
+/* Per class: block index = offset * magic >> 40, magic = ceil(2^40 / size);
+ * the blocks a theap's medium cache holds, and each block's share of the
+ * thread's budget of parked bytes, in units of 128 bytes (0 for the classes
+ * over MCACHE_SHARED_MAX, which have only their cap): see "Medium cache". */
+struct med_class med_cls[MED_NCLS];
+_Static_assert(((uint64_t)1 << 40) / (SHED_MAX_BLOCK + 1) < ((uint64_t)1 << 32),
+               "a magic fits 32 bits");
 
 void medium_classes_init(void)
 {
     for (unsigned c = 0; c < MED_NCLS; c++) {
         size_t size = mclass_size(c);
+        med_cls[c].magic = (uint32_t)((((uint64_t)1 << 40) + size - 1) / size);
         if (size <= MCACHE_SHARED_MAX) {     /* the shared budget bounds them */
-            mcache_cap[c] = MCACHE_SLOTS;
-            mcache_units[c] = (uint16_t)(size / 128);
+            med_cls[c].cap = MCACHE_SLOTS;
+            med_cls[c].units = (uint16_t)(size / 128);
         } else {                             /* 1 to 3 blocks: see MCACHE_LEAST_BYTES */
             _Static_assert(MCACHE_LEAST_BYTES >= SHED_MEDIUM_MAX, "one block at least");
             size_t n = MCACHE_CLASS_BYTES / size, least = MCACHE_LEAST_BYTES / size;
-            mcache_cap[c] = (uint8_t)(n > least ? n : least);
-            mcache_units[c] = 0;
+            med_cls[c].cap = (uint8_t)(n > least ? n : least);
+            med_cls[c].units = 0;
         }
     }
     for (unsigned k = SHED_MAX_BLOCK / 128; k < SHED_MEDIUM_MAX / 128; k++)
         med_class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
-    for (unsigned c = 0; c < MED_NCLS; c++)
-        med_class_magic[c] = (((uint64_t)1 << 40) + mclass_size(c) - 1) / mclass_size(c);
+}
+
+/* med.park_size: the fast path parks (medium_free_fast) only where
+ * mcache_may_park would, but for the span's seal. */
+void medium_park_set(void)
+{
+    bool park = med.base && !g.checker && RELAXED_LOAD(g.opt.release) != REL_INLINE;
+    RELAXED_STORE(med.park_size, park ? med.size : 0);
 }
 
 /* The class for size bytes aligned to align (a power of two, or 0 for
@@ -116,7 +121,7 @@ static inline struct slock *span_stripe(const struct span *s)
  * ceil(2^40 / size), whose error is below 2^-22 of a block). */
 static inline unsigned block_of(const struct span *s, size_t off)
 {
-    return (unsigned)((off * med_class_magic[s->cls]) >> 40);
+    return (unsigned)((off * med_cls[s->cls].magic) >> 40);
 }
 
 /* The pages strictly inside the block at off, of size bytes: no other
@@ -318,8 +323,8 @@ static void theap_spans_each(struct theap *th, void (*fn)(struct theap *, struct
 /* Owner: one more (d = 1) or one fewer (d = -1) parked block at b's hint. */
 static inline void mcache_hint_add(struct theap *th, const void *b, int d)
 {
-    _Atomic uint16_t *h = mcache_hint(th, b);
-    RELAXED_STORE(*h, (uint16_t)(RELAXED_LOAD(*h) + d));
+    _Atomic uint8_t *h = mcache_hint(th, b);
+    RELAXED_STORE(*h, (uint8_t)(RELAXED_LOAD(*h) + d));
 }
 
 /* Is b parked in o's cache of class c?  Any thread may ask: relaxed loads,
@@ -369,7 +374,7 @@ static void mcache_flush_class(struct theap *th, unsigned c, unsigned k)
     for (unsigned j = k; j < n; j++)
         RELAXED_STORE(th->mc_blk[c][j - k], RELAXED_LOAD(th->mc_blk[c][j]));
     RELAXED_STORE(th->mc_n[c], (uint8_t)(n - k));
-    RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - k * mcache_units[c]);
+    RELAXED_STORE(th->mc_units, RELAXED_LOAD(th->mc_units) - k * med_cls[c].units);
 }
 
 /* Owner (or the release thread, as above): every block of th's cache goes
@@ -616,7 +621,7 @@ static unsigned mcache_largest(struct theap *th)
     unsigned best = 0;
     uint32_t most = 0;
     for (unsigned c = 0; c < MED_NCLS; c++) {
-        uint32_t u = RELAXED_LOAD(th->mc_n[c]) * (uint32_t)mcache_units[c];
+        uint32_t u = RELAXED_LOAD(th->mc_n[c]) * (uint32_t)med_cls[c].units;
         if (u > most) {
             most = u;
             best = c;
@@ -633,10 +638,11 @@ static unsigned mcache_largest(struct theap *th)
  * the class that holds most of the budget. */
 static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
 {
-    if (!mcache_may_park(s))
+    _Atomic uint8_t *hint = mcache_hint(th, b);
+    if (!mcache_may_park(s) || unlikely(RELAXED_LOAD(*hint) == MCACHE_HINT_MAX))
         return false;
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
-    if (unlikely(n >= mcache_cap[c])) {
+    if (unlikely(n >= med_cls[c].cap)) {
         unsigned out = n > 1 ? n / 2 : n;   /* the older half; a cap of 1: it */
         mcache_flush_class(th, c, out);
         n -= out;
@@ -646,7 +652,7 @@ static bool mcache_park(struct theap *th, struct span *s, unsigned c, void *b)
         mcache_flush_class(th, v, m > 1 ? m / 2 : m);
         n = RELAXED_LOAD(th->mc_n[c]);
     }
-    mcache_push(th, c, n, b, mcache_hint(th, b), mcache_units_with(th, c));
+    mcache_push(th, c, n, b, hint, RELAXED_LOAD(*hint), mcache_units_with(th, c));
     if (n == 0)
         mcache_watch_park(th);
     return true;
@@ -825,6 +831,8 @@ void *medium_alloc(struct theap *th, size_t size, size_t align)
 __attribute__((noinline)) void *medium_malloc_span(struct theap *th, unsigned c, size_t size,
                                                    size_t align)
 {
+    if (unlikely(th == NO_THEAP))        /* from malloc_fast: the thread's first */
+        return alloc_large(size, align);
     if (unlikely(!med.base)) {           /* from malloc_fast: no medium region */
         mown_leave(th);
         return alloc_system(size, align);
@@ -921,13 +929,12 @@ static __attribute__((noinline)) void medium_free_owner(struct theap *th, struct
 }
 
 /* The owner's free of block i of s (th marked busy, the claim done): a
- * double free reported, else parked, else given back to s.  Out of line for
- * free_fast (fast.h), whose common case it does itself. */
-__attribute__((noinline)) void medium_free_mine(struct theap *th, struct span *s, unsigned i,
-                                                void *ptr, const char *call)
+ * double free reported, else parked, else given back to s. */
+static ALWAYS_INLINE void medium_free_mine(struct theap *th, struct span *s, unsigned i,
+                                           void *ptr, const char *call)
 {
     unsigned c = s->cls;
-    _Atomic uint16_t *hint = mcache_hint(th, ptr);
+    _Atomic uint8_t *hint = mcache_hint(th, ptr);
     if (unlikely(RELAXED_LOAD(s->free[i / 64]) >> (i % 64) & 1) ||
         (unlikely(RELAXED_LOAD(*hint) != 0) && mcache_look(th, c, ptr))) {
         mown_leave(th);
@@ -935,13 +942,23 @@ __attribute__((noinline)) void medium_free_mine(struct theap *th, struct span *s
     }
     unsigned n = RELAXED_LOAD(th->mc_n[c]);
     uint32_t units = mcache_units_with(th, c);
-    if (likely(n - 1 < mcache_cap[c] - 1u) && likely(units <= MCACHE_BUDGET_UNITS) &&
-        likely(mcache_may_park(s))) {
-        mcache_push(th, c, n, ptr, hint, units);  /* not the first, nor one too many */
+    unsigned h = RELAXED_LOAD(*hint);
+    if (likely(n - 1 < med_cls[c].cap - 1u) && likely(units <= MCACHE_BUDGET_UNITS) &&
+        likely(mcache_may_park(s)) && likely(h != MCACHE_HINT_MAX)) {
+        mcache_push(th, c, n, ptr, hint, h, units);  /* not the first, nor one too many */
         mown_leave(th);
         return;
     }
     medium_free_owner(th, s, i, ptr);
+}
+
+/* medium_free_mine of ptr, a block of s: out of line for free_fast (fast.h),
+ * whose common case it does itself, and which keeps the block's index in no
+ * register for it. */
+__attribute__((noinline)) void medium_free_mine_at(struct theap *th, struct span *s, void *ptr,
+                                                   const char *call)
+{
+    medium_free_mine(th, s, block_of(s, (size_t)((char *)ptr - span_base(s))), ptr, call);
 }
 
 /* The owner's free with a steal word to look at: claim, then look whether

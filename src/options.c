@@ -177,6 +177,8 @@ EXPORT int shed_config(const char *settings)
         quarantine_trim();
     if (RELAXED_LOAD(g.opt.backend) != old_backend || RELAXED_LOAD(g.opt.advice) != old_advice)
         os_probe_backend();
+    if (RELAXED_LOAD(g.opt.release) != old_release)
+        medium_park_set();
     if (RELAXED_LOAD(g.opt.release) == REL_BATCHED && old_release != REL_BATCHED &&
         atomic_load(&g.state) == S_READY) {
         releaser_collect_soon();      /* pools freed meanwhile are due */

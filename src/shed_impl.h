@@ -170,7 +170,8 @@
                                         this (but MCACHE_LEAST_BYTES) per class */
 #define MCACHE_LEAST_BYTES ((size_t)128 << 10) /* and at least this, in 1 to 3
                                         blocks (3 of 40 KiB, 1 of 128 KiB) */
-#define MCACHE_HINTS    2048         /* counts of parked blocks by address */
+#define MCACHE_HINTS    4096         /* counts of parked blocks by address */
+#define MCACHE_HINT_MAX 255          /* the most a count (a byte) holds */
 #define POOLS_PER_ARENA 64
 #define NSTRIPES        64           /* locks for cross-thread frees: one
                                         page, as every page of locks costs
@@ -453,6 +454,9 @@ _Static_assert(offsetof(struct span, free) == 24 && offsetof(struct span, owned)
 struct medium {
     char *base;                  /* the medium region, NULL when none */
     size_t size, nspans, ncommitted;
+    _Atomic size_t park_size;    /* size, or 0 where no block is parked (a
+                                    checker, release=inline: medium_park_set):
+                                    medium_free_fast's one range check */
     _Atomic size_t ncarved;      /* grows under lock; span_any_dirty reads it without */
     unsigned span_pages;         /* pages per span (at most 64) */
     uint64_t all_pages;          /* mask of a span's pages */
@@ -601,7 +605,7 @@ struct theap {
     _Atomic uint32_t mc_units;   /* parked bytes of the classes up to
                                     MCACHE_SHARED_MAX, in units of 128 */
     _Atomic uintptr_t mc_blk[MED_NCLS][MCACHE_SLOTS];
-    _Atomic uint16_t mc_hint[MCACHE_HINTS];  /* parked blocks by a hash of
+    _Atomic uint8_t mc_hint[MCACHE_HINTS];  /* parked blocks by a hash of
                                     their address (mcache_hint): 0 says a
                                     block is not parked without a look */
 };
@@ -609,9 +613,9 @@ struct theap {
 /*
  * Medium cache.  A thread's free of a medium block of a span it owns parks
  * the block in its theap's cache for the block's class (mc_blk, a LIFO
- * stack of at most mcache_cap[class] blocks: MCACHE_SLOTS for the classes
+ * stack of at most med_cls[class].cap blocks: MCACHE_SLOTS for the classes
  * up to MCACHE_SHARED_MAX, which share a budget of MCACHE_BUDGET parked
- * bytes a thread (mc_units, counted in mcache_units[class] units of 128
+ * bytes a thread (mc_units, counted in med_cls[class].units units of 128
  * bytes); for the classes above, MCACHE_CLASS_BYTES / size blocks but
  * never fewer than MCACHE_LEAST_BYTES allows (3 of 40 KiB, 1 of 128 KiB);
  * 2139 KiB a thread with every cache full, as when each class up to 32 KiB
@@ -628,11 +632,12 @@ struct theap {
  *     remote[] has its bit), its span is owned by the theap that parks it,
  *     and it counts in live[] as a block in use; so a span with a parked
  *     block is never empty, and its pages stay owned;
- *   - mc_units is the sum of mcache_units[c] * mc_n[c], at most
+ *   - mc_units is the sum of med_cls[c].units * mc_n[c], at most
  *     MCACHE_BUDGET / 128 (checked at each park);
  *   - mc_hint[h] counts the parked blocks whose address hashes to h
  *     (mcache_hint), all classes together; so a free whose count is 0 is of
- *     no parked block, and the owner looks no further;
+ *     no parked block, and the owner looks no further; a count is at most
+ *     MCACHE_HINT_MAX (a block whose count is there goes to its span);
  *   - no block is parked twice, nor parked and handed out: the owner's free
  *     looks for the block in the class's stack (mcache_holds, when its
  *     hint is not 0) after the bitmap, and reports a double free; a free
@@ -1310,6 +1315,7 @@ void     medium_free_now(void *ptr, const char *call) HIDDEN;
 size_t   medium_usable(const void *ptr, const char *call) HIDDEN;
 int      medium_class(size_t size, size_t align) HIDDEN;
 void     medium_classes_init(void) HIDDEN;
+void     medium_park_set(void) HIDDEN;
 void     medium_drain(struct theap *th) HIDDEN;
 void     medium_abandon(struct theap *th) HIDDEN;
 void     medium_destroy(struct theap *th) HIDDEN;

@@ -109,6 +109,7 @@ int span_setup(size_t size)
         med.size = 0;
         return -1;
     }
+    medium_park_set();                   /* the free fast path's range */
     return 0;
 }
 

@@ -8,7 +8,7 @@
 # (make check-debug) test_check: its checks fail on corrupted state.
 
 INTERNAL_SRC := test/internal/test_block_index.c test/internal/test_slock.c \
-                test/internal/test_remote.c \
+                test/internal/test_remote.c test/internal/test_mcache.c \
                 test/internal/test_forkpages.c
 INTERNAL_BIN := $(INTERNAL_SRC:test/internal/%.c=$(BUILD)/internal/%)
 
