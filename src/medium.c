@@ -70,8 +70,9 @@ void medium_classes_init(void)
         med_class_of_128[k] = (uint8_t)mclass_of((size_t)k * 128 + 1);
 }
 
-/* med.park_size: the fast path parks (medium_free_fast) only where
- * mcache_may_park would, but for the span's seal. */
+/* med.park_size: the medium region's size where blocks may be parked (no
+ * checker, release not inline), else 0; medium_free_fast's one range check,
+ * and mcache_may_park's. */
 void medium_park_set(void)
 {
     bool park = med.base && !g.checker && RELAXED_LOAD(g.opt.release) != REL_INLINE;
@@ -608,11 +609,12 @@ static ALWAYS_INLINE void mcache_watch_park(struct theap *th)
         mcache_watch();
 }
 
-/* May the owner th park a block of s (see "Medium cache")? */
+/* May the owner th park a block of s (see "Medium cache")?  Not under a
+ * checker nor with release=inline (med.park_size is 0 then), nor in a
+ * sealed span. */
 static ALWAYS_INLINE bool mcache_may_park(struct span *s)
 {
-    return likely(!g.checker) && likely(!RELAXED_LOAD(s->sealed)) &&
-           likely(RELAXED_LOAD(g.opt.release) != REL_INLINE);
+    return likely(RELAXED_LOAD(med.park_size) != 0) && likely(!RELAXED_LOAD(s->sealed));
 }
 
 /* The class whose parked blocks count most in th's budget. */
